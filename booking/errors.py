@@ -1,0 +1,99 @@
+"""Every error the service raises on purpose, in one place.
+
+The ``error_type`` of each class is the ``errorType`` that GraphQL clients see
+and the ``type`` of the Temporal ``ApplicationError`` that carries it out of a
+workflow or an activity, so one name travels unchanged from the database to
+the client::
+
+    BookingServiceError
+    ├── ConfigurationError         (CLI and start-up only; never reaches a client)
+    └── DomainError                error_type = class name, unless noted
+        ├── ValidationError        bad input: dates, amounts, hold length, ids
+        ├── ApartmentNotFound
+        ├── ApartmentUnavailable   not VACANT (another hold or a lease)
+        ├── BookingNotFound
+        ├── BookingExpired         the hold is over; the payment is refunded
+        ├── PaymentRejected        wrong amount or currency, or not PENDING
+        ├── BookingNotCancellable  not PENDING any more
+        ├── Unauthorized           a signed-in caller touching what is not theirs
+        └── UnauthorizedException  no or invalid credentials (HTTP 401)
+
+Anything else that escapes is a bug: the API masks it as ``InternalFailure``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class BookingServiceError(Exception):
+    """Root of the service's own errors."""
+
+
+class ConfigurationError(BookingServiceError):
+    """A setting is missing or not allowed; the message says which and why."""
+
+
+class DomainError(BookingServiceError):
+    error_type: ClassVar[str] = "DomainError"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.error_type = cls.__name__
+
+
+class ValidationError(DomainError):
+    pass
+
+
+class ApartmentNotFound(DomainError):
+    pass
+
+
+class ApartmentUnavailable(DomainError):
+    pass
+
+
+class BookingNotFound(DomainError):
+    pass
+
+
+class BookingExpired(DomainError):
+    pass
+
+
+class PaymentRejected(DomainError):
+    pass
+
+
+class BookingNotCancellable(DomainError):
+    pass
+
+
+class Unauthorized(DomainError):
+    pass
+
+
+class UnauthorizedException(DomainError):
+    pass
+
+
+DOMAIN_ERRORS: dict[str, type[DomainError]] = {
+    cls.error_type: cls
+    for cls in (
+        ValidationError,
+        ApartmentNotFound,
+        ApartmentUnavailable,
+        BookingNotFound,
+        BookingExpired,
+        PaymentRejected,
+        BookingNotCancellable,
+        Unauthorized,
+        UnauthorizedException,
+    )
+}
+"""errorType -> class, to turn an ``ApplicationError.type`` back into a DomainError."""

