@@ -12,6 +12,8 @@ the client::
         ├── ApartmentNotFound
         ├── ApartmentUnavailable   not VACANT (another hold or a lease)
         ├── BookingNotFound
+        ├── UserNotFound
+        ├── BuildingNotFound
         ├── BookingExpired         the hold is over; the payment is refunded
         ├── PaymentRejected        wrong amount or currency, or not PENDING
         ├── BookingNotCancellable  not PENDING any more
@@ -62,6 +64,14 @@ class BookingNotFound(DomainError):
     pass
 
 
+class UserNotFound(DomainError):
+    pass
+
+
+class BuildingNotFound(DomainError):
+    pass
+
+
 class BookingExpired(DomainError):
     pass
 
@@ -89,6 +99,8 @@ DOMAIN_ERRORS: dict[str, type[DomainError]] = {
         ApartmentNotFound,
         ApartmentUnavailable,
         BookingNotFound,
+        UserNotFound,
+        BuildingNotFound,
         BookingExpired,
         PaymentRejected,
         BookingNotCancellable,

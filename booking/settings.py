@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(default=20, ge=1, validation_alias="BOOKING_DB_POOL_MAX")
     introspection: bool = Field(default=True, validation_alias="BOOKING_GRAPHQL_INTROSPECTION")
     log_level: str = Field(default="INFO", validation_alias="BOOKING_LOG_LEVEL")
+    # Freshness a CDN may give public GraphQL reads (buildings, apartments and
+    # their availability); see api/caching.py and README "Caching and CDN".
+    cache_max_age: int = Field(default=5, ge=0, le=3600, validation_alias="BOOKING_CACHE_MAX_AGE")
+    cache_stale_while_revalidate: int = Field(
+        default=10, ge=0, le=86400, validation_alias="BOOKING_CACHE_STALE_WHILE_REVALIDATE"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -156,7 +156,8 @@ class EmbeddedPostgres:
             "shared_buffers=128MB",
         ]
         if not self.durable:
-            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            args += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
+            args += ["-c", "full_page_writes=off"]
         log = self.log_file.open("ab")
         self._chown(self.log_file, user)
         self.process = subprocess.Popen(
