@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 from temporalio import activity
@@ -112,7 +114,7 @@ class CatalogActivities:
                 changed, at = await store.insert_apartment(conn, apartment)
         return CatalogResult("create_apartment", apartment.id, changed, at)
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         """The bound activity methods, for ``Worker(activities=...)``."""
         return [
             self.create_user,

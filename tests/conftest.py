@@ -8,9 +8,10 @@
 - ``host:port``: an existing server (its namespace must allow registering the
   search attributes).
 
-Postgres is ``DATABASE_URL`` when set, else an embedded server for the session
-(fsync off). Every test gets a fresh task queue; tests that need clean rows make
-their own apartments, users and bookings with unique ids.
+Every client uses the production data converter. Postgres is ``DATABASE_URL``
+when set, else an embedded server for the session (fsync off). Every test gets
+a fresh task queue; tests that need clean rows make their own apartments, users
+and bookings with unique ids.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from booking.converter import DATA_CONVERTER
 from booking.db import create_pool, migrate
 from booking.devstack.binaries import find_binary
 from booking.devstack.postgres import EmbeddedPostgres
@@ -75,11 +77,13 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironme
     choice: str = request.config.getoption("--workflow-environment")
     if choice == "time-skipping":
         environment = await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=find_binary("temporal-test-server")
+            test_server_existing_path=find_binary("temporal-test-server"),
+            data_converter=DATA_CONVERTER,
         )
     elif choice == "local":
         environment = await WorkflowEnvironment.start_local(
             dev_server_existing_path=find_binary("temporal"),
+            data_converter=DATA_CONVERTER,
             ui=False,
             dev_server_extra_args=[
                 *dev_server_search_attribute_flags(),
@@ -88,7 +92,9 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironme
             ],
         )
     else:
-        environment = WorkflowEnvironment.from_client(await Client.connect(choice))
+        environment = WorkflowEnvironment.from_client(
+            await Client.connect(choice, data_converter=DATA_CONVERTER)
+        )
     await register_search_attributes(environment.client, environment.client.namespace)
     try:
         yield environment

@@ -13,7 +13,6 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.catalog import CatalogActivities
-from booking.converter import DATA_CONVERTER
 from workflows.catalog import (
     ApartmentData,
     BuildingData,
@@ -29,7 +28,7 @@ from workflows.catalog import (
 async def client(
     env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
 ) -> AsyncIterator[Client]:
-    client = Client(**{**env.client.config(), "data_converter": DATA_CONVERTER})
+    client = env.client
     async with Worker(
         client,
         task_queue=task_queue,
