@@ -62,9 +62,7 @@ class CatalogActivities:
             with permanent_db_errors("user not updated"):
                 at = await store.update_user(conn, update)
         if at is None:
-            raise ApplicationError(
-                f"no user {update.id}", type="UserNotFound", non_retryable=True
-            )
+            raise ApplicationError(f"no user {update.id}", type="UserNotFound", non_retryable=True)
         return CatalogResult("update_user", update.id, True, at)
 
     @activity.defn(name="delete_user")

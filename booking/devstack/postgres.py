@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from booking.devstack.supervisor import die_with_parent
 from booking.errors import ConfigurationError
 
 _SERVICE_USER = "embedded_postgres"
@@ -97,6 +98,9 @@ class EmbeddedPostgres:
     database: str = "booking"
     # fsync off makes test clusters several times faster; never for `booking dev`.
     durable: bool = True
+    # `booking dev` sets it: if that process dies, even by SIGKILL, the kernel
+    # stops this server too (SIGINT: Postgres' fast shutdown).
+    die_with_parent: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -170,6 +174,7 @@ class EmbeddedPostgres:
             # Its own process group: a Ctrl-C in our terminal reaches us, and we
             # stop Postgres in order, rather than it dying under the worker.
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGINT) if self.die_with_parent else None,
         )
         log.close()
         self._wait_ready(timeout)
@@ -194,8 +199,13 @@ class EmbeddedPostgres:
         psql = [str(bin_dir / "psql"), "-h", self.host, "-p", str(self.port), "-U", "postgres"]
         for _ in range(100):
             probe = subprocess.run(
-                [*psql, "-d", "postgres", "-tAc",
-                 f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"],
+                [
+                    *psql,
+                    "-d",
+                    "postgres",
+                    "-tAc",
+                    f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'",
+                ],
                 capture_output=True,
                 text=True,
             )
@@ -249,9 +259,9 @@ class EmbeddedPostgres:
 
 
 @contextlib.contextmanager
-def embedded_postgres(data_dir: Path, *, port: int = 0, durable: bool = True) -> Iterator[
-    EmbeddedPostgres
-]:
+def embedded_postgres(
+    data_dir: Path, *, port: int = 0, durable: bool = True
+) -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(data_dir=data_dir, port=port, durable=durable)
     server.start()
     try:

@@ -77,9 +77,7 @@ async def building_exists(conn: Conn, building_id: str) -> bool:
     return found
 
 
-async def insert_building(
-    conn: Conn, building: BuildingData
-) -> tuple[bool, datetime]:
+async def insert_building(conn: Conn, building: BuildingData) -> tuple[bool, datetime]:
     row = await conn.fetchrow(
         """INSERT INTO buildings (id, user_id, name, street_address, postal_code, city, country,
                                   number_of_apartments)
@@ -101,9 +99,7 @@ async def insert_building(
     return False, existing
 
 
-async def insert_apartment(
-    conn: Conn, apartment: ApartmentData
-) -> tuple[bool, datetime]:
+async def insert_apartment(conn: Conn, apartment: ApartmentData) -> tuple[bool, datetime]:
     row = await conn.fetchrow(
         """INSERT INTO apartments (id, apartment_number, building_id, caretaker_id,
                                    apartment_type, apartment_status, kitchen, number_of_rooms,

@@ -1,0 +1,100 @@
+"""Authentication as AppSync does it: an API key, or a Cognito-style JWT.
+
+``x-api-key`` names a trusted backend caller (every operation, in anyone's
+name). ``Authorization`` carries a JWT, with or without ``Bearer ``: HS256
+signed with ``BOOKING_JWT_SECRET`` or RS256 with a key from ``BOOKING_JWKS_URL``.
+PyJWT checks the signature, the algorithm (only the configured ones, never
+``none``) and ``exp`` (required). ``sub`` is the user id and ``cognito:groups``
+the groups. Any failure is ``UnauthorizedException`` (HTTP 401); the reason is
+logged, never the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Mapping
+
+import jwt
+
+from api.context import Principal
+from booking.errors import UnauthorizedException
+from booking.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MISSING = "Valid authorization header not provided."
+DENIED = "You are not authorized to make this call."
+_LEEWAY_SECONDS = 5
+
+
+class Authenticator:
+    def __init__(self, settings: Settings) -> None:
+        self._api_keys = tuple(k.encode() for k in settings.api_keys)
+        self._secret = settings.jwt_secret
+        self._jwks = (
+            jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300)
+            if settings.jwks_url
+            else None
+        )
+
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        api_key = headers.get("x-api-key")
+        if api_key is not None:
+            return self._check_api_key(api_key)
+        authorization = headers.get("authorization")
+        if authorization:
+            return await self._check_jwt(authorization)
+        raise UnauthorizedException(MISSING)
+
+    def _check_api_key(self, api_key: str) -> Principal:
+        candidate = api_key.encode()
+        # Compare against every key, in constant time, so timing reveals nothing.
+        matched = False
+        for key in self._api_keys:
+            matched |= hmac.compare_digest(candidate, key)
+        if not matched:
+            log.info("rejected request: unknown API key")
+            raise UnauthorizedException(DENIED)
+        return Principal(user_id=None, groups=frozenset(), trusted=True)
+
+    async def _check_jwt(self, authorization: str) -> Principal:
+        token = authorization.strip()
+        if token[:7].lower() == "bearer ":
+            token = token[7:].strip()
+        try:
+            header = jwt.get_unverified_header(token)
+            algorithm = header.get("alg")
+            key: object
+            if algorithm == "HS256" and self._secret:
+                key = self._secret
+            elif algorithm == "RS256" and self._jwks is not None:
+                # The JWKS fetch is blocking I/O (cached after the first call).
+                signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+                key = signing_key.key
+            else:
+                raise jwt.InvalidAlgorithmError(f"algorithm {algorithm!r} is not accepted")
+            claims = jwt.decode(
+                token,
+                key,  # type: ignore[arg-type]
+                algorithms=[algorithm],
+                options={"require": ["exp", "sub"], "verify_aud": False},
+                leeway=_LEEWAY_SECONDS,
+            )
+        except jwt.ExpiredSignatureError:
+            log.info("rejected request: expired token")
+            raise UnauthorizedException("Token has expired.") from None
+        except (jwt.PyJWTError, jwt.PyJWKClientError) as err:
+            log.info("rejected request: invalid token (%s)", type(err).__name__)
+            raise UnauthorizedException(DENIED) from None
+        sub = claims.get("sub")
+        groups = claims.get("cognito:groups") or []
+        if not isinstance(sub, str) or not sub or not isinstance(groups, list):
+            log.info("rejected request: token lacks a usable sub or cognito:groups")
+            raise UnauthorizedException(DENIED)
+        return Principal(
+            user_id=sub,
+            groups=frozenset(g for g in groups if isinstance(g, str)),
+            trusted=False,
+        )

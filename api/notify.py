@@ -1,0 +1,116 @@
+"""Live booking updates: one LISTEN connection per API process, fanned out to subscribers.
+
+The activities change a booking and ``pg_notify('booking_status', ...)`` in the
+same transaction (a trigger in 0001_initial.sql), and Postgres delivers the
+notice to every listening connection, so every API process sees every
+transition within milliseconds, with no polling. A notice only says "booking X
+changed"; subscribers read the row itself, so a notice lost while the
+connection was being re-established costs nothing: on reconnect every
+subscriber is told to re-read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "booking_status"
+APPLICATION_NAME = "booking-api-listener"  # how operators (and tests) find it in pg_stat_activity
+RESYNC = "*"  # put on every queue after a reconnect: "re-read, you may have missed something"
+
+
+class BookingBroadcaster:
+    def __init__(self, dsn: str, *, reconnect_delay: float = 0.5) -> None:
+        self._dsn = dsn
+        self._reconnect_delay = reconnect_delay
+        self._subscribers: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+
+    @property
+    def listening(self) -> bool:
+        return self._connected.is_set()
+
+    async def start(self) -> None:
+        """Start listening; returns once the first LISTEN is in place (10 s at most)."""
+        self._task = asyncio.create_task(self._run(), name="booking-status-listener")
+        async with asyncio.timeout(10):
+            await self._connected.wait()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @contextlib.contextmanager
+    def subscribe(self, booking_id: str) -> Iterator[asyncio.Queue[str]]:
+        """A queue that receives the booking's new status on every transition."""
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._subscribers[booking_id].add(queue)
+        try:
+            yield queue
+        finally:
+            queues = self._subscribers.get(booking_id)
+            if queues is not None:
+                queues.discard(queue)
+                if not queues:
+                    del self._subscribers[booking_id]
+
+    def _on_notification(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        try:
+            notice = json.loads(str(payload))
+            booking_id = str(notice["id"])
+            status = str(notice["status"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored malformed %s notification", CHANNEL)
+            return
+        for queue in self._subscribers.get(booking_id, ()):
+            queue.put_nowait(status)
+
+    def _on_termination(self, _conn: object) -> None:
+        self._lost.set()
+
+    async def _run(self) -> None:
+        first = True
+        while True:
+            try:
+                conn = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": APPLICATION_NAME}
+                )
+            except (OSError, asyncpg.PostgresError) as err:
+                log.warning("LISTEN connection failed (%s); retrying", err)
+                await asyncio.sleep(self._reconnect_delay)
+                continue
+            self._conn = conn
+            self._lost.clear()
+            try:
+                conn.add_termination_listener(self._on_termination)
+                await conn.add_listener(CHANNEL, self._on_notification)
+                self._connected.set()
+                if not first:
+                    log.info("LISTEN connection re-established; subscribers re-read")
+                    for queues in list(self._subscribers.values()):
+                        for queue in queues:
+                            queue.put_nowait(RESYNC)
+                first = False
+                await self._lost.wait()
+                log.warning("LISTEN connection lost; reconnecting")
+            finally:
+                self._connected.clear()
+                self._conn = None
+                if not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close(timeout=2))
+            await asyncio.sleep(self._reconnect_delay)

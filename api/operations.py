@@ -1,0 +1,204 @@
+"""Every write the API makes, each one a Temporal call (the API never writes SQL).
+
+Bookings: ``reserve`` is update-with-start (start the booking workflow, or join
+the one already running for the same idempotency key, and wait on its
+``wait_for_hold`` update), so the caller hears about the hold as soon as it is
+in place, with no polling. ``pay`` and ``cancel`` are updates that answer
+with the outcome. Catalog writes go through ``CatalogWorkflow``.
+
+Temporal carries domain errors as ``ApplicationError.type``; they come back
+here wrapped (``WorkflowUpdateFailedError``, ``WorkflowFailureError``) and are
+turned back into ``booking.errors`` classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import domain_error_from
+from booking.errors import (
+    ApartmentUnavailable,
+    BookingExpired,
+    BookingNotCancellable,
+    PaymentRejected,
+    ValidationError,
+)
+from booking.settings import Settings
+from booking.store.reads import BookingRow
+from workflows.booking import (
+    EXPIRED,
+    ApartmentBookingWorkflow,
+    BookingInput,
+    BookingState,
+    PaymentInput,
+    booking_id_for,
+    start_search_attributes,
+    validation_error,
+    workflow_id_for,
+)
+from workflows.catalog import CatalogRequest, CatalogResult, run_catalog_write
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEMO_APARTMENT_ID = "1234567"
+DEMO_TENANT_ID = "demo-tenant"
+# The tutorial's execution booked a stay; ours starts tomorrow for 30 nights.
+_DEMO_STAY = timedelta(days=30)
+
+
+def step_function_arn(namespace: str) -> str:
+    return f"arn:temporal:{namespace}:workflow-type/ApartmentBookingWorkflow"
+
+
+async def _unwrap(call: Awaitable[T]) -> T:
+    """Await a Temporal call, re-raising a domain error found in its failure chain."""
+    try:
+        return await call
+    except (WorkflowUpdateFailedError, WorkflowFailureError, RPCError) as err:
+        domain = domain_error_from(err)
+        if domain is not None:
+            raise domain from None
+        raise
+
+
+@dataclass(frozen=True)
+class ReserveRequest:
+    apartment_id: str
+    user_id: str
+    start_date: date
+    end_date: date
+    hold_seconds: int
+    idempotency_key: str | None
+
+
+class BookingCommands:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+
+    async def reserve(self, request: ReserveRequest) -> str:
+        """Place the hold (or join the one placed for the same key); return the booking id."""
+        booking_id = booking_id_for(request.user_id, request.idempotency_key)
+        booking_input = BookingInput(
+            booking_id=booking_id,
+            apartment_id=request.apartment_id,
+            user_id=request.user_id,
+            start_date=request.start_date,
+            end_date=request.end_date,
+            hold_seconds=request.hold_seconds,
+            idempotency_key=request.idempotency_key,
+        )
+        problem = validation_error(booking_input)
+        if problem is not None:
+            raise ValidationError(problem)
+        # A stay that has already begun cannot be booked (issue 6: dates in the past).
+        if request.start_date < datetime.now(UTC).date():
+            raise ValidationError("startDate must not be in the past")
+        await self._start_and_wait(booking_input, workflow_id_for(booking_id))
+        return booking_id
+
+    async def _start_and_wait(self, booking_input: BookingInput, workflow_id: str) -> BookingState:
+        operation = WithStartWorkflowOperation(
+            ApartmentBookingWorkflow.run,
+            booking_input,
+            id=workflow_id,
+            task_queue=self._settings.task_queue,
+            # The same idempotency key joins the running booking instead of a second hold.
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # ... and never starts a new run after the first one closed.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=start_search_attributes(booking_input, None),
+            static_summary=(
+                f"booking {booking_input.booking_id}: apartment {booking_input.apartment_id} "
+                f"for {booking_input.user_id}"
+            ),
+        )
+        try:
+            return await _unwrap(
+                self._client.execute_update_with_start_workflow(
+                    ApartmentBookingWorkflow.wait_for_hold,
+                    start_workflow_operation=operation,
+                )
+            )
+        except WorkflowAlreadyStartedError:
+            # The execution for this key has closed: the caller asked before and the
+            # resolver answers from the database (or says the key is spent).
+            log.info("workflow %s already closed; answering from the database", workflow_id)
+            # The start's own future holds the same error; collect it so that asyncio
+            # does not report it as never retrieved.
+            with contextlib.suppress(Exception):
+                await operation.workflow_handle()
+            raise
+        except RPCError as err:
+            if err.status == RPCStatusCode.ALREADY_EXISTS:
+                raise WorkflowAlreadyStartedError(workflow_id, "ApartmentBookingWorkflow") from err
+            raise
+
+    async def add_step_function(self, execution_id: str, arn: str) -> None:
+        """The tutorial's mutation: one booking of the demo apartment, workflow id = ``id``."""
+        expected = step_function_arn(self._settings.temporal_namespace)
+        if arn != expected:
+            raise ValidationError(f"arn must be {expected!r}")
+        if not execution_id.strip() or len(execution_id) > 200:
+            raise ValidationError("id must be 1 to 200 characters")
+        today = datetime.now(UTC).date()
+        booking_input = BookingInput(
+            booking_id=execution_id,
+            apartment_id=DEMO_APARTMENT_ID,
+            user_id=DEMO_TENANT_ID,
+            start_date=today + timedelta(days=1),
+            end_date=today + timedelta(days=1) + _DEMO_STAY,
+            hold_seconds=self._settings.hold_seconds,
+            step_function_arn=arn,
+        )
+        # Like StartExecution: the execution exists (and is listed) even when the
+        # apartment was taken; its outcome is in the booking, not in this answer.
+        with contextlib.suppress(ApartmentUnavailable, WorkflowAlreadyStartedError):
+            await self._start_and_wait(booking_input, execution_id)
+
+    async def pay(self, booking: BookingRow, payment: PaymentInput) -> BookingState:
+        handle = self._client.get_workflow_handle_for(
+            ApartmentBookingWorkflow.run, booking.workflow_id
+        )
+        try:
+            return await _unwrap(handle.execute_update(ApartmentBookingWorkflow.pay, payment))
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # The execution has closed: the booking is settled one way or the other.
+            if booking.booking_status == "CANCELLED" and booking.cancellation_reason == EXPIRED:
+                raise BookingExpired("the hold is over") from None
+            raise PaymentRejected(f"booking is {booking.booking_status}, not PENDING") from None
+
+    async def cancel(self, booking: BookingRow) -> BookingState:
+        handle = self._client.get_workflow_handle_for(
+            ApartmentBookingWorkflow.run, booking.workflow_id
+        )
+        try:
+            return await _unwrap(handle.execute_update(ApartmentBookingWorkflow.cancel))
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise BookingNotCancellable(
+                f"booking cannot be cancelled: it is {booking.booking_status}"
+            ) from None
+
+    async def catalog(self, request: CatalogRequest) -> CatalogResult:
+        return await _unwrap(run_catalog_write(self._client, self._settings.task_queue, request))

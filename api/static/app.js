@@ -1,0 +1,533 @@
+// The tenant page: plain ES module, no build step. Reads go over GET with
+// automatic persisted queries (short, CDN-cacheable URLs); mutations over POST;
+// live status over graphql-transport-ws on /graphql.
+
+const $ = (id) => document.getElementById(id);
+const DEV_MODE = document.body.dataset.devMode === "true";
+const TOKEN_KEY = "booking.token";
+
+const Q_BUILDINGS = `query Buildings { getAllBuildings { items { id name } } }`;
+const Q_APARTMENTS = `query Apartments($buildingId: String!) {
+  getAllApartmentsPerBuilding(buildingId: $buildingId) {
+    id apartmentNumber apartmentType numberOfRooms apartmentStatus monthlyRent currency
+  }
+}`;
+const BOOKING_FIELDS = `id apartmentId userId bookingStatus amountDue currency holdExpiresAt paidAt
+  cancellationReason workflowId`;
+const M_RESERVE = `mutation Reserve($input: ReserveApartmentInput!) {
+  reserveApartment(input: $input) { ${BOOKING_FIELDS} }
+}`;
+const M_PAY = `mutation Pay($input: PayBookingInput!) { payBooking(input: $input) { ${BOOKING_FIELDS} } }`;
+const M_CANCEL = `mutation Cancel($id: ID!) { cancelBooking(id: $id) { ${BOOKING_FIELDS} } }`;
+const Q_BOOKING = `query Booking($id: ID!) { getBooking(id: $id) { ${BOOKING_FIELDS} } }`;
+const S_STATUS = `subscription Status($id: ID!) { onBookingStatusChanged(id: $id) { ${BOOKING_FIELDS} } }`;
+
+const MESSAGES = {
+  ApartmentUnavailable: "Sorry, this apartment was just taken by someone else. Pick another one.",
+  ApartmentNotFound: "This apartment no longer exists.",
+  BookingExpired: "Your hold expired before the payment arrived; the apartment is free again.",
+  PaymentRejected: "The payment was rejected.",
+  BookingNotCancellable: "This booking can no longer be cancelled.",
+  BookingNotFound: "Booking not found.",
+  Unauthorized: "You are not allowed to do that.",
+  UnauthorizedException: "Please sign in with a valid token.",
+};
+
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY) || "",
+  claims: null,
+  buildingId: "",
+  apartments: new Map(),
+  booking: null,
+  socket: null,
+  countdownTimer: null,
+  expiredShown: false,
+};
+
+class GraphQLFailure extends Error {
+  constructor(errors) {
+    const first = errors[0] || {};
+    super(first.message || "request failed");
+    this.errorType = first.errorType || (first.extensions && first.extensions.code) || "Error";
+    this.errors = errors;
+  }
+}
+
+// ------------------------------------------------------------------ UI helpers
+
+function showMessage(text, kind = "info") {
+  const box = $("message");
+  box.textContent = text;
+  box.className = kind;
+  box.dataset.kind = kind;
+  box.hidden = false;
+}
+
+function clearMessage() {
+  $("message").hidden = true;
+  $("message").textContent = "";
+}
+
+function explain(error) {
+  if (error instanceof GraphQLFailure) {
+    return MESSAGES[error.errorType] || `${error.errorType}: ${error.message}`;
+  }
+  return `Network problem: ${error.message}`;
+}
+
+function money(minor, currency) {
+  try {
+    return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(minor / 100);
+  } catch {
+    return `${(minor / 100).toFixed(2)} ${currency}`;
+  }
+}
+
+function statusBadge(status) {
+  const span = document.createElement("span");
+  span.className = `status status-${status}`;
+  span.textContent = status;
+  return span;
+}
+
+function isoDate(d) {
+  return d.toISOString().slice(0, 10);
+}
+
+// ------------------------------------------------------------------ auth
+
+function decodeClaims(token) {
+  const part = token.replace(/^Bearer\s+/i, "").split(".")[1];
+  if (!part) return null;
+  try {
+    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/"));
+    return JSON.parse(json);
+  } catch {
+    return null;
+  }
+}
+
+function authHeaders() {
+  return state.token ? { Authorization: state.token } : {};
+}
+
+function setToken(token) {
+  const claims = decodeClaims(token);
+  if (!claims || !claims.sub) {
+    showMessage("That does not look like a JWT (header.payload.signature).", "error");
+    return false;
+  }
+  state.token = token.replace(/^Bearer\s+/i, "");
+  state.claims = claims;
+  sessionStorage.setItem(TOKEN_KEY, state.token);
+  const groups = (claims["cognito:groups"] || []).join(", ") || "no groups";
+  $("whoami").textContent = `Signed in as ${claims.sub} (${groups})`;
+  $("whoami").dataset.userId = claims.sub;
+  $("sign-out").hidden = false;
+  return true;
+}
+
+function signOut() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.token = "";
+  state.claims = null;
+  $("whoami").textContent = "Not signed in";
+  delete $("whoami").dataset.userId;
+  $("sign-out").hidden = true;
+  closeSocket();
+}
+
+// ------------------------------------------------------------------ GraphQL over HTTP
+
+async function sha256Hex(text) {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function operationName(query) {
+  const match = /^\s*(?:query|mutation|subscription)\s+(\w+)/.exec(query);
+  return match ? match[1] : "";
+}
+
+async function parse(response) {
+  let body;
+  try {
+    body = await response.json();
+  } catch {
+    throw new Error(`HTTP ${response.status}`);
+  }
+  if (body.errors && body.errors.length) throw new GraphQLFailure(body.errors);
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return body.data;
+}
+
+// Queries: GET with the query's sha256 only (APQ); on PersistedQueryNotFound send
+// the query once with its hash so the server registers it. `fresh` revalidates
+// with the server (ETag/304) instead of trusting the browser's cached copy.
+async function query(text, variables = {}, { fresh = false } = {}) {
+  const params = new URLSearchParams();
+  params.set("operationName", operationName(text));
+  params.set("variables", JSON.stringify(variables));
+  const cache = fresh ? "no-cache" : "default";
+  if (globalThis.crypto && crypto.subtle) {
+    const hash = await sha256Hex(text);
+    params.set("extensions", JSON.stringify({ persistedQuery: { version: 1, sha256Hash: hash } }));
+    const first = await fetch(`/graphql?${params}`, { headers: authHeaders(), cache });
+    const body = await first.clone().json().catch(() => null);
+    const missing = body && body.errors && body.errors.some(
+      (e) => e.errorType === "PersistedQueryNotFound"
+        || (e.extensions && e.extensions.code === "PERSISTED_QUERY_NOT_FOUND"));
+    if (!missing) return parse(first);
+  }
+  params.set("query", text);
+  return parse(await fetch(`/graphql?${params}`, { headers: authHeaders(), cache }));
+}
+
+async function mutate(text, variables) {
+  const response = await fetch("/graphql", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...authHeaders() },
+    body: JSON.stringify({ query: text, variables, operationName: operationName(text) }),
+  });
+  return parse(response);
+}
+
+// ------------------------------------------------------------------ subscription
+
+function closeSocket() {
+  if (state.socket) {
+    state.socket.onclose = null;
+    state.socket.close(1000);
+    state.socket = null;
+  }
+  $("live").classList.remove("connected");
+}
+
+function subscribe(bookingId) {
+  closeSocket();
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/graphql`;
+  const socket = new WebSocket(url, "graphql-transport-ws");
+  state.socket = socket;
+  socket.onopen = () => {
+    socket.send(JSON.stringify({
+      type: "connection_init",
+      payload: { Authorization: state.token, authorization: state.token },
+    }));
+  };
+  socket.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "connection_ack") {
+      $("live").classList.add("connected");
+      socket.send(JSON.stringify({
+        id: bookingId, type: "subscribe",
+        payload: { query: S_STATUS, variables: { id: bookingId }, operationName: "Status" },
+      }));
+    } else if (message.type === "ping") {
+      socket.send(JSON.stringify({ type: "pong" }));
+    } else if (message.type === "next" && message.id === bookingId) {
+      const payload = message.payload || {};
+      if (payload.errors && payload.errors.length) {
+        showMessage(explain(new GraphQLFailure(payload.errors)), "error");
+      } else if (payload.data && payload.data.onBookingStatusChanged) {
+        applyBooking(payload.data.onBookingStatusChanged, "live");
+      }
+    } else if (message.type === "error") {
+      showMessage(explain(new GraphQLFailure(message.payload || [])), "error");
+    }
+  };
+  socket.onclose = () => {
+    $("live").classList.remove("connected");
+    state.socket = null;
+    // Reconnect while the booking can still change; catch up on what we missed.
+    if (state.booking && state.booking.bookingStatus === "PENDING") {
+      setTimeout(() => {
+        if (state.booking && state.booking.id === bookingId && !state.socket) {
+          refreshBooking().finally(() => subscribe(bookingId));
+        }
+      }, 1000);
+    }
+  };
+}
+
+// ------------------------------------------------------------------ catalogue
+
+async function loadBuildings() {
+  const select = $("building-select");
+  try {
+    const data = await query(Q_BUILDINGS);
+    const result = data.getAllBuildings;
+    const items = Array.isArray(result) ? result : (result && result.items) || [];
+    select.replaceChildren(...items.map((b) => new Option(b.name || b.id, b.id)));
+    select.hidden = items.length === 0;
+    if (!state.buildingId && items.length) {
+      state.buildingId = items[0].id;
+      $("building-id").value = state.buildingId;
+    }
+  } catch (error) {
+    // The building list is a convenience; the id field still works.
+    select.hidden = true;
+    if (error instanceof GraphQLFailure && error.errorType === "UnauthorizedException") throw error;
+  }
+}
+
+async function loadApartments({ fresh = false } = {}) {
+  if (!state.buildingId || !state.token) return;
+  const data = await query(Q_APARTMENTS, { buildingId: state.buildingId }, { fresh });
+  renderApartments(data.getAllApartmentsPerBuilding || []);
+}
+
+function renderApartments(apartments) {
+  const body = $("apartments").querySelector("tbody");
+  state.apartments = new Map(apartments.map((a) => [a.id, a]));
+  const rows = apartments.map((apartment) => {
+    const row = document.createElement("tr");
+    row.dataset.apartmentId = apartment.id;
+    row.dataset.status = apartment.apartmentStatus;
+    const cells = [
+      apartment.apartmentNumber,
+      apartment.apartmentType,
+      String(apartment.numberOfRooms),
+      money(apartment.monthlyRent, apartment.currency),
+    ].map((text) => {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      return cell;
+    });
+    const status = document.createElement("td");
+    status.className = "apartment-status";
+    status.append(statusBadge(apartment.apartmentStatus));
+    const action = document.createElement("td");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = "Reserve";
+    button.className = "reserve";
+    button.dataset.apartmentId = apartment.id;
+    button.disabled = apartment.apartmentStatus !== "VACANT" || Boolean(activeHold());
+    button.addEventListener("click", () => reserve(apartment.id));
+    action.append(button);
+    row.append(...cells, status, action);
+    return row;
+  });
+  body.replaceChildren(...rows);
+  $("apartments-empty").hidden = apartments.length > 0;
+}
+
+// ------------------------------------------------------------------ booking
+
+function activeHold() {
+  return state.booking && state.booking.bookingStatus === "PENDING" ? state.booking : null;
+}
+
+async function reserve(apartmentId) {
+  if (!state.claims) {
+    showMessage("Sign in first.", "error");
+    return;
+  }
+  clearMessage();
+  const hold = $("hold-seconds").value;
+  const input = {
+    apartmentId,
+    userId: state.claims.sub,
+    startDate: $("start-date").value,
+    endDate: $("end-date").value,
+    idempotencyKey: crypto.randomUUID ? crypto.randomUUID() : String(Math.random()),
+  };
+  if (hold) input.holdSeconds = Number(hold);
+  document.querySelectorAll("button.reserve").forEach((b) => { b.disabled = true; });
+  try {
+    const data = await mutate(M_RESERVE, { input });
+    state.expiredShown = false;
+    applyBooking(data.reserveApartment, "reserve");
+    subscribe(data.reserveApartment.id);
+    showMessage("Reserved! Pay before the hold runs out to keep it.", "info");
+  } catch (error) {
+    showMessage(explain(error), "error");
+  } finally {
+    await loadApartments({ fresh: true }).catch(() => {});
+  }
+}
+
+async function pay(event) {
+  event.preventDefault();
+  const booking = state.booking;
+  if (!booking) return;
+  $("pay").disabled = true;
+  try {
+    const data = await mutate(M_PAY, {
+      input: {
+        bookingId: booking.id,
+        amount: booking.amountDue,
+        currency: booking.currency,
+        paymentReference: `web-${booking.id}`,
+      },
+    });
+    applyBooking(data.payBooking, "pay");
+    showMessage("Payment received. The apartment is yours!", "success");
+  } catch (error) {
+    showMessage(explain(error), "error");
+    await refreshBooking().catch(() => {});
+  } finally {
+    await loadApartments({ fresh: true }).catch(() => {});
+  }
+}
+
+async function cancel() {
+  if (!state.booking) return;
+  try {
+    const data = await mutate(M_CANCEL, { id: state.booking.id });
+    applyBooking(data.cancelBooking, "cancel");
+    showMessage("Booking cancelled; the apartment is free again.", "info");
+  } catch (error) {
+    showMessage(explain(error), "error");
+  } finally {
+    await loadApartments({ fresh: true }).catch(() => {});
+  }
+}
+
+async function refreshBooking() {
+  if (!state.booking) return;
+  const data = await query(Q_BOOKING, { id: state.booking.id }, { fresh: true });
+  if (data.getBooking) applyBooking(data.getBooking, "refresh");
+}
+
+function applyBooking(booking, source) {
+  const previous = state.booking;
+  state.booking = { ...(previous && previous.id === booking.id ? previous : {}), ...booking };
+  const current = state.booking;
+  $("booking").hidden = false;
+  $("booking-id").textContent = current.id;
+  $("booking-apartment").textContent = current.apartmentId;
+  const status = $("booking-status");
+  status.textContent = current.bookingStatus;
+  status.className = `status status-${current.bookingStatus}`;
+  status.dataset.status = current.bookingStatus;
+  $("booking-amount").textContent = money(current.amountDue, current.currency);
+  const pending = current.bookingStatus === "PENDING";
+  $("pay-form").hidden = !pending;
+  $("pay").disabled = !pending;
+  $("cancel").hidden = !(pending || current.bookingStatus === "APPROVED");
+  startCountdown();
+  const changed = !previous || previous.id !== current.id
+    || previous.bookingStatus !== current.bookingStatus;
+  if (changed && source === "live") {
+    if (current.bookingStatus === "CANCELLED" && current.cancellationReason === "EXPIRED") {
+      announceExpiry();
+    } else if (current.bookingStatus === "APPROVED") {
+      showMessage("Payment received. The apartment is yours!", "success");
+    }
+    loadApartments({ fresh: true }).catch(() => {});
+  }
+  if (current.bookingStatus !== "PENDING" && source !== "reserve") closeSocketLater();
+}
+
+function closeSocketLater() {
+  // Final states never change again (a later cancel is our own mutation).
+  setTimeout(() => {
+    if (state.booking && state.booking.bookingStatus !== "PENDING") closeSocket();
+  }, 500);
+}
+
+function announceExpiry() {
+  if (state.expiredShown) return;
+  state.expiredShown = true;
+  showMessage(MESSAGES.BookingExpired, "error");
+}
+
+function startCountdown() {
+  clearInterval(state.countdownTimer);
+  const tick = () => {
+    const booking = state.booking;
+    const out = $("countdown");
+    if (!booking || booking.bookingStatus !== "PENDING" || !booking.holdExpiresAt) {
+      out.textContent = booking && booking.bookingStatus === "APPROVED" ? "paid" : "\u2014";
+      out.dataset.remaining = "";
+      clearInterval(state.countdownTimer);
+      return;
+    }
+    const remaining = Math.max(0, Date.parse(booking.holdExpiresAt) - Date.now());
+    const seconds = Math.ceil(remaining / 1000);
+    const mm = String(Math.floor(seconds / 60)).padStart(2, "0");
+    const ss = String(seconds % 60).padStart(2, "0");
+    out.textContent = `${mm}:${ss}`;
+    out.dataset.remaining = String(seconds);
+    if (remaining === 0) {
+      // The server releases the hold on its own durable timer; the subscription
+      // brings the final status. Say so now rather than after the round trip.
+      out.textContent = "expired";
+      $("pay").disabled = true;
+      announceExpiry();
+      clearInterval(state.countdownTimer);
+      setTimeout(() => { refreshBooking().catch(() => {}); }, 1500);
+    }
+  };
+  tick();
+  state.countdownTimer = setInterval(tick, 250);
+}
+
+// ------------------------------------------------------------------ wiring
+
+async function showCatalogue() {
+  try {
+    await loadBuildings();
+    await loadApartments();
+  } catch (error) {
+    showMessage(explain(error), "error");
+  }
+}
+
+function init() {
+  const today = new Date();
+  const start = new Date(today.getTime() + 86400000);
+  const end = new Date(start.getTime() + 30 * 86400000);
+  $("start-date").value = isoDate(start);
+  $("end-date").value = isoDate(end);
+  const url = new URL(location.href);
+  state.buildingId = url.searchParams.get("building") || "";
+  $("building-id").value = state.buildingId;
+  if (url.searchParams.get("hold")) $("hold-seconds").value = url.searchParams.get("hold");
+  $("dev-token").hidden = !DEV_MODE;
+
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (setToken($("token-input").value.trim())) {
+      clearMessage();
+      showCatalogue();
+    }
+  });
+  $("dev-token").addEventListener("click", async () => {
+    const response = await fetch("/dev/token", { method: "POST" });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok || !body.token) {
+      showMessage("The demo token endpoint is not available.", "error");
+      return;
+    }
+    $("token-input").value = body.token;
+    if (body.buildingId && !state.buildingId) {
+      state.buildingId = body.buildingId;
+      $("building-id").value = body.buildingId;
+    }
+    if (setToken(body.token)) showCatalogue();
+  });
+  $("sign-out").addEventListener("click", signOut);
+  $("building-select").addEventListener("change", (event) => {
+    state.buildingId = event.target.value;
+    $("building-id").value = state.buildingId;
+    loadApartments().catch((error) => showMessage(explain(error), "error"));
+  });
+  $("building-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.buildingId = $("building-id").value.trim();
+    loadApartments({ fresh: true }).catch((error) => showMessage(explain(error), "error"));
+  });
+  $("pay-form").addEventListener("submit", pay);
+  $("cancel").addEventListener("click", cancel);
+  // Availability changes under us; a cached copy is fine for up to max-age.
+  setInterval(() => {
+    if (document.visibilityState === "visible") loadApartments().catch(() => {});
+  }, 5000);
+
+  if (state.token && setToken(state.token)) showCatalogue();
+  document.body.dataset.ready = "true";
+}
+
+init();

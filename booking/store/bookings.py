@@ -1,0 +1,299 @@
+"""SQL for bookings, payments, refunds and the booking event log.
+
+Each function is one statement on a connection the caller owns, so an activity composes
+several into one transaction. Status changes go through functions that take the expected
+current status, so that a stale caller changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from booking.store import Conn
+
+
+@dataclass(frozen=True)
+class BookingRow:
+    id: str
+    workflow_id: str
+    user_id: str
+    apartment_id: str
+    start_date: date
+    end_date: date
+    booking_status: str
+    amount_due: int
+    currency: str
+    hold_expires_at: datetime | None
+    paid_at: datetime | None
+    cancellation_reason: str | None
+    lease_ended_at: datetime | None
+    idempotency_key: str | None
+    created_on: datetime
+    update_on: datetime
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> BookingRow:
+        values = dict(record)
+        values["currency"] = values["currency"].strip()
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class PaymentRow:
+    id: int
+    booking_id: str
+    payment_reference: str
+    amount: int
+    currency: str
+    outcome: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class RentTerms:
+    monthly_rent: int
+    currency: str
+
+
+_BOOKING_COLUMNS = """id, workflow_id, user_id, apartment_id, start_date, end_date, booking_status,
+    amount_due, currency, hold_expires_at, paid_at, cancellation_reason, lease_ended_at,
+    idempotency_key, created_on, update_on"""
+
+
+async def get_booking(
+    conn: Conn, booking_id: str, *, for_update: bool = False
+) -> BookingRow | None:
+    lock = " FOR UPDATE" if for_update else ""
+    record = await conn.fetchrow(
+        f"SELECT {_BOOKING_COLUMNS} FROM bookings WHERE id = $1{lock}", booking_id
+    )
+    return None if record is None else BookingRow.from_record(record)
+
+
+async def reserve_vacant_apartment(conn: Conn, apartment_id: str) -> RentTerms | None:
+    """VACANT -> RESERVED; None when the apartment is missing or not vacant."""
+    record = await conn.fetchrow(
+        """UPDATE apartments
+              SET apartment_status = 'RESERVED', updated_on = now()
+            WHERE id = $1 AND apartment_status = 'VACANT'
+        RETURNING monthly_rent, currency""",
+        apartment_id,
+    )
+    if record is None:
+        return None
+    return RentTerms(int(record["monthly_rent"]), str(record["currency"]).strip())
+
+
+async def apartment_status(conn: Conn, apartment_id: str) -> str | None:
+    status: str | None = await conn.fetchval(
+        "SELECT apartment_status FROM apartments WHERE id = $1", apartment_id
+    )
+    return status
+
+
+async def insert_booking(
+    conn: Conn,
+    *,
+    booking_id: str,
+    workflow_id: str,
+    user_id: str,
+    apartment_id: str,
+    start_date: date,
+    end_date: date,
+    amount_due: int,
+    currency: str,
+    hold_expires_at: datetime,
+    idempotency_key: str | None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO bookings (id, workflow_id, user_id, apartment_id, start_date, end_date,
+                                 booking_status, amount_due, currency, hold_expires_at,
+                                 idempotency_key)
+           VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $8, $9, $10)""",
+        booking_id,
+        workflow_id,
+        user_id,
+        apartment_id,
+        start_date,
+        end_date,
+        amount_due,
+        currency,
+        hold_expires_at,
+        idempotency_key,
+    )
+
+
+async def approve_booking(conn: Conn, booking_id: str, paid_at: datetime) -> bool:
+    result = await conn.execute(
+        """UPDATE bookings
+              SET booking_status = 'APPROVED', paid_at = $2, update_on = now()
+            WHERE id = $1 AND booking_status = 'PENDING'""",
+        booking_id,
+        paid_at,
+    )
+    return result == "UPDATE 1"
+
+
+async def cancel_booking(conn: Conn, booking_id: str, reason: str) -> bool:
+    result = await conn.execute(
+        """UPDATE bookings
+              SET booking_status = 'CANCELLED', cancellation_reason = $2, update_on = now()
+            WHERE id = $1 AND booking_status = 'PENDING'""",
+        booking_id,
+        reason,
+    )
+    return result == "UPDATE 1"
+
+
+async def end_lease(conn: Conn, booking_id: str, ended_at: datetime) -> bool:
+    result = await conn.execute(
+        """UPDATE bookings
+              SET lease_ended_at = $2, update_on = now()
+            WHERE id = $1 AND booking_status = 'APPROVED' AND lease_ended_at IS NULL""",
+        booking_id,
+        ended_at,
+    )
+    return result == "UPDATE 1"
+
+
+async def occupy_apartment(conn: Conn, apartment_id: str, tenant_id: str) -> bool:
+    """RESERVED -> OCCUPIED by the tenant."""
+    result = await conn.execute(
+        """UPDATE apartments
+              SET apartment_status = 'OCCUPIED', tenant_id = $2, updated_on = now()
+            WHERE id = $1 AND apartment_status = 'RESERVED'""",
+        apartment_id,
+        tenant_id,
+    )
+    return result == "UPDATE 1"
+
+
+async def release_reserved_apartment(conn: Conn, apartment_id: str) -> bool:
+    """RESERVED -> VACANT (a hold that ended without payment)."""
+    result = await conn.execute(
+        """UPDATE apartments
+              SET apartment_status = 'VACANT', tenant_id = NULL, updated_on = now()
+            WHERE id = $1 AND apartment_status = 'RESERVED'""",
+        apartment_id,
+    )
+    return result == "UPDATE 1"
+
+
+async def vacate_after_lease(conn: Conn, apartment_id: str, tenant_id: str) -> bool:
+    """OCCUPIED by this tenant -> VACANT; leaves an apartment re-let by an admin alone."""
+    result = await conn.execute(
+        """UPDATE apartments
+              SET apartment_status = 'VACANT', tenant_id = NULL, updated_on = now()
+            WHERE id = $1 AND apartment_status = 'OCCUPIED' AND tenant_id = $2""",
+        apartment_id,
+        tenant_id,
+    )
+    return result == "UPDATE 1"
+
+
+async def append_event(
+    conn: Conn,
+    booking_id: str,
+    from_status: str | None,
+    to_status: str,
+    reason: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO booking_events (booking_id, from_status, to_status, reason, details)
+           VALUES ($1, $2, $3, $4, $5::jsonb)""",
+        booking_id,
+        from_status,
+        to_status,
+        reason,
+        json.dumps(details or {}),
+    )
+
+
+async def list_events(conn: Conn, booking_id: str) -> list[tuple[str | None, str, str]]:
+    """(from, to, reason) of every transition, oldest first."""
+    records = await conn.fetch(
+        """SELECT from_status, to_status, reason FROM booking_events
+            WHERE booking_id = $1 ORDER BY id""",
+        booking_id,
+    )
+    return [(r["from_status"], r["to_status"], r["reason"]) for r in records]
+
+
+async def get_payment_by_reference(conn: Conn, reference: str) -> PaymentRow | None:
+    record = await conn.fetchrow(
+        """SELECT id, booking_id, payment_reference, amount, currency, outcome, received_at
+             FROM payments WHERE payment_reference = $1""",
+        reference,
+    )
+    if record is None:
+        return None
+    values = dict(record)
+    values["currency"] = values["currency"].strip()
+    return PaymentRow(**values)
+
+
+async def insert_payment(
+    conn: Conn,
+    *,
+    booking_id: str,
+    reference: str,
+    amount: int,
+    currency: str,
+    outcome: str,
+    received_at: datetime,
+) -> int:
+    payment_id: int = await conn.fetchval(
+        """INSERT INTO payments (booking_id, payment_reference, amount, currency, outcome,
+                                 received_at)
+           VALUES ($1, $2, $3, $4, $5, $6)
+        RETURNING id""",
+        booking_id,
+        reference,
+        amount,
+        currency,
+        outcome,
+        received_at,
+    )
+    return payment_id
+
+
+async def insert_refund(
+    conn: Conn,
+    *,
+    payment_id: int,
+    booking_id: str,
+    amount: int,
+    currency: str,
+    reason: str,
+) -> tuple[int, bool]:
+    """(refund id, created): a second call for the same payment returns the first refund."""
+    refund_id: int | None = await conn.fetchval(
+        """INSERT INTO refunds (payment_id, booking_id, amount, currency, reason)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (payment_id) DO NOTHING
+        RETURNING id""",
+        payment_id,
+        booking_id,
+        amount,
+        currency,
+        reason,
+    )
+    if refund_id is not None:
+        return refund_id, True
+    existing: int = await conn.fetchval("SELECT id FROM refunds WHERE payment_id = $1", payment_id)
+    return existing, False
+
+
+async def record_step_function_execution(conn: Conn, execution_id: str, arn: str) -> None:
+    await conn.execute(
+        """INSERT INTO step_function_executions (id, arn) VALUES ($1, $2)
+           ON CONFLICT (id) DO NOTHING""",
+        execution_id,
+        arn,
+    )

@@ -1,0 +1,245 @@
+"""Read-only SQL for the API: every query the GraphQL layer runs, and nothing that writes.
+
+Batch functions take a list of ids and return rows in no particular order; the
+API's DataLoaders put them back in key order, so one nested field costs one
+query per request, not one per parent. List functions page by keyset (the
+last row's sort key), which stays stable while rows are inserted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import asyncpg
+
+from booking.store import Conn
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: str
+    first_name: str
+    last_name: str
+    email: str
+    verified: bool
+    user_type: str
+    created_on: datetime
+    updated_on: datetime | None
+
+
+@dataclass(frozen=True)
+class BuildingRow:
+    id: str
+    user_id: str
+    name: str
+    street_address: str
+    postal_code: str
+    city: str
+    country: str
+    number_of_apartments: int
+    created_on: datetime
+    update_on: datetime
+
+
+@dataclass(frozen=True)
+class ApartmentRow:
+    id: str
+    apartment_number: str
+    building_id: str
+    tenant_id: str | None
+    caretaker_id: str | None
+    apartment_type: str
+    apartment_status: str
+    kitchen: bool
+    number_of_rooms: int
+    monthly_rent: int
+    currency: str
+    created_on: datetime
+
+
+@dataclass(frozen=True)
+class BookingRow:
+    id: str
+    workflow_id: str
+    user_id: str
+    apartment_id: str
+    start_date: date
+    end_date: date
+    booking_status: str
+    amount_due: int
+    currency: str
+    hold_expires_at: datetime | None
+    paid_at: datetime | None
+    cancellation_reason: str | None
+    lease_ended_at: datetime | None
+    created_on: datetime
+    update_on: datetime
+
+
+@dataclass(frozen=True)
+class StepFunctionRow:
+    id: str
+    arn: str
+    created_on: datetime
+
+
+_USER_COLUMNS = "id, first_name, last_name, email, verified, user_type, created_on, updated_on"
+_BUILDING_COLUMNS = (
+    "id, user_id, name, street_address, postal_code, city, country, "
+    "number_of_apartments, created_on, update_on"
+)
+_APARTMENT_COLUMNS = (
+    "id, apartment_number, building_id, tenant_id, caretaker_id, apartment_type, "
+    "apartment_status, kitchen, number_of_rooms, monthly_rent, currency, created_on"
+)
+_BOOKING_COLUMNS = (
+    "id, workflow_id, user_id, apartment_id, start_date, end_date, booking_status, "
+    "amount_due, currency, hold_expires_at, paid_at, cancellation_reason, lease_ended_at, "
+    "created_on, update_on"
+)
+
+
+def _user(r: asyncpg.Record) -> UserRow:
+    return UserRow(**dict(r.items()))
+
+
+def _building(r: asyncpg.Record) -> BuildingRow:
+    return BuildingRow(**dict(r.items()))
+
+
+def _apartment(r: asyncpg.Record) -> ApartmentRow:
+    values = dict(r.items())
+    # char(3) comes back padded only if shorter; strip keeps the ISO code exact.
+    values["currency"] = values["currency"].strip()
+    return ApartmentRow(**values)
+
+
+def _booking(r: asyncpg.Record) -> BookingRow:
+    values = dict(r.items())
+    values["currency"] = values["currency"].strip()
+    return BookingRow(**values)
+
+
+async def ping(conn: Conn) -> bool:
+    value: int = await conn.fetchval("SELECT 1")
+    return value == 1
+
+
+async def users_by_ids(conn: Conn, ids: list[str]) -> list[UserRow]:
+    rows = await conn.fetch(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ANY($1::text[])", ids)
+    return [_user(r) for r in rows]
+
+
+async def users_page(conn: Conn, *, limit: int, after_id: str | None) -> list[UserRow]:
+    """Users ordered by id, strictly after ``after_id``; ``limit`` rows at most."""
+    rows = await conn.fetch(
+        f"""SELECT {_USER_COLUMNS} FROM users
+             WHERE $1::text IS NULL OR id > $1
+             ORDER BY id
+             LIMIT $2""",
+        after_id,
+        limit,
+    )
+    return [_user(r) for r in rows]
+
+
+async def buildings_by_ids(conn: Conn, ids: list[str]) -> list[BuildingRow]:
+    rows = await conn.fetch(
+        f"SELECT {_BUILDING_COLUMNS} FROM buildings WHERE id = ANY($1::text[])", ids
+    )
+    return [_building(r) for r in rows]
+
+
+async def apartments_by_ids(conn: Conn, ids: list[str]) -> list[ApartmentRow]:
+    rows = await conn.fetch(
+        f"SELECT {_APARTMENT_COLUMNS} FROM apartments WHERE id = ANY($1::text[])", ids
+    )
+    return [_apartment(r) for r in rows]
+
+
+async def apartments_by_building_ids(conn: Conn, building_ids: list[str]) -> list[ApartmentRow]:
+    rows = await conn.fetch(
+        f"""SELECT {_APARTMENT_COLUMNS} FROM apartments
+             WHERE building_id = ANY($1::text[])
+             ORDER BY building_id, apartment_number, id""",
+        building_ids,
+    )
+    return [_apartment(r) for r in rows]
+
+
+async def bookings_by_ids(conn: Conn, ids: list[str]) -> list[BookingRow]:
+    rows = await conn.fetch(
+        f"SELECT {_BOOKING_COLUMNS} FROM bookings WHERE id = ANY($1::text[])", ids
+    )
+    return [_booking(r) for r in rows]
+
+
+async def booking_by_id(conn: Conn, booking_id: str) -> BookingRow | None:
+    row = await conn.fetchrow(f"SELECT {_BOOKING_COLUMNS} FROM bookings WHERE id = $1", booking_id)
+    return None if row is None else _booking(row)
+
+
+async def bookings_for_apartment(
+    conn: Conn,
+    apartment_id: str,
+    *,
+    user_id: str | None,
+    limit: int | None,
+    after: tuple[datetime, str] | None,
+) -> list[BookingRow]:
+    """An apartment's bookings, oldest first; only ``user_id``'s when given.
+
+    ``after`` is the (created_on, id) of the last row of the previous page.
+    """
+    rows = await conn.fetch(
+        f"""SELECT {_BOOKING_COLUMNS} FROM bookings
+             WHERE apartment_id = $1
+               AND ($2::text IS NULL OR user_id = $2)
+               AND ($3::timestamptz IS NULL OR (created_on, id) > ($3, $4::text))
+             ORDER BY created_on, id
+             LIMIT $5""",
+        apartment_id,
+        user_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return [_booking(r) for r in rows]
+
+
+async def step_function_executions(conn: Conn) -> list[StepFunctionRow]:
+    rows = await conn.fetch(
+        "SELECT id, arn, created_on FROM step_function_executions ORDER BY created_on, id"
+    )
+    return [StepFunctionRow(**dict(r.items())) for r in rows]
+
+
+async def step_function_execution(conn: Conn, execution_id: str) -> StepFunctionRow | None:
+    row = await conn.fetchrow(
+        "SELECT id, arn, created_on FROM step_function_executions WHERE id = $1", execution_id
+    )
+    return None if row is None else StepFunctionRow(**dict(row.items()))
+
+
+async def booking_id_for_workflow(conn: Conn, workflow_id: str) -> str | None:
+    value: str | None = await conn.fetchval(
+        "SELECT id FROM bookings WHERE workflow_id = $1", workflow_id
+    )
+    return value
+
+
+async def buildings_page(conn: Conn, *, limit: int, after_id: str | None) -> list[BuildingRow]:
+    rows = await conn.fetch(
+        f"""SELECT {_BUILDING_COLUMNS} FROM buildings
+             WHERE $1::text IS NULL OR id > $1
+             ORDER BY id
+             LIMIT $2""",
+        after_id,
+        limit,
+    )
+    return [_building(r) for r in rows]
+
+
+async def apartments_of_building(conn: Conn, building_id: str) -> list[ApartmentRow]:
+    return await apartments_by_building_ids(conn, [building_id])

@@ -1,0 +1,264 @@
+"""Booking operations over real HTTP, through the real worker and Temporal dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from api.operations import step_function_arn
+from tests.e2e.conftest import (
+    APARTMENT_STATUS,
+    BOOKING_FIELDS,
+    CANCEL,
+    PAY,
+    RESERVE,
+    Gql,
+    Stack,
+    create_apartment,
+    create_user,
+    error_types,
+    reserve_input,
+)
+from workflows.booking import ApartmentBookingWorkflow
+
+pytestmark = pytest.mark.e2e
+
+
+async def _status(gql: Gql, apartment_id: str) -> str:
+    body = await gql(APARTMENT_STATUS, {"id": apartment_id})
+    status: str = body["data"]["getApartment"]["apartmentStatus"]
+    return status
+
+
+async def test_reserve_then_pay_approves_and_occupies(stack: Stack, admin: Gql) -> None:
+    tenant = await create_user(admin)
+    _, apartment = await create_apartment(admin, rent=99_000, currency="EUR")
+    async with stack.api.client(stack.bearer(tenant, "Tenants")) as http:
+        gql = Gql(http)
+        body = await gql(RESERVE, reserve_input(apartment, tenant))
+        assert "errors" not in body, body
+        booking = body["data"]["reserveApartment"]
+        assert booking["bookingStatus"] == "PENDING"
+        assert booking["amountDue"] == 99_000 and booking["currency"] == "EUR"
+        assert booking["userId"] == tenant and booking["apartmentId"] == apartment
+        assert booking["startDate"] == "2031-01-01" and booking["endDate"] == "2031-07-01"
+        assert booking["holdExpiresAt"].endswith("Z")
+        assert booking["workflowId"] == f"booking-{booking['id']}"
+        assert await _status(gql, apartment) == "RESERVED"
+
+        wrong = await gql(
+            PAY,
+            {
+                "input": {
+                    "bookingId": booking["id"],
+                    "amount": 1,
+                    "currency": "EUR",
+                    "paymentReference": f"ref-{uuid.uuid4()}",
+                }
+            },
+        )
+        assert error_types(wrong) == ["PaymentRejected"]
+        assert wrong["data"] is None
+
+        reference = f"ref-{uuid.uuid4()}"
+        pay = {
+            "input": {
+                "bookingId": booking["id"],
+                "amount": 99_000,
+                "currency": "EUR",
+                "paymentReference": reference,
+            }
+        }
+        body = await gql(PAY, pay)
+        assert "errors" not in body, body
+        paid = body["data"]["payBooking"]
+        assert paid["bookingStatus"] == "APPROVED"
+        assert paid["paidAt"] is not None
+        assert (await gql(APARTMENT_STATUS, {"id": apartment}))["data"]["getApartment"] == {
+            "apartmentStatus": "OCCUPIED",
+            "tenant": {"id": tenant},
+        }
+        # The same payment again changes nothing and answers like the first.
+        again = await gql(PAY, pay)
+        assert again["data"]["payBooking"]["bookingStatus"] == "APPROVED"
+        assert again["data"]["payBooking"]["paidAt"] == paid["paidAt"]
+
+        late_cancel = await gql(CANCEL, {"id": booking["id"]})
+        assert error_types(late_cancel) == ["BookingNotCancellable"]
+
+        got = await gql(
+            f"query ($id: ID!) {{ getBooking(id: $id) {{ {BOOKING_FIELDS} user {{ id }} }} }}",
+            {"id": booking["id"]},
+        )
+        assert got["data"]["getBooking"]["bookingStatus"] == "APPROVED"
+        assert got["data"]["getBooking"]["user"] == {"id": tenant}
+
+
+async def test_second_reserve_is_unavailable_and_cancel_frees(stack: Stack, admin: Gql) -> None:
+    first, second = await create_user(admin), await create_user(admin)
+    _, apartment = await create_apartment(admin)
+    body = await admin(RESERVE, reserve_input(apartment, first))
+    booking = body["data"]["reserveApartment"]
+    taken = await admin(RESERVE, reserve_input(apartment, second))
+    assert error_types(taken) == ["ApartmentUnavailable"]
+    assert taken["errors"][0]["path"] == ["reserveApartment"]
+
+    cancelled = await admin(CANCEL, {"id": booking["id"]})
+    assert "errors" not in cancelled, cancelled
+    assert cancelled["data"]["cancelBooking"]["bookingStatus"] == "CANCELLED"
+    assert cancelled["data"]["cancelBooking"]["cancellationReason"] == "TENANT_CANCELLED"
+    assert await _status(admin, apartment) == "VACANT"
+
+    # Free again: the other tenant gets it now.
+    body = await admin(RESERVE, reserve_input(apartment, second))
+    assert body["data"]["reserveApartment"]["bookingStatus"] == "PENDING"
+
+
+async def test_same_idempotency_key_returns_the_same_booking(admin: Gql) -> None:
+    tenant = await create_user(admin)
+    _, apartment = await create_apartment(admin)
+    key = f"key-{uuid.uuid4()}"
+    answers = await asyncio.gather(
+        *(admin(RESERVE, reserve_input(apartment, tenant, idempotencyKey=key)) for _ in range(3))
+    )
+    ids = {a["data"]["reserveApartment"]["id"] for a in answers}
+    assert len(ids) == 1, answers
+    rows = await admin(
+        "query ($a: String!) { getAllBookingsPerApartment(apartmentId: $a) { id } }",
+        {"a": apartment},
+    )
+    assert [b["id"] for b in rows["data"]["getAllBookingsPerApartment"]] == list(ids)
+
+
+async def test_hold_expires_in_real_time(admin: Gql) -> None:
+    tenant = await create_user(admin)
+    _, apartment = await create_apartment(admin, rent=5_000)
+    body = await admin(RESERVE, reserve_input(apartment, tenant, holdSeconds=1))
+    booking = body["data"]["reserveApartment"]
+    assert booking["bookingStatus"] == "PENDING"
+    expires = datetime.fromisoformat(booking["holdExpiresAt"])
+    await asyncio.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 1.5)
+    late = await admin(
+        PAY,
+        {
+            "input": {
+                "bookingId": booking["id"],
+                "amount": 5_000,
+                "currency": "EUR",
+                "paymentReference": f"ref-{uuid.uuid4()}",
+            }
+        },
+    )
+    assert error_types(late) == ["BookingExpired"]
+    got = await admin(
+        "query ($id: ID!) { getBooking(id: $id) { bookingStatus cancellationReason } }",
+        {"id": booking["id"]},
+    )
+    assert got["data"]["getBooking"] == {
+        "bookingStatus": "CANCELLED",
+        "cancellationReason": "EXPIRED",
+    }
+    assert await _status(admin, apartment) == "VACANT"
+
+
+async def test_create_apartment_booking_places_a_hold(stack: Stack, admin: Gql) -> None:
+    tenant = await create_user(admin)
+    _, apartment = await create_apartment(admin)
+    mutation = (
+        """mutation ($input: CreateBookingInput!) { createApartmentBooking(input: $input) }"""
+    )
+    booking_input = {
+        "userId": tenant,
+        "apartmentId": apartment,
+        "startDate": "2031-02-01",
+        "endDate": "2031-03-01",
+    }
+    async with stack.api.client(stack.bearer(tenant, "Tenants")) as http:
+        gql = Gql(http)
+        refused = await gql(mutation, {"input": {**booking_input, "bookingStatus": "APPROVED"}})
+        assert error_types(refused) == ["ValidationError"]
+        body = await gql(mutation, {"input": {**booking_input, "bookingStatus": "PENDING"}})
+        assert body == {"data": {"createApartmentBooking": True}}
+        assert await _status(gql, apartment) == "RESERVED"
+        listed = await gql(
+            "query ($a: String!) { getAllBookingsPerApartment(apartmentId: $a) "
+            "{ userId bookingStatus startDate } }",
+            {"a": apartment},
+        )
+        assert listed["data"]["getAllBookingsPerApartment"] == [
+            {"userId": tenant, "bookingStatus": "PENDING", "startDate": "2031-02-01"}
+        ]
+
+
+async def test_bad_booking_input_is_a_validation_error(admin: Gql) -> None:
+    tenant = await create_user(admin)
+    _, apartment = await create_apartment(admin)
+    for extra in (
+        {"endDate": "2030-12-31"},  # before startDate
+        {"holdSeconds": 0},
+        {"holdSeconds": 86_401},
+    ):
+        body = await admin(RESERVE, reserve_input(apartment, tenant, **extra))
+        assert error_types(body) == ["ValidationError"], (extra, body)
+    body = await admin(RESERVE, reserve_input("no-such-apartment", tenant))
+    assert error_types(body) == ["ApartmentNotFound"]
+    body = await admin(
+        PAY,
+        {
+            "input": {
+                "bookingId": "no-such-booking",
+                "amount": 1,
+                "currency": "EUR",
+                "paymentReference": "r",
+            }
+        },
+    )
+    assert error_types(body) == ["BookingNotFound"]
+    body = await admin(CANCEL, {"id": "no-such-booking"})
+    assert error_types(body) == ["BookingNotFound"]
+    assert await _status(admin, apartment) == "VACANT"
+
+
+async def test_step_functions_tutorial_call_works_unchanged(stack: Stack, admin: Gql) -> None:
+    arn = step_function_arn(stack.settings.temporal_namespace)
+    execution = f"tutorial-{uuid.uuid4().hex[:8]}"
+    # The tutorial's exact mutation document.
+    body = await admin(
+        """mutation add($input: StepFunctionsInput!) {
+             addStepFunction(input: $input) { id arn }
+           }""",
+        {"input": {"id": execution, "arn": arn}},
+    )
+    assert body == {"data": {"addStepFunction": {"id": execution, "arn": arn}}}
+    listed = await admin("query { getStepFunctions { id arn } }")
+    assert {"id": execution, "arn": arn} in listed["data"]["getStepFunctions"]
+    # It started a real booking execution under that id, for the demo apartment and tenant.
+    handle = stack.client.get_workflow_handle_for(ApartmentBookingWorkflow.run, execution)
+    description = await handle.describe()
+    assert description.workflow_type == "ApartmentBookingWorkflow"
+    state = await handle.query(ApartmentBookingWorkflow.state)
+    assert (state.apartment_id, state.user_id) == ("1234567", "demo-tenant")
+    assert state.status in ("PENDING", "REJECTED")  # REJECTED: an earlier run holds 1234567
+
+    wrong = await admin(
+        """mutation ($input: StepFunctionsInput!) { addStepFunction(input: $input) { id } }""",
+        {"input": {"id": f"x-{execution}", "arn": "arn:aws:states:eu-west-1:1:stateMachine:x"}},
+    )
+    assert error_types(wrong) == ["ValidationError"]
+    assert wrong["data"] == {"addStepFunction": None}
+
+
+async def test_a_spent_idempotency_key_is_refused_after_its_execution_closed(admin: Gql) -> None:
+    tenant = await create_user(admin)
+    _, apartment = await create_apartment(admin)
+    key = f"key-{uuid.uuid4()}"
+    # The first request places no hold (no such apartment); its execution closes at once.
+    body = await admin(RESERVE, reserve_input(f"missing-{apartment}", tenant, idempotencyKey=key))
+    assert error_types(body) == ["ApartmentNotFound"]
+    body = await admin(RESERVE, reserve_input(apartment, tenant, idempotencyKey=key))
+    assert error_types(body) == ["ValidationError"]
+    assert "idempotencyKey" in body["errors"][0]["message"]
+    assert await _status(admin, apartment) == "VACANT"

@@ -1,0 +1,220 @@
+"""The tenant page in a real browser (Debian's Chromium, headless, via Playwright)
+against the real stack: the API over HTTP, the worker, the Temporal dev server
+and Postgres. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.e2e.conftest import Stack
+from tests.helpers import Rental, make_rental
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+TIMEOUT_MS = 20_000
+
+RESERVE = """mutation R($input: ReserveApartmentInput!) {
+  reserveApartment(input: $input) { id bookingStatus amountDue currency }
+}"""
+PAY = """mutation P($input: PayBookingInput!) { payBooking(input: $input) { id bookingStatus } }"""
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1100, "height": 900})
+    opened = await context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield opened
+    finally:
+        await context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+async def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"web-{name}.png"), full_page=True)
+
+
+async def open_signed_in(page: Page, stack: Stack, rental: Rental, query: str = "") -> None:
+    await page.goto(f"{stack.api.url}/?building={rental.building_id}{query}")
+    await page.get_by_test_id("token-input").fill(stack.token(rental.user_id, ["Tenants"]))
+    await page.get_by_test_id("sign-in").click()
+    await expect(page.get_by_test_id("whoami")).to_contain_text(rental.user_id)
+
+
+async def apartment_status(stack: Stack, apartment_id: str) -> str:
+    status: str = await stack.pool.fetchval(
+        "SELECT apartment_status FROM apartments WHERE id = $1", apartment_id
+    )
+    return status
+
+
+async def test_reserve_pay_and_see_approved(stack: Stack, page: Page) -> None:
+    rental = await make_rental(stack.pool, monthly_rent=98_765)
+    await open_signed_in(page, stack, rental)
+    apartment = page.locator(f'tr[data-apartment-id="{rental.apartment_id}"]')
+    await expect(apartment).to_have_attribute("data-status", "VACANT", timeout=TIMEOUT_MS)
+    await expect(apartment).to_contain_text("987.65")
+    await shot(page, "1-catalogue")
+
+    await apartment.get_by_role("button", name="Reserve").click()
+    status = page.get_by_test_id("booking-status")
+    await expect(status).to_have_text("PENDING", timeout=TIMEOUT_MS)
+    await expect(page.get_by_test_id("countdown")).to_have_text(re.compile(r"^\d\d:\d\d$"))
+    await expect(apartment).to_have_attribute("data-status", "RESERVED", timeout=TIMEOUT_MS)
+    assert await apartment_status(stack, rental.apartment_id) == "RESERVED"
+    # The countdown runs: its value goes down.
+    first = int(await page.get_by_test_id("countdown").get_attribute("data-remaining") or "0")
+    await page.wait_for_timeout(1300)
+    second = int(await page.get_by_test_id("countdown").get_attribute("data-remaining") or "0")
+    assert 0 < second < first <= 60
+    await shot(page, "2-reserved")
+
+    await page.get_by_test_id("pay").click()
+    await expect(status).to_have_text("APPROVED", timeout=TIMEOUT_MS)
+    await expect(page.get_by_test_id("message")).to_contain_text("Payment received")
+    await expect(apartment).to_have_attribute("data-status", "OCCUPIED", timeout=TIMEOUT_MS)
+    booking_id = await page.get_by_test_id("booking-id").inner_text()
+    row_ = await stack.pool.fetchrow(
+        "SELECT booking_status, amount_due FROM bookings WHERE id = $1", booking_id
+    )
+    assert row_ is not None
+    assert row_["booking_status"] == "APPROVED"
+    assert row_["amount_due"] > 0
+    assert await apartment_status(stack, rental.apartment_id) == "OCCUPIED"
+    await shot(page, "3-approved")
+
+
+async def test_short_hold_expires_and_the_apartment_is_free_again(stack: Stack, page: Page) -> None:
+    rental = await make_rental(stack.pool)
+    await open_signed_in(page, stack, rental, "&hold=2")
+    apartment = page.locator(f'tr[data-apartment-id="{rental.apartment_id}"]')
+    await expect(apartment).to_have_attribute("data-status", "VACANT", timeout=TIMEOUT_MS)
+    await apartment.get_by_role("button", name="Reserve").click()
+    status = page.get_by_test_id("booking-status")
+    await expect(status).to_have_text("PENDING", timeout=TIMEOUT_MS)
+    await shot(page, "4-short-hold")
+
+    # The durable timer releases the hold; the subscription brings CANCELLED.
+    await expect(status).to_have_text("CANCELLED", timeout=TIMEOUT_MS)
+    await expect(page.get_by_test_id("message")).to_contain_text("hold expired")
+    await expect(page.get_by_test_id("pay-form")).to_be_hidden()
+    await expect(apartment).to_have_attribute("data-status", "VACANT", timeout=TIMEOUT_MS)
+    await expect(apartment.get_by_role("button", name="Reserve")).to_be_enabled()
+    assert await apartment_status(stack, rental.apartment_id) == "VACANT"
+    booking_id = await page.get_by_test_id("booking-id").inner_text()
+    reason = await stack.pool.fetchval(
+        "SELECT cancellation_reason FROM bookings WHERE id = $1", booking_id
+    )
+    assert reason == "EXPIRED"
+    await shot(page, "5-expired")
+
+
+async def test_status_follows_a_payment_made_elsewhere(stack: Stack, page: Page) -> None:
+    """The page's status changes with no click: a payment from another client
+    (through the second API process) arrives over the subscription."""
+    rental = await make_rental(stack.pool)
+    await open_signed_in(page, stack, rental)
+    apartment = page.locator(f'tr[data-apartment-id="{rental.apartment_id}"]')
+    await expect(apartment).to_have_attribute("data-status", "VACANT", timeout=TIMEOUT_MS)
+    await apartment.get_by_role("button", name="Reserve").click()
+    status = page.get_by_test_id("booking-status")
+    await expect(status).to_have_text("PENDING", timeout=TIMEOUT_MS)
+    await expect(page.locator("#live.connected")).to_be_visible(timeout=TIMEOUT_MS)
+    booking_id = await page.get_by_test_id("booking-id").inner_text()
+    row_ = await stack.pool.fetchrow(
+        "SELECT amount_due, currency FROM bookings WHERE id = $1", booking_id
+    )
+    assert row_ is not None
+    async with stack.api2.client(stack.key) as http:
+        response = await http.post(
+            "/graphql",
+            json={
+                "query": PAY,
+                "variables": {
+                    "input": {
+                        "bookingId": booking_id,
+                        "amount": row_["amount_due"],
+                        "currency": row_["currency"],
+                        "paymentReference": f"elsewhere-{booking_id}",
+                    }
+                },
+            },
+        )
+    assert response.json()["data"]["payBooking"]["bookingStatus"] == "APPROVED"
+    started = time.monotonic()
+    await expect(status).to_have_text("APPROVED", timeout=TIMEOUT_MS)
+    assert time.monotonic() - started < 10  # pushed, not polled: the page never re-reads it
+    await expect(page.get_by_test_id("message")).to_contain_text("Payment received")
+    await shot(page, "6-paid-elsewhere")
+
+
+async def test_apartment_just_taken_is_explained(stack: Stack, page: Page) -> None:
+    rental = await make_rental(stack.pool)
+    await open_signed_in(page, stack, rental)
+    apartment = page.locator(f'tr[data-apartment-id="{rental.apartment_id}"]')
+    await expect(apartment).to_have_attribute("data-status", "VACANT", timeout=TIMEOUT_MS)
+
+    # Someone else holds it while this page still shows it VACANT.
+    other = await make_rental(stack.pool)
+    start = date.today() + timedelta(days=1)
+    async with stack.api.client(stack.key) as http:
+        taken = await http.post(
+            "/graphql",
+            json={
+                "query": RESERVE,
+                "variables": {
+                    "input": {
+                        "apartmentId": rental.apartment_id,
+                        "userId": other.user_id,
+                        "startDate": start.isoformat(),
+                        "endDate": (start + timedelta(days=30)).isoformat(),
+                    }
+                },
+            },
+        )
+    assert taken.json()["data"]["reserveApartment"]["bookingStatus"] == "PENDING"
+    await expect(apartment).to_have_attribute("data-status", "VACANT")  # still the old view
+
+    await apartment.get_by_role("button", name="Reserve").click()
+    message = page.get_by_test_id("message")
+    await expect(message).to_contain_text("just taken", timeout=TIMEOUT_MS)
+    await expect(message).to_have_attribute("data-kind", "error")
+    await expect(page.get_by_test_id("booking")).to_be_hidden()
+    await expect(apartment).to_have_attribute("data-status", "RESERVED", timeout=TIMEOUT_MS)
+    await expect(apartment.get_by_role("button", name="Reserve")).to_be_disabled()
+    await shot(page, "7-just-taken")

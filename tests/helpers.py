@@ -1,0 +1,192 @@
+"""Helpers any test may reuse: fixture rows, a client with the production converter, bookings.
+
+Fixture rows are inserted with SQL directly (tests own their data; the catalog workflow has its
+own tests) and every id is unique, so tests never see each other's rows.
+
+History recording: with ``BOOKING_RECORD_HISTORIES=1`` in the environment, tests that call
+:func:`record_history` write the finished execution's history to ``tests/histories/<name>.json``
+for ``tests/test_replay.py``. Re-record after an intended workflow change with::
+
+    BOOKING_RECORD_HISTORIES=1 /work/venv/bin/pytest \
+        tests/test_workflow.py tests/test_workflow_race.py
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from booking.converter import DATA_CONVERTER
+from workflows.booking import (
+    ApartmentBookingWorkflow,
+    BookingInput,
+    BookingState,
+    start_search_attributes,
+    workflow_id_for,
+)
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+@dataclass(frozen=True)
+class Rental:
+    """A tenant and a VACANT apartment of their own, ready to book."""
+
+    user_id: str
+    building_id: str
+    apartment_id: str
+    monthly_rent: int
+    currency: str
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def insert_user(pool: asyncpg.Pool, *, user_type: str = "TENANT") -> str:
+    user_id = unique("user")
+    await pool.execute(
+        """INSERT INTO users (id, first_name, last_name, email, verified, user_type)
+           VALUES ($1, 'Test', 'User', $2, true, $3)""",
+        user_id,
+        f"{user_id}@example.com",
+        user_type,
+    )
+    return user_id
+
+
+async def insert_apartment(
+    pool: asyncpg.Pool,
+    building_id: str,
+    *,
+    monthly_rent: int = 125_000,
+    currency: str = "EUR",
+    status: str = "VACANT",
+) -> str:
+    apartment_id = unique("apt")
+    await pool.execute(
+        """INSERT INTO apartments (id, apartment_number, building_id, apartment_type,
+                                   apartment_status, kitchen, number_of_rooms, monthly_rent,
+                                   currency)
+           VALUES ($1, $2, $3, 'SINGLE_ROOM', $4, true, 2, $5, $6)""",
+        apartment_id,
+        apartment_id,
+        building_id,
+        status,
+        monthly_rent,
+        currency,
+    )
+    return apartment_id
+
+
+async def make_rental(
+    pool: asyncpg.Pool, *, monthly_rent: int = 125_000, currency: str = "EUR"
+) -> Rental:
+    owner = await insert_user(pool, user_type="ADMIN")
+    tenant = await insert_user(pool)
+    building_id = unique("bld")
+    await pool.execute(
+        """INSERT INTO buildings (id, user_id, name, street_address, postal_code, city, country,
+                                  number_of_apartments)
+           VALUES ($1, $2, 'Test House', '1 Test Street', '12345', 'Testville', 'DE', 1)""",
+        building_id,
+        owner,
+    )
+    apartment_id = await insert_apartment(
+        pool, building_id, monthly_rent=monthly_rent, currency=currency
+    )
+    return Rental(tenant, building_id, apartment_id, monthly_rent, currency)
+
+
+def booking_client(env: WorkflowEnvironment) -> Client:
+    """The environment's client with the production data converter."""
+    config = env.client.config()
+    config["data_converter"] = DATA_CONVERTER
+    return Client(**config)
+
+
+async def server_today(env: WorkflowEnvironment) -> date:
+    """Today by the Temporal server's clock (a time-skipping server runs ahead of ours)."""
+    now: datetime = await env.get_current_time()
+    return now.date()
+
+
+async def booking_input(
+    env: WorkflowEnvironment,
+    rental: Rental,
+    *,
+    hold_seconds: int = 900,
+    lease_days: int = 365,
+    **overrides: object,
+) -> BookingInput:
+    start = await server_today(env) + timedelta(days=1)
+    fields: dict[str, object] = {
+        "booking_id": str(uuid.uuid4()),
+        "apartment_id": rental.apartment_id,
+        "user_id": rental.user_id,
+        "start_date": start,
+        "end_date": start + timedelta(days=lease_days),
+        "hold_seconds": hold_seconds,
+    }
+    fields.update(overrides)
+    return BookingInput(**fields)  # type: ignore[arg-type]
+
+
+async def start_booking(
+    client: Client, input: BookingInput, task_queue: str
+) -> WorkflowHandle[ApartmentBookingWorkflow, BookingState]:
+    """A plain start (time skipping works for its result), without waiting for the hold."""
+    return await client.start_workflow(
+        ApartmentBookingWorkflow.run,
+        input,
+        id=workflow_id_for(input.booking_id),
+        task_queue=task_queue,
+        search_attributes=start_search_attributes(input, None),
+    )
+
+
+async def start_and_hold(
+    client: Client, input: BookingInput, task_queue: str
+) -> tuple[WorkflowHandle[ApartmentBookingWorkflow, BookingState], BookingState]:
+    """Start and wait until the hold is in place (raises the rejection otherwise)."""
+    handle = await start_booking(client, input, task_queue)
+    state = await handle.execute_update(ApartmentBookingWorkflow.wait_for_hold)
+    return handle, state
+
+
+async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """Save the (finished) execution's history for the replay test when asked to."""
+    if os.environ.get("BOOKING_RECORD_HISTORIES") != "1":
+        return
+    history = await handle.fetch_history()
+    HISTORIES.mkdir(exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+async def booking_row(pool: asyncpg.Pool, booking_id: str) -> asyncpg.Record | None:
+    return await pool.fetchrow("SELECT * FROM bookings WHERE id = $1", booking_id)
+
+
+async def apartment_row(pool: asyncpg.Pool, apartment_id: str) -> asyncpg.Record:
+    row = await pool.fetchrow(
+        "SELECT apartment_status, tenant_id FROM apartments WHERE id = $1", apartment_id
+    )
+    assert row is not None
+    return row
+
+
+async def events(pool: asyncpg.Pool, booking_id: str) -> list[tuple[str | None, str, str]]:
+    rows = await pool.fetch(
+        "SELECT from_status, to_status, reason FROM booking_events WHERE booking_id = $1 "
+        "ORDER BY id",
+        booking_id,
+    )
+    return [(r["from_status"], r["to_status"], r["reason"]) for r in rows]

@@ -1,0 +1,312 @@
+"""Booking activities against the real database: idempotence, retries, constraints, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.booking import BookingActivities
+from booking.settings import Settings
+from tests.helpers import (
+    apartment_row,
+    booking_client,
+    booking_input,
+    booking_row,
+    events,
+    make_rental,
+    start_booking,
+)
+from worker import create_worker
+from workflows.booking import (
+    ApartmentBookingWorkflow,
+    BookingInput,
+    BookingState,
+    ConfirmRequest,
+    EndLeaseRequest,
+    PaymentInput,
+    RefundRequest,
+    ReleaseRequest,
+    ReserveRequest,
+    start_search_attributes,
+    workflow_id_for,
+)
+
+
+@pytest.fixture
+def client(env: WorkflowEnvironment) -> Client:
+    return booking_client(env)
+
+
+@pytest.fixture
+async def worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[Worker]:
+    async with create_worker(client, pool, Settings(), task_queue=task_queue) as running:
+        yield running
+
+
+def _reserve_request(apartment_id: str, user_id: str, **overrides: object) -> ReserveRequest:
+    booking_id = str(uuid.uuid4())
+    fields: dict[str, object] = {
+        "booking_id": booking_id,
+        "workflow_id": workflow_id_for(booking_id),
+        "apartment_id": apartment_id,
+        "user_id": user_id,
+        "start_date": date(2031, 1, 1),
+        "end_date": date(2031, 7, 1),
+        "hold_expires_at": datetime(2030, 12, 1, 12, 0, tzinfo=UTC),
+    }
+    fields.update(overrides)
+    return ReserveRequest(**fields)  # type: ignore[arg-type]
+
+
+async def _activity_error(call: object) -> ApplicationError:
+    with pytest.raises(ApplicationError) as raised:
+        await call  # type: ignore[misc]
+    return raised.value
+
+
+async def _reserve_attempts(handle: WorkflowHandle[Any, Any]) -> list[int]:
+    """Attempt numbers of the reserve activity's recorded start(s)."""
+    history = await handle.fetch_history()
+    return [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    ][:1]
+
+
+async def test_reserve_confirm_end_lease_are_idempotent(pool: asyncpg.Pool) -> None:
+    rental = await make_rental(pool, monthly_rent=50_000, currency="SEK")
+    acts = BookingActivities(pool)
+    run = ActivityEnvironment().run
+    request = _reserve_request(rental.apartment_id, rental.user_id)
+
+    first = await run(acts.reserve_apartment, request)
+    again = await run(acts.reserve_apartment, request)  # a retry after a lost answer
+    assert (first.amount_due, first.currency, first.created) == (50_000, "SEK", True)
+    assert (again.amount_due, again.hold_expires_at, again.created) == (
+        50_000,
+        request.hold_expires_at,
+        False,
+    )
+
+    paid_at = datetime(2030, 12, 1, 11, 0, tzinfo=UTC)
+    payment = PaymentInput(50_000, "SEK", f"pay-{uuid.uuid4()}")
+    confirm = ConfirmRequest(request.booking_id, payment, paid_at)
+    await run(acts.confirm_booking, confirm)
+    await run(acts.confirm_booking, confirm)
+    ended = datetime(2031, 7, 1, tzinfo=UTC)
+    await run(acts.end_lease, EndLeaseRequest(request.booking_id, ended))
+    await run(acts.end_lease, EndLeaseRequest(request.booking_id, ended))
+
+    row = await booking_row(pool, request.booking_id)
+    assert row is not None
+    assert (row["booking_status"], row["paid_at"], row["lease_ended_at"]) == (
+        "APPROVED",
+        paid_at,
+        ended,
+    )
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM payments WHERE booking_id = $1", request.booking_id
+        )
+        == 1
+    )
+    assert await events(pool, request.booking_id) == [
+        (None, "PENDING", "RESERVED"),
+        ("PENDING", "APPROVED", "PAID"),
+        ("APPROVED", "APPROVED", "LEASE_ENDED"),
+    ]
+    assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
+
+
+async def test_release_and_refund_are_idempotent(pool: asyncpg.Pool) -> None:
+    rental = await make_rental(pool)
+    acts = BookingActivities(pool)
+    run = ActivityEnvironment().run
+    request = _reserve_request(rental.apartment_id, rental.user_id)
+    assert not await run(acts.release_booking, ReleaseRequest(request.booking_id, "EXPIRED"))
+
+    await run(acts.reserve_apartment, request)
+    assert await run(acts.release_booking, ReleaseRequest(request.booking_id, "EXPIRED"))
+    assert not await run(acts.release_booking, ReleaseRequest(request.booking_id, "EXPIRED"))
+    apartment = await apartment_row(pool, rental.apartment_id)
+    assert apartment["apartment_status"] == "VACANT"
+
+    late = PaymentInput(rental.monthly_rent, rental.currency, f"pay-{uuid.uuid4()}")
+    refund = RefundRequest(request.booking_id, late, "HOLD_OVER", datetime.now(UTC))
+    first = await run(acts.refund_payment, refund)
+    second = await run(acts.refund_payment, refund)
+    assert first.created and not second.created
+    assert (second.payment_id, second.refund_id) == (first.payment_id, first.refund_id)
+
+    # The same reference for another booking is refused for good, not retried.
+    other = _reserve_request(rental.apartment_id, rental.user_id)
+    await run(acts.reserve_apartment, other)
+    error = await _activity_error(
+        run(
+            acts.refund_payment,
+            RefundRequest(other.booking_id, late, "HOLD_OVER", datetime.now(UTC)),
+        )
+    )
+    assert (error.type, error.non_retryable) == ("PaymentRejected", True)
+    error = await _activity_error(
+        run(acts.confirm_booking, ConfirmRequest(other.booking_id, late, datetime.now(UTC)))
+    )
+    assert (error.type, error.non_retryable) == ("PaymentRejected", True)
+    row = await booking_row(pool, other.booking_id)
+    assert row is not None and row["booking_status"] == "PENDING"  # rolled back
+
+
+async def test_reserve_refuses_bad_rows_without_retry(pool: asyncpg.Pool) -> None:
+    rental = await make_rental(pool)
+    acts = BookingActivities(pool)
+    run = ActivityEnvironment().run
+    # end_date before start_date: the table's CHECK refuses it; the reservation rolls back.
+    bad = _reserve_request(rental.apartment_id, rental.user_id, end_date=date(2030, 1, 1))
+    error = await _activity_error(run(acts.reserve_apartment, bad))
+    assert (error.type, error.non_retryable) == ("ValidationError", True)
+    unknown_user = _reserve_request(rental.apartment_id, "no-such-user")
+    error = await _activity_error(run(acts.reserve_apartment, unknown_user))
+    assert (error.type, error.non_retryable) == ("UserNotFound", True)
+    assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
+
+    missing = _reserve_request("no-such-apartment", rental.user_id)
+    error = await _activity_error(run(acts.reserve_apartment, missing))
+    assert (error.type, error.non_retryable) == ("ApartmentNotFound", True)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_fifty_concurrent_reservations_one_hold(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool)
+    inputs = [await booking_input(env, rental) for _ in range(50)]
+
+    async def reserve(data: BookingInput) -> BookingState | str:
+        start = WithStartWorkflowOperation(
+            ApartmentBookingWorkflow.run,
+            data,
+            id=workflow_id_for(data.booking_id),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=start_search_attributes(data, None),
+        )
+        try:
+            return await client.execute_update_with_start_workflow(
+                ApartmentBookingWorkflow.wait_for_hold, start_workflow_operation=start
+            )
+        except WorkflowUpdateFailedError as failure:
+            assert isinstance(failure.cause, ApplicationError)
+            return failure.cause.type or ""
+
+    outcomes = await asyncio.gather(*(reserve(data) for data in inputs))
+    held = [o for o in outcomes if isinstance(o, BookingState)]
+    assert len(held) == 1 and held[0].status == "PENDING"
+    assert sorted(o for o in outcomes if isinstance(o, str)) == ["ApartmentUnavailable"] * 49
+    rows = await pool.fetch(
+        "SELECT id, booking_status FROM bookings WHERE apartment_id = $1", rental.apartment_id
+    )
+    assert [(r["id"], r["booking_status"]) for r in rows] == [(held[0].booking_id, "PENDING")]
+    assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "RESERVED"
+    await client.get_workflow_handle(held[0].workflow_id).terminate("test done")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_transient_database_failure_is_retried(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool)
+    data = await booking_input(env, rental)
+    # Hold the apartment's row lock so the reserve blocks, then kill its database session:
+    # the first attempt loses its connection mid-transaction.
+    async with pool.acquire() as locker:
+        tx = locker.transaction()
+        await tx.start()
+        await locker.execute(
+            "SELECT 1 FROM apartments WHERE id = $1 FOR UPDATE", rental.apartment_id
+        )
+        handle = await start_booking(client, data, task_queue)
+        victim = None
+        for _ in range(200):
+            victim = await locker.fetchval(
+                """SELECT pid FROM pg_stat_activity
+                    WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid))"""
+            )
+            if victim is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert victim is not None, "the reserve never blocked on the row lock"
+        assert await locker.fetchval("SELECT pg_terminate_backend($1)", victim)
+        await tx.rollback()
+
+    held = await handle.execute_update(ApartmentBookingWorkflow.wait_for_hold)
+    assert held.status == "PENDING"
+    assert await _reserve_attempts(handle) == [2]
+    row = await booking_row(pool, data.booking_id)
+    assert row is not None and row["booking_status"] == "PENDING"
+    await handle.terminate("test done")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_constraint_violation_is_not_retried(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """Even if the apartment's status were wrong, the index refuses a second open booking."""
+    rental = await make_rental(pool)
+    stray = str(uuid.uuid4())
+    # A PENDING booking left behind by a hypothetical bug, with the apartment marked VACANT.
+    await pool.execute(
+        """INSERT INTO bookings (id, workflow_id, user_id, apartment_id, start_date, end_date,
+                                 booking_status, amount_due, currency)
+           VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', 1, 'EUR')""",
+        stray,
+        f"stray-{stray}",
+        rental.user_id,
+        rental.apartment_id,
+        date(2031, 1, 1),
+        date(2031, 2, 1),
+    )
+    data = await booking_input(env, rental)
+    handle = await start_booking(client, data, task_queue)
+    with pytest.raises(WorkflowUpdateFailedError) as failure:
+        await handle.execute_update(ApartmentBookingWorkflow.wait_for_hold)
+    assert isinstance(failure.value.cause, ApplicationError)
+    assert failure.value.cause.type == "ApartmentUnavailable"
+    assert "bookings_one_active_per_apartment" in str(failure.value.cause.message)
+    final = await handle.result()
+    assert final.status == "REJECTED"
+    assert await _reserve_attempts(handle) == [1]
+    assert await booking_row(pool, data.booking_id) is None
+    # The transaction rolled back: the conditional update did not stick either.
+    assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
+
+
+async def test_hold_deadline_is_stored_as_given(pool: asyncpg.Pool) -> None:
+    rental = await make_rental(pool)
+    deadline = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=15)
+    request = _reserve_request(rental.apartment_id, rental.user_id, hold_expires_at=deadline)
+    await ActivityEnvironment().run(BookingActivities(pool).reserve_apartment, request)
+    row = await booking_row(pool, request.booking_id)
+    assert row is not None
+    assert (row["hold_expires_at"], row["amount_due"], row["currency"].strip()) == (
+        deadline,
+        rental.monthly_rent,
+        rental.currency,
+    )

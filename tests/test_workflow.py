@@ -1,0 +1,429 @@
+"""ApartmentBookingWorkflow end to end: real worker, real Postgres, time-skipping server.
+
+Every path of the issue: paid, expired exactly at the deadline, cancelled, late payment ->
+refund, duplicate payment, wrong amount, wrong currency, lease end a year later, and the
+payment/timer race. Histories of these runs are what tests/test_replay.py replays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
+
+import asyncpg
+import pytest
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from booking.settings import Settings
+from tests.helpers import (
+    apartment_row,
+    booking_client,
+    booking_input,
+    booking_row,
+    events,
+    make_rental,
+    record_history,
+    start_and_hold,
+    start_booking,
+)
+from worker import create_worker
+from workflows.booking import (
+    ApartmentBookingWorkflow,
+    BookingState,
+    PaymentInput,
+    booking_id_for,
+    start_search_attributes,
+    workflow_id_for,
+)
+from workflows.search_attributes import APARTMENT_ID, BOOKING_STATUS, HOLD_EXPIRES_AT, TENANT_ID
+
+Handle = WorkflowHandle[ApartmentBookingWorkflow, BookingState]
+
+
+@pytest.fixture
+def client(env: WorkflowEnvironment) -> Client:
+    return booking_client(env)
+
+
+@pytest.fixture
+async def worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[Worker]:
+    async with create_worker(client, pool, Settings(), task_queue=task_queue) as running:
+        yield running
+
+
+def _payment(state: BookingState, **overrides: object) -> PaymentInput:
+    fields: dict[str, object] = {
+        "amount": state.amount_due,
+        "currency": state.currency,
+        "payment_reference": f"pay-{uuid.uuid4()}",
+    }
+    fields.update(overrides)
+    return PaymentInput(**fields)  # type: ignore[arg-type]
+
+
+async def _update_error(call: object) -> ApplicationError:
+    with pytest.raises(WorkflowUpdateFailedError) as failure:
+        await call  # type: ignore[misc]
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    return cause
+
+
+async def _refunds(pool: asyncpg.Pool, booking_id: str) -> list[tuple[str, str, str | None]]:
+    rows = await pool.fetch(
+        """SELECT p.payment_reference, p.outcome, r.reason
+             FROM payments p LEFT JOIN refunds r ON r.payment_id = p.id
+            WHERE p.booking_id = $1 ORDER BY p.id""",
+        booking_id,
+    )
+    return [(r["payment_reference"], r["outcome"], r["reason"]) for r in rows]
+
+
+@pytest.mark.usefixtures("worker")
+async def test_paid_then_lease_ends_a_year_later(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool)
+    data = await booking_input(env, rental, hold_seconds=900, lease_days=365)
+    handle, held = await start_and_hold(client, data, task_queue)
+
+    assert held.status == "PENDING"
+    assert (held.amount_due, held.currency) == (rental.monthly_rent, rental.currency)
+    assert held.hold_expires_at is not None
+    row = await booking_row(pool, data.booking_id)
+    assert row is not None and row["booking_status"] == "PENDING"
+    assert row["hold_expires_at"] == held.hold_expires_at
+    assert row["workflow_id"] == workflow_id_for(data.booking_id)
+    assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "RESERVED"
+
+    payment = _payment(held)
+    paid = await handle.execute_update(ApartmentBookingWorkflow.pay, payment)
+    assert paid.status == "APPROVED" and paid.paid_at is not None
+    assert paid.paid_at < held.hold_expires_at
+    row = await booking_row(pool, data.booking_id)
+    assert row is not None
+    assert (row["booking_status"], row["paid_at"]) == ("APPROVED", paid.paid_at)
+    apartment = await apartment_row(pool, rental.apartment_id)
+    assert (apartment["apartment_status"], apartment["tenant_id"]) == ("OCCUPIED", rental.user_id)
+    assert await _refunds(pool, data.booking_id) == [(payment.payment_reference, "APPLIED", None)]
+
+    # The workflow now sleeps a year to the lease end; the test server skips it.
+    started = datetime.now(UTC)
+    final = await handle.result()
+    assert (datetime.now(UTC) - started) < timedelta(seconds=20)
+    lease_end = datetime.combine(data.end_date, time.min, tzinfo=UTC)
+    assert final.status == "APPROVED"
+    assert final.lease_ended_at == lease_end
+    row = await booking_row(pool, data.booking_id)
+    assert row is not None and row["lease_ended_at"] == lease_end
+    apartment = await apartment_row(pool, rental.apartment_id)
+    assert (apartment["apartment_status"], apartment["tenant_id"]) == ("VACANT", None)
+    assert await events(pool, data.booking_id) == [
+        (None, "PENDING", "RESERVED"),
+        ("PENDING", "APPROVED", "PAID"),
+        ("APPROVED", "APPROVED", "LEASE_ENDED"),
+    ]
+    await record_history(handle, "paid_lease_ended")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_search_attributes_follow_the_status(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool)
+    data = await booking_input(env, rental)
+    handle, held = await start_and_hold(client, data, task_queue)
+    attrs = (await handle.describe()).typed_search_attributes
+    assert attrs.get(BOOKING_STATUS) == "PENDING"
+    assert attrs.get(APARTMENT_ID) == rental.apartment_id
+    assert attrs.get(TENANT_ID) == rental.user_id
+    assert attrs.get(HOLD_EXPIRES_AT) == held.hold_expires_at
+    await handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held))
+    attrs = (await handle.describe()).typed_search_attributes
+    assert attrs.get(BOOKING_STATUS) == "APPROVED"
+    await handle.terminate("test done")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_expires_exactly_at_the_deadline(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool)
+    data = await booking_input(env, rental, hold_seconds=3600)
+    handle, held = await start_and_hold(client, data, task_queue)
+    assert held.hold_expires_at is not None
+
+    # Skip to the very instant the hold ends: a payment now is too late.
+    await env.sleep(held.hold_expires_at - await env.get_current_time())
+    error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held)))
+    assert error.type == "BookingExpired"
+
+    final = await handle.result()
+    assert (final.status, final.cancellation_reason) == ("CANCELLED", "EXPIRED")
+    row = await booking_row(pool, data.booking_id)
+    assert row is not None
+    assert (row["booking_status"], row["cancellation_reason"]) == ("CANCELLED", "EXPIRED")
+    apartment = await apartment_row(pool, rental.apartment_id)
+    assert (apartment["apartment_status"], apartment["tenant_id"]) == ("VACANT", None)
+    # The rejected update took no money: nothing recorded.
+    assert await _refunds(pool, data.booking_id) == []
+    assert await events(pool, data.booking_id) == [
+        (None, "PENDING", "RESERVED"),
+        ("PENDING", "CANCELLED", "EXPIRED"),
+    ]
+    await record_history(handle, "expired")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_payment_one_second_before_the_deadline_is_on_time(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool)
+    data = await booking_input(env, rental, hold_seconds=3600)
+    handle, held = await start_and_hold(client, data, task_queue)
+    assert held.hold_expires_at is not None
+    await env.sleep(held.hold_expires_at - await env.get_current_time() - timedelta(seconds=1))
+    paid = await handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held))
+    assert paid.status == "APPROVED"
+    # The hold timer has passed by now; the booking stays paid.
+    await env.sleep(timedelta(seconds=5))
+    state = await handle.query(ApartmentBookingWorkflow.state)
+    assert state.status == "APPROVED"
+    row = await booking_row(pool, data.booking_id)
+    assert row is not None and row["booking_status"] == "APPROVED"
+    await handle.terminate("test done")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_tenant_cancels_during_the_hold(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool)
+    data = await booking_input(env, rental)
+    handle, held = await start_and_hold(client, data, task_queue)
+
+    cancelled = await handle.execute_update(ApartmentBookingWorkflow.cancel)
+    assert (cancelled.status, cancelled.cancellation_reason) == ("CANCELLED", "TENANT_CANCELLED")
+    # A repeated cancel answers the same; a payment now is refused.
+    again = await handle.execute_update(ApartmentBookingWorkflow.cancel)
+    assert again == cancelled
+    error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held)))
+    assert error.type == "PaymentRejected"
+
+    apartment = await apartment_row(pool, rental.apartment_id)
+    assert (apartment["apartment_status"], apartment["tenant_id"]) == ("VACANT", None)
+    final = await handle.result()
+    assert final.cancellation_reason == "TENANT_CANCELLED"
+    assert await events(pool, data.booking_id) == [
+        (None, "PENDING", "RESERVED"),
+        ("PENDING", "CANCELLED", "TENANT_CANCELLED"),
+    ]
+    await record_history(handle, "tenant_cancelled")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_paid_booking_cannot_be_cancelled(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool)
+    handle, held = await start_and_hold(client, await booking_input(env, rental), task_queue)
+    await handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held))
+    error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.cancel))
+    assert error.type == "BookingNotCancellable"
+    await handle.terminate("test done")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_late_payment_is_recorded_and_refunded(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool)
+    data = await booking_input(env, rental, hold_seconds=60)
+    handle, held = await start_and_hold(client, data, task_queue)
+    await env.sleep(timedelta(seconds=120))
+    late = _payment(held)
+    await handle.signal(ApartmentBookingWorkflow.payment_received, late)
+    final = await handle.result()  # after the refund window
+    assert (final.status, final.cancellation_reason) == ("CANCELLED", "EXPIRED")
+    assert await _refunds(pool, data.booking_id) == [
+        (late.payment_reference, "REFUNDED", "HOLD_OVER")
+    ]
+    apartment = await apartment_row(pool, rental.apartment_id)
+    assert apartment["apartment_status"] == "VACANT"
+    await record_history(handle, "late_payment_refunded")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_duplicate_payments(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool)
+    data = await booking_input(env, rental, lease_days=30)
+    handle, held = await start_and_hold(client, data, task_queue)
+    payment = _payment(held)
+    first = await handle.execute_update(ApartmentBookingWorkflow.pay, payment)
+    # The same reference again, by update or by signal: nothing changes.
+    again = await handle.execute_update(ApartmentBookingWorkflow.pay, payment)
+    assert again == first
+    await handle.signal(ApartmentBookingWorkflow.payment_received, payment)
+    # A second, different payment once paid is refunded; a paying update is refused.
+    extra = _payment(held)
+    await handle.signal(ApartmentBookingWorkflow.payment_received, extra)
+    await handle.signal(ApartmentBookingWorkflow.payment_received, extra)
+    error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held)))
+    assert error.type == "PaymentRejected"
+
+    final = await handle.result()
+    assert final.paid_at == first.paid_at
+    assert await _refunds(pool, data.booking_id) == [
+        (payment.payment_reference, "APPLIED", None),
+        (extra.payment_reference, "REFUNDED", "ALREADY_PAID"),
+    ]
+    await record_history(handle, "duplicate_payments")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_wrong_amount_or_currency(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool, monthly_rent=99_00, currency="EUR")
+    data = await booking_input(env, rental, lease_days=30)
+    handle, held = await start_and_hold(client, data, task_queue)
+
+    for wrong in (_payment(held, amount=98_00), _payment(held, currency="USD")):
+        error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.pay, wrong))
+        assert error.type == "PaymentRejected"
+    state = await handle.query(ApartmentBookingWorkflow.state)
+    assert state.status == "PENDING"
+    assert await _refunds(pool, data.booking_id) == []  # refused updates took no money
+
+    # Money that came in by webhook with the wrong amount or currency is refunded.
+    short = _payment(held, amount=1)
+    dollars = _payment(held, currency="USD")
+    await handle.signal(ApartmentBookingWorkflow.payment_received, short)
+    await handle.signal(ApartmentBookingWorkflow.payment_received, dollars)
+    right = _payment(held)
+    paid = await handle.execute_update(ApartmentBookingWorkflow.pay, right)
+    assert paid.status == "APPROVED"
+    final = await handle.result()
+    assert final.status == "APPROVED"
+    assert sorted(await _refunds(pool, data.booking_id)) == sorted(
+        [
+            (short.payment_reference, "REFUNDED", "WRONG_AMOUNT"),
+            (dollars.payment_reference, "REFUNDED", "WRONG_CURRENCY"),
+            (right.payment_reference, "APPLIED", None),
+        ]
+    )
+    await record_history(handle, "wrong_amount_and_currency")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_payment_by_signal_confirms(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool)
+    data = await booking_input(env, rental, lease_days=2)
+    handle, held = await start_and_hold(client, data, task_queue)
+    await handle.signal(ApartmentBookingWorkflow.payment_received, _payment(held))
+    final = await handle.result()
+    assert final.status == "APPROVED" and final.lease_ended_at is not None
+    await record_history(handle, "paid_by_signal")
+
+
+@pytest.mark.parametrize("hold_seconds", [0, 86_401])
+@pytest.mark.usefixtures("worker")
+async def test_hold_outside_one_second_to_a_day_is_rejected(
+    env: WorkflowEnvironment,
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    hold_seconds: int,
+) -> None:
+    rental = await make_rental(pool)
+    data = await booking_input(env, rental, hold_seconds=hold_seconds)
+    handle = await start_booking(client, data, task_queue)
+    error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.wait_for_hold))
+    assert error.type == "ValidationError"
+    assert "holdSeconds" in error.message
+    final = await handle.result()
+    assert (final.status, final.error_type) == ("REJECTED", "ValidationError")
+    assert await booking_row(pool, data.booking_id) is None
+    assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
+    if hold_seconds == 0:
+        await record_history(handle, "rejected_validation")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_unknown_and_unavailable_apartments_are_rejected(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool)
+    missing = await booking_input(env, rental, apartment_id="no-such-apartment")
+    handle = await start_booking(client, missing, task_queue)
+    error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.wait_for_hold))
+    assert error.type == "ApartmentNotFound"
+    await record_history(handle, "rejected_not_found")
+
+    first, _ = await start_and_hold(client, await booking_input(env, rental), task_queue)
+    second = await start_booking(client, await booking_input(env, rental), task_queue)
+    error = await _update_error(second.execute_update(ApartmentBookingWorkflow.wait_for_hold))
+    assert error.type == "ApartmentUnavailable"
+    assert (await second.result()).status == "REJECTED"
+    await record_history(second, "rejected_unavailable")
+    await first.terminate("test done")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_update_with_start_is_idempotent_by_key(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool)
+    booking_id = booking_id_for(rental.user_id, "key-1")
+    assert booking_id == booking_id_for(rental.user_id, "key-1")
+    assert booking_id != booking_id_for(rental.user_id, "key-2")
+    data = await booking_input(
+        env,
+        rental,
+        booking_id=booking_id,
+        idempotency_key="key-1",
+        step_function_arn="arn:temporal:default:workflow-type/ApartmentBookingWorkflow",
+    )
+
+    async def reserve() -> BookingState:
+        start = WithStartWorkflowOperation(
+            ApartmentBookingWorkflow.run,
+            data,
+            id=workflow_id_for(data.booking_id),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=start_search_attributes(data, None),
+        )
+        return await client.execute_update_with_start_workflow(
+            ApartmentBookingWorkflow.wait_for_hold, start_workflow_operation=start
+        )
+
+    first, second = await asyncio.gather(reserve(), reserve())
+    assert first.status == second.status == "PENDING"
+    assert first.hold_expires_at == second.hold_expires_at
+    count = await pool.fetchval(
+        "SELECT count(*) FROM bookings WHERE apartment_id = $1", rental.apartment_id
+    )
+    assert count == 1
+    assert (
+        await pool.fetchval(
+            "SELECT arn FROM step_function_executions WHERE id = $1", workflow_id_for(booking_id)
+        )
+        == data.step_function_arn
+    )
+    await client.get_workflow_handle(workflow_id_for(booking_id)).terminate("test done")

@@ -1,0 +1,147 @@
+"""The Temporal worker: every workflow and activity of the booking service.
+
+``python worker.py`` and ``booking worker`` run :func:`main`. SIGINT or SIGTERM stops polling
+and lets running activities finish (up to :data:`GRACEFUL_SHUTDOWN`) before the process ends.
+With ``BOOKING_WORKER_METRICS_ADDRESS`` set, the SDK's metrics are served for Prometheus at
+``http://<address>/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pydantic
+from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
+
+from activities.booking import BookingActivities
+from activities.catalog import CatalogActivities
+from booking.converter import DATA_CONVERTER
+from booking.db import create_pool
+from booking.errors import ConfigurationError
+from booking.settings import Settings
+from workflows.booking import ApartmentBookingWorkflow
+from workflows.catalog import CatalogWorkflow
+
+log = logging.getLogger("booking.worker")
+
+# Activities are single short transactions; this is ample for them to finish on SIGTERM.
+GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+# How long a task for a workflow cached by a worker waits for that worker before any worker
+# may take it. The SDK's 10 s default is what a payment waited after a worker crash
+# (RELIABILITY.md); a booking history is small, so rebuilding it elsewhere sooner is cheap.
+STICKY_TIMEOUT = timedelta(seconds=2)
+
+
+def create_worker(
+    client: Client,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    task_queue: str | None = None,
+    **options: Any,
+) -> Worker:
+    """A worker for every booking-service workflow and activity, on the configured queue.
+
+    ``options`` go to :class:`temporalio.worker.Worker` as they are (tests use them, for
+    example ``max_cached_workflows=0``).
+    """
+    activities = [*BookingActivities(pool).all(), *CatalogActivities(pool).all()]
+    options.setdefault("graceful_shutdown_timeout", GRACEFUL_SHUTDOWN)
+    options.setdefault("sticky_queue_schedule_to_start_timeout", STICKY_TIMEOUT)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=[ApartmentBookingWorkflow, CatalogWorkflow],
+        activities=activities,
+        **options,
+    )
+
+
+def _runtime(settings: Settings) -> Runtime | None:
+    if not settings.worker_metrics_address:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(bind_address=settings.worker_metrics_address)
+        )
+    )
+
+
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Connect, serve until SIGINT/SIGTERM (or ``stop`` is set), then drain and return."""
+    dsn = settings.require_database_url()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runtime = _runtime(settings)
+    client = await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=DATA_CONVERTER,
+        runtime=runtime,
+    )
+    pool = await create_pool(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+    try:
+        worker = create_worker(client, pool, settings)
+        async with worker:
+            log.info(
+                "worker polling task queue %r on %s (namespace %s)%s",
+                settings.task_queue,
+                settings.temporal_address,
+                settings.temporal_namespace,
+                f", metrics on http://{settings.worker_metrics_address}/metrics"
+                if settings.worker_metrics_address
+                else "",
+            )
+            await stop.wait()
+            log.info("stopping: finishing running activities (up to %s)", GRACEFUL_SHUTDOWN)
+        log.info("worker stopped")
+    finally:
+        await pool.close()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def main(settings: Settings | None = None) -> int:
+    """Run the worker; return the process exit status (0 after a clean drain)."""
+    try:
+        settings = settings or Settings()
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        asyncio.run(run_worker(settings))
+        return 0
+    except (ConfigurationError, pydantic.ValidationError) as err:
+        print(f"booking worker: {err}", file=sys.stderr)
+        return 2
+    except Exception:
+        log.exception("worker failed")
+        return 1
+
+
+def exit_now(status: int) -> None:
+    """End the process with ``status`` once output is flushed.
+
+    The Temporal SDK's native runtime can abort the interpreter during its teardown
+    (sdk-python issue 300: ``PyGILState_Release``, exit 134); skipping that teardown keeps
+    the true exit status.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(status)
+
+
+if __name__ == "__main__":
+    exit_now(main())

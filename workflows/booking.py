@@ -1,0 +1,634 @@
+"""ApartmentBookingWorkflow: reserve an apartment, hold it while the tenant pays, settle it.
+
+One execution per booking (workflow id ``booking-<booking id>``):
+
+1. reserve: one activity, one transaction (apartment VACANT -> RESERVED, booking PENDING);
+2. hold: a durable timer of ``hold_seconds`` that a payment or a cancellation ends early;
+3. outcome: APPROVED (apartment OCCUPIED), or CANCELLED with reason EXPIRED or
+   TENANT_CANCELLED (apartment VACANT);
+4. lease: after APPROVED, a durable timer to ``end_date`` 00:00 UTC, then the apartment
+   is VACANT again and ``lease_ended_at`` is recorded.
+
+Who decides a payment was on time: the workflow's clock, or for a signalled payment the time
+our webhook endpoint received it (``PaymentInput.received_at``), so that a payment taken before
+the deadline while every worker was down still wins. A payment is accepted only while that
+time is before ``hold_expires_at`` and the run loop has not yet chosen EXPIRED; after the hold
+wait the outcome is chosen by "was a payment accepted", never by whether the timer fired, so a
+payment racing the timer has exactly one outcome. Money that cannot be applied (late, wrong
+amount or currency, a second payment) is recorded and refunded by the ``refund_payment``
+activity. After a cancellation the workflow stays open for :data:`LATE_PAYMENT_WINDOW` (and
+during the lease) so that late or repeated payments reaching the ``payment_received`` signal
+are refunded rather than lost.
+
+Status values of :class:`BookingState`: the booking's own ``PENDING`` / ``APPROVED`` /
+``CANCELLED`` plus two that exist only in the workflow (no booking row): ``RESERVING``
+(the reserve activity has not answered yet) and ``REJECTED`` (no hold was placed;
+``error_type`` / ``error_message`` say why).
+
+This module is imported by the API: it must not import ``activities`` (activities are called
+by name) and everything at module level must be cheap and deterministic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.search_attributes import APARTMENT_ID, BOOKING_STATUS, HOLD_EXPIRES_AT, TENANT_ID
+
+with workflow.unsafe.imports_passed_through():
+    from booking.settings import MAX_HOLD_SECONDS, MIN_HOLD_SECONDS
+
+WORKFLOW_TYPE = "ApartmentBookingWorkflow"
+
+RESERVING = "RESERVING"
+PENDING = "PENDING"
+APPROVED = "APPROVED"
+CANCELLED = "CANCELLED"
+REJECTED = "REJECTED"
+
+EXPIRED = "EXPIRED"
+TENANT_CANCELLED = "TENANT_CANCELLED"
+RESERVATION_FAILED = "RESERVATION_FAILED"
+
+# Refund reasons (refunds.reason).
+REFUND_LATE = "HOLD_OVER"
+REFUND_WRONG_AMOUNT = "WRONG_AMOUNT"
+REFUND_WRONG_CURRENCY = "WRONG_CURRENCY"
+REFUND_ALREADY_PAID = "ALREADY_PAID"
+REFUND_NOT_PENDING = "NOT_PENDING"
+
+# A provider may deliver a payment days after the hold ended; while the workflow is open the
+# money is recorded and refunded, afterwards the signal has nowhere to go.
+LATE_PAYMENT_WINDOW = timedelta(days=7)
+
+# Reserve failures that the caller of wait_for_hold sees by type (no booking row exists).
+RESERVE_REJECTIONS = frozenset(
+    {"ApartmentUnavailable", "ApartmentNotFound", "ValidationError", "UserNotFound"}
+)
+_NON_RETRYABLE = [
+    "ApartmentUnavailable",
+    "ApartmentNotFound",
+    "ValidationError",
+    "UserNotFound",
+    "BookingNotFound",
+    "BookingNotCancellable",
+    "PaymentRejected",
+]
+
+# Transient database trouble is retried with backoff for as long as it lasts; the database
+# rows are the truth and every activity is idempotent, so a late success is still right.
+ACTIVITY_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=_NON_RETRYABLE,
+)
+ACTIVITY_TIMEOUT = timedelta(seconds=15)
+# Reserving longer than this is pointless: the caller has given up and the hold would be short.
+RESERVE_DEADLINE = timedelta(seconds=60)
+
+_BOOKING_ID_NAMESPACE = uuid.UUID("6f1d6a52-5d1b-4f0e-9a57-2b0c1f5e8a11")
+
+
+@dataclass
+class BookingInput:
+    booking_id: str
+    apartment_id: str
+    user_id: str
+    start_date: date
+    end_date: date
+    hold_seconds: int
+    idempotency_key: str | None = None
+    step_function_arn: str | None = None
+
+
+@dataclass
+class PaymentInput:
+    amount: int  # minor units
+    currency: str  # ISO 4217
+    payment_reference: str
+    # When our own edge (the webhook endpoint) took the money, by its clock. A signal can
+    # wait in Temporal while no worker runs; judging it by this time instead of the time
+    # the workflow gets to it means a tenant who paid before the deadline keeps the
+    # apartment even if every worker was down at that moment. Never set from client input.
+    received_at: datetime | None = None
+
+
+@dataclass
+class BookingState:
+    booking_id: str
+    workflow_id: str
+    apartment_id: str
+    user_id: str
+    status: str  # RESERVING | PENDING | APPROVED | CANCELLED | REJECTED
+    amount_due: int | None
+    currency: str | None
+    hold_expires_at: datetime | None
+    paid_at: datetime | None
+    cancellation_reason: str | None
+    lease_ended_at: datetime | None
+    start_date: date
+    end_date: date
+    error_type: str | None = None  # REJECTED only
+    error_message: str | None = None
+
+
+# Activity inputs and outputs (activities/booking.py implements them, by name).
+
+
+@dataclass
+class ReserveRequest:
+    booking_id: str
+    workflow_id: str
+    apartment_id: str
+    user_id: str
+    start_date: date
+    end_date: date
+    hold_expires_at: datetime
+    idempotency_key: str | None = None
+    step_function_arn: str | None = None
+
+
+@dataclass
+class Reservation:
+    amount_due: int
+    currency: str
+    hold_expires_at: datetime
+    created: bool  # False: an earlier attempt had already committed it
+
+
+@dataclass
+class ConfirmRequest:
+    booking_id: str
+    payment: PaymentInput
+    paid_at: datetime
+
+
+@dataclass
+class ReleaseRequest:
+    booking_id: str
+    reason: str  # EXPIRED | TENANT_CANCELLED | RESERVATION_FAILED
+
+
+@dataclass
+class RefundRequest:
+    booking_id: str
+    payment: PaymentInput
+    reason: str
+    received_at: datetime
+
+
+@dataclass
+class RefundResult:
+    payment_id: int
+    refund_id: int
+    created: bool
+
+
+@dataclass
+class EndLeaseRequest:
+    booking_id: str
+    ended_at: datetime
+
+
+def workflow_id_for(booking_id: str) -> str:
+    return f"booking-{booking_id}"
+
+
+def booking_id_for(user_id: str, idempotency_key: str | None) -> str:
+    """Same user and key -> same booking id (so a retried reserve joins the first)."""
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(_BOOKING_ID_NAMESPACE, f"{user_id}\x00{idempotency_key}"))
+
+
+def validation_error(input: BookingInput) -> str | None:
+    """Why this booking cannot be attempted, or None. The API checks the same before starting."""
+    if not MIN_HOLD_SECONDS <= input.hold_seconds <= MAX_HOLD_SECONDS:
+        return (
+            f"holdSeconds must be between {MIN_HOLD_SECONDS} and {MAX_HOLD_SECONDS}, "
+            f"got {input.hold_seconds}"
+        )
+    if input.end_date <= input.start_date:
+        return "endDate must be after startDate"
+    for name, value in (
+        ("bookingId", input.booking_id),
+        ("apartmentId", input.apartment_id),
+        ("userId", input.user_id),
+    ):
+        if not value.strip():
+            return f"{name} must not be empty"
+    return None
+
+
+def start_search_attributes(
+    input: BookingInput, hold_expires_at: datetime | None
+) -> TypedSearchAttributes:
+    """Search attributes for the start call, so that a booking is listable from its first moment."""
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(BOOKING_STATUS, RESERVING),
+        SearchAttributePair(APARTMENT_ID, input.apartment_id),
+        SearchAttributePair(TENANT_ID, input.user_id),
+    ]
+    if hold_expires_at is not None:
+        pairs.append(SearchAttributePair(HOLD_EXPIRES_AT, hold_expires_at))
+    return TypedSearchAttributes(pairs)
+
+
+def _arrival(payment: PaymentInput) -> datetime:
+    """When a signalled payment counts as paid: when our edge received it, never later than
+    now (a clock ahead of the server's cannot make a payment count in the future)."""
+    now = workflow.now()
+    if payment.received_at is None:
+        return now
+    return min(payment.received_at, now)
+
+
+def _lease_end(end_date: date) -> datetime:
+    return datetime.combine(end_date, time.min, tzinfo=UTC)
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class ApartmentBookingWorkflow:
+    @workflow.init
+    def __init__(self, input: BookingInput) -> None:
+        self._input = input
+        self._state = BookingState(
+            booking_id=input.booking_id,
+            workflow_id=workflow.info().workflow_id,
+            apartment_id=input.apartment_id,
+            user_id=input.user_id,
+            status=RESERVING,
+            amount_due=None,
+            currency=None,
+            hold_expires_at=None,
+            paid_at=None,
+            cancellation_reason=None,
+            lease_ended_at=None,
+            start_date=input.start_date,
+            end_date=input.end_date,
+        )
+        self._accepted: PaymentInput | None = None
+        self._accepted_at: datetime | None = None
+        # Why a confirm was refused (e.g. a reference already used elsewhere); read by pay().
+        self._confirm_error: ApplicationError | None = None
+        self._cancel_requested = False
+        # Set once the run loop has chosen EXPIRED: from then on nothing may join the hold.
+        self._expiring = False
+        self._references: set[str] = set()
+
+    # -- main flow -------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: BookingInput) -> BookingState:
+        problem = validation_error(input)
+        if problem is not None:
+            self._reject("ValidationError", problem)
+            return await self._finish()
+
+        hold_expires_at = workflow.now() + timedelta(seconds=input.hold_seconds)
+        self._state.hold_expires_at = hold_expires_at
+        try:
+            reservation: Reservation = await workflow.execute_activity(
+                "reserve_apartment",
+                ReserveRequest(
+                    booking_id=input.booking_id,
+                    workflow_id=self._state.workflow_id,
+                    apartment_id=input.apartment_id,
+                    user_id=input.user_id,
+                    start_date=input.start_date,
+                    end_date=input.end_date,
+                    hold_expires_at=hold_expires_at,
+                    idempotency_key=input.idempotency_key,
+                    step_function_arn=input.step_function_arn,
+                ),
+                result_type=Reservation,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                schedule_to_close_timeout=RESERVE_DEADLINE,
+                retry_policy=ACTIVITY_RETRY,
+                summary=f"reserve apartment {input.apartment_id} for {input.user_id}",
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type in RESERVE_REJECTIONS:
+                self._reject(cause.type or "ValidationError", cause.message)
+                return await self._finish()
+            # The reservation may have committed with its answer lost (a timeout): undo it
+            # so the apartment is never left RESERVED by a booking nobody holds.
+            await self._release(RESERVATION_FAILED)
+            self._reject("ReservationFailed", f"the reservation could not be completed: {err}")
+            return await self._finish()
+
+        self._state.status = PENDING
+        self._state.amount_due = reservation.amount_due
+        self._state.currency = reservation.currency
+        self._state.hold_expires_at = reservation.hold_expires_at
+        self._upsert_search_attributes(initial=True)
+
+        outcome = await self._hold(reservation.hold_expires_at)
+        if outcome == APPROVED:
+            await self._lease()
+        else:
+            # Why wait: a payment may still reach the signal after the hold; it is refunded.
+            await workflow.sleep(LATE_PAYMENT_WINDOW, summary="refund window for late payments")
+        return await self._finish()
+
+    async def _hold(self, hold_expires_at: datetime) -> str:
+        while True:
+            remaining = (hold_expires_at - workflow.now()).total_seconds()
+            if remaining > 0:
+                # The timer running out is not an outcome by itself; see below.
+                with contextlib.suppress(TimeoutError):
+                    # Why: pay, cancel and payment_received run while we wait here; each
+                    # may end the hold early by accepting a payment or requesting a cancel.
+                    await workflow.wait_condition(
+                        lambda: self._accepted is not None or self._cancel_requested,
+                        timeout=remaining,
+                        timeout_summary=f"hold until {hold_expires_at.isoformat()}",
+                    )
+            # Decide by what was accepted, not by which woke us: an accepted payment was on
+            # time by construction (accepted only while now < hold_expires_at).
+            if self._accepted is not None:
+                payment, paid_at = self._accepted, self._accepted_at
+                assert paid_at is not None
+                try:
+                    await workflow.execute_activity(
+                        "confirm_booking",
+                        ConfirmRequest(self._input.booking_id, payment, paid_at),
+                        start_to_close_timeout=ACTIVITY_TIMEOUT,
+                        retry_policy=ACTIVITY_RETRY,
+                        summary=f"confirm payment {payment.payment_reference}",
+                    )
+                except ActivityError as err:
+                    if not (
+                        isinstance(err.cause, ApplicationError)
+                        and err.cause.type == "PaymentRejected"
+                    ):
+                        raise
+                    # The payment could not be applied (its reference is another booking's):
+                    # the hold goes on and pay() reports the rejection.
+                    self._confirm_error = err.cause
+                    self._accepted = None
+                    self._accepted_at = None
+                    continue
+                self._state.status = APPROVED
+                self._state.paid_at = paid_at
+                self._upsert_search_attributes()
+                return APPROVED
+            if self._cancel_requested:
+                await self._release(TENANT_CANCELLED)
+                return CANCELLED
+            if remaining > 0 and workflow.now() < hold_expires_at:
+                continue  # a refused confirm woke us with time left; keep holding
+            self._expiring = True
+            await self._release(EXPIRED)
+            return CANCELLED
+
+    async def _lease(self) -> None:
+        lease_end = _lease_end(self._input.end_date)
+        remaining = lease_end - workflow.now()
+        if remaining > timedelta(0):
+            # Why: payment_received keeps refunding duplicate payments during the lease.
+            await workflow.sleep(remaining, summary=f"lease until {lease_end.isoformat()}")
+        await workflow.execute_activity(
+            "end_lease",
+            EndLeaseRequest(self._input.booking_id, lease_end),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary=f"end lease of apartment {self._input.apartment_id}",
+        )
+        self._state.lease_ended_at = lease_end
+        self._upsert_search_attributes()
+
+    async def _release(self, reason: str) -> None:
+        released: bool = await workflow.execute_activity(
+            "release_booking",
+            ReleaseRequest(self._input.booking_id, reason),
+            result_type=bool,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary=f"release apartment {self._input.apartment_id} ({reason})",
+        )
+        if reason == RESERVATION_FAILED and not released:
+            return
+        self._state.status = CANCELLED
+        self._state.cancellation_reason = reason
+        self._upsert_search_attributes()
+
+    def _reject(self, error_type: str, message: str) -> None:
+        self._state.status = REJECTED
+        self._state.error_type = error_type
+        self._state.error_message = message
+        self._upsert_search_attributes(initial=True)
+
+    async def _finish(self) -> BookingState:
+        # Why: an update or signal still running (a refund, a pay() waiting for its answer)
+        # must complete before the execution closes.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._snapshot()
+
+    def _upsert_search_attributes(self, *, initial: bool = False) -> None:
+        updates: list[SearchAttributeUpdate[Any]] = [BOOKING_STATUS.value_set(self._state.status)]
+        if initial:
+            updates += [
+                APARTMENT_ID.value_set(self._input.apartment_id),
+                TENANT_ID.value_set(self._input.user_id),
+            ]
+            if self._state.hold_expires_at is not None and self._state.status == PENDING:
+                updates.append(HOLD_EXPIRES_AT.value_set(self._state.hold_expires_at))
+        workflow.upsert_search_attributes(updates)
+
+    # -- payments ----------------------------------------------------------------------------
+
+    def _hold_open(self, at: datetime | None = None) -> bool:
+        expires = self._state.hold_expires_at
+        return (
+            self._state.status == PENDING
+            and self._accepted is None
+            and not self._cancel_requested
+            and not self._expiring
+            and expires is not None
+            and (at or workflow.now()) < expires
+        )
+
+    def _payment_problem(
+        self, payment: PaymentInput, at: datetime | None = None
+    ) -> tuple[str, str, str] | None:
+        """(error type, refund reason, message) when this payment cannot pay the booking at
+        ``at`` (default: now)."""
+        status = self._state.status
+        if status in (RESERVING, REJECTED):
+            return "PaymentRejected", REFUND_NOT_PENDING, f"booking is {status}, not PENDING"
+        if status == APPROVED or self._accepted is not None:
+            return "PaymentRejected", REFUND_ALREADY_PAID, "booking is already paid"
+        if status == CANCELLED and self._state.cancellation_reason == EXPIRED:
+            return "BookingExpired", REFUND_LATE, "the hold is over"
+        if status == CANCELLED or self._cancel_requested:
+            return "PaymentRejected", REFUND_NOT_PENDING, "booking is cancelled"
+        if not self._hold_open(at):
+            return "BookingExpired", REFUND_LATE, "the hold is over"
+        if payment.currency != self._state.currency:
+            return (
+                "PaymentRejected",
+                REFUND_WRONG_CURRENCY,
+                f"currency must be {self._state.currency}, got {payment.currency}",
+            )
+        if payment.amount != self._state.amount_due:
+            return (
+                "PaymentRejected",
+                REFUND_WRONG_AMOUNT,
+                f"amount must be {self._state.amount_due}, got {payment.amount}",
+            )
+        return None
+
+    def _accept(self, payment: PaymentInput, at: datetime | None = None) -> None:
+        self._accepted = payment
+        self._accepted_at = at or workflow.now()
+        self._confirm_error = None
+
+    async def _refund(self, payment: PaymentInput, reason: str) -> None:
+        received_at = workflow.now()
+        try:
+            await workflow.execute_activity(
+                "refund_payment",
+                RefundRequest(self._input.booking_id, payment, reason, received_at),
+                result_type=RefundResult,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary=f"refund payment {payment.payment_reference} ({reason})",
+            )
+        except ActivityError as err:
+            # A refund refused for good (its reference is another booking's) must not fail the
+            # booking; it is logged for an operator.
+            workflow.logger.error(
+                "refund of %s not recorded: %s", payment.payment_reference, err.cause
+            )
+
+    @workflow.signal
+    async def payment_received(self, payment: PaymentInput) -> None:
+        """A payment from an asynchronous source (a provider webhook); never rejected, only
+        applied or refunded. A repeated reference changes nothing."""
+        if payment.payment_reference in self._references:
+            return
+        self._references.add(payment.payment_reference)
+        if self._state.status == RESERVING:
+            # Why: a webhook can beat the reserve activity's answer; judge it once the hold
+            # is known. (Otherwise judge it now, before later updates in this task run.)
+            await workflow.wait_condition(lambda: self._state.status != RESERVING)
+        if self._state.status == REJECTED:
+            workflow.logger.error(
+                "payment %s for a booking that was never placed; no row to refund against",
+                payment.payment_reference,
+            )
+            return
+        arrival = _arrival(payment)
+        problem = self._payment_problem(payment, arrival)
+        if problem is None:
+            self._accept(payment, arrival)
+            return
+        await self._refund(payment, problem[1])
+
+    @workflow.update
+    async def pay(self, payment: PaymentInput) -> BookingState:
+        if payment.payment_reference in self._references:
+            # Why: a repeat of an accepted payment answers like the first call, once settled.
+            await workflow.wait_condition(
+                lambda: self._accepted is None or self._state.status != PENDING
+            )
+            return self._snapshot()
+        self._references.add(payment.payment_reference)
+        problem = self._payment_problem(payment)
+        if problem is not None:
+            # Only reachable when another payment or a cancel won the same workflow task after
+            # our validator ran: the money is taken, so it is refunded, and the caller told.
+            await self._refund(payment, problem[1])
+            raise ApplicationError(
+                f"{problem[2]}; the payment is refunded", type=problem[0], non_retryable=True
+            )
+        self._accept(payment)
+        # Why: the run loop confirms the payment; answer with its outcome.
+        await workflow.wait_condition(
+            lambda: self._state.status != PENDING or self._accepted is not payment
+        )
+        if self._state.status == APPROVED and self._state.paid_at is not None:
+            return self._snapshot()
+        error = self._confirm_error
+        raise ApplicationError(
+            error.message if error else f"payment not applied: booking is {self._state.status}",
+            type="PaymentRejected",
+            non_retryable=True,
+        )
+
+    @pay.validator
+    def _validate_pay(self, payment: PaymentInput) -> None:
+        if payment.payment_reference in self._references:
+            return
+        if not payment.payment_reference.strip():
+            raise ApplicationError("paymentReference must not be empty", type="ValidationError")
+        problem = self._payment_problem(payment)
+        if problem is not None:
+            raise ApplicationError(problem[2], type=problem[0], non_retryable=True)
+
+    # -- cancel, hold, state ----------------------------------------------------------------
+
+    @workflow.update
+    async def cancel(self) -> BookingState:
+        self._cancel_requested = True
+        # Why: the run loop releases the apartment; answer once it has.
+        await workflow.wait_condition(lambda: self._state.status != PENDING)
+        if self._state.cancellation_reason == TENANT_CANCELLED:
+            return self._snapshot()
+        raise ApplicationError(
+            f"booking is {self._state.status}", type="BookingNotCancellable", non_retryable=True
+        )
+
+    @cancel.validator
+    def _validate_cancel(self) -> None:
+        if self._cancel_requested:
+            return  # a repeated cancel joins the first
+        if not self._hold_open():
+            status = self._state.status
+            if status != PENDING:
+                why = f"it is {status}"
+            elif self._accepted is not None:
+                why = "a payment is being applied"
+            else:
+                why = "the hold is over"
+            raise ApplicationError(
+                f"booking cannot be cancelled: {why}",
+                type="BookingNotCancellable",
+                non_retryable=True,
+            )
+
+    @workflow.update
+    async def wait_for_hold(self) -> BookingState:
+        """Answer once the reserve step is decided: the hold (PENDING) or its rejection."""
+        # Why: the reserve activity runs concurrently; this returns as soon as it answers.
+        await workflow.wait_condition(lambda: self._state.status != RESERVING)
+        if self._state.status == REJECTED:
+            raise ApplicationError(
+                self._state.error_message or "booking rejected",
+                type=self._state.error_type,
+                non_retryable=True,
+            )
+        return self._snapshot()
+
+    @workflow.query
+    def state(self) -> BookingState:
+        return self._snapshot()
+
+    def _snapshot(self) -> BookingState:
+        return replace(self._state)
