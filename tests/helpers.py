@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 
 from booking.converter import DATA_CONVERTER
@@ -151,6 +152,28 @@ async def start_booking(
         task_queue=task_queue,
         search_attributes=start_search_attributes(input, None),
     )
+
+
+async def reserve_with_start(
+    client: Client, input: BookingInput, task_queue: str
+) -> tuple[WorkflowHandle[ApartmentBookingWorkflow, BookingState], BookingState]:
+    """Start and ask for the hold in one call, as the API does.
+
+    Use it where the workflow may end in its first task (a rejected booking): a separate
+    update sent after a plain start can find the execution already closed.
+    """
+    start = WithStartWorkflowOperation(
+        ApartmentBookingWorkflow.run,
+        input,
+        id=workflow_id_for(input.booking_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=start_search_attributes(input, None),
+    )
+    state = await client.execute_update_with_start_workflow(
+        ApartmentBookingWorkflow.wait_for_hold, start_workflow_operation=start
+    )
+    return await start.workflow_handle(), state
 
 
 async def start_and_hold(

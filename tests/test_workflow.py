@@ -34,8 +34,8 @@ from tests.helpers import (
     events,
     make_rental,
     record_history,
+    reserve_with_start,
     start_and_hold,
-    start_booking,
 )
 from worker import create_worker
 from workflows.booking import (
@@ -352,10 +352,12 @@ async def test_hold_outside_one_second_to_a_day_is_rejected(
 ) -> None:
     rental = await make_rental(pool)
     data = await booking_input(env, rental, hold_seconds=hold_seconds)
-    handle = await start_booking(client, data, task_queue)
-    error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.wait_for_hold))
+    error = await _update_error(reserve_with_start(client, data, task_queue))
     assert error.type == "ValidationError"
     assert "holdSeconds" in error.message
+    handle = client.get_workflow_handle_for(
+        ApartmentBookingWorkflow.run, workflow_id_for(data.booking_id)
+    )
     final = await handle.result()
     assert (final.status, final.error_type) == ("REJECTED", "ValidationError")
     assert await booking_row(pool, data.booking_id) is None
@@ -370,15 +372,21 @@ async def test_unknown_and_unavailable_apartments_are_rejected(
 ) -> None:
     rental = await make_rental(pool)
     missing = await booking_input(env, rental, apartment_id="no-such-apartment")
-    handle = await start_booking(client, missing, task_queue)
-    error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.wait_for_hold))
+    error = await _update_error(reserve_with_start(client, missing, task_queue))
     assert error.type == "ApartmentNotFound"
+    handle = client.get_workflow_handle_for(
+        ApartmentBookingWorkflow.run, workflow_id_for(missing.booking_id)
+    )
+    assert (await handle.result()).status == "REJECTED"
     await record_history(handle, "rejected_not_found")
 
     first, _ = await start_and_hold(client, await booking_input(env, rental), task_queue)
-    second = await start_booking(client, await booking_input(env, rental), task_queue)
-    error = await _update_error(second.execute_update(ApartmentBookingWorkflow.wait_for_hold))
+    taken = await booking_input(env, rental)
+    error = await _update_error(reserve_with_start(client, taken, task_queue))
     assert error.type == "ApartmentUnavailable"
+    second = client.get_workflow_handle_for(
+        ApartmentBookingWorkflow.run, workflow_id_for(taken.booking_id)
+    )
     assert (await second.result()).status == "REJECTED"
     await record_history(second, "rejected_unavailable")
     await first.terminate("test done")

@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -116,6 +117,7 @@ async def test_racing_instances_collapse_into_one_signal_on_the_server(
         amount=booking["amountDue"],
         currency=booking["currency"],
         payment_reference=f"pay-{uuid.uuid4().hex}",
+        received_at=datetime.now(UTC),
     )
     settings = stack.settings.model_copy(update={"webhook_secret": WEBHOOK_SECRET})
 
