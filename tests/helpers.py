@@ -7,7 +7,7 @@ History recording: with ``BOOKING_RECORD_HISTORIES=1`` in the environment, tests
 :func:`record_history` write the finished execution's history to ``tests/histories/<name>.json``
 for ``tests/test_replay.py``. Re-record after an intended workflow change with::
 
-    BOOKING_RECORD_HISTORIES=1 /work/venv/bin/pytest \
+    BOOKING_RECORD_HISTORIES=1 .venv/bin/pytest \
         tests/test_workflow.py tests/test_workflow_race.py
 """
 

@@ -9,7 +9,7 @@ The default run uses small numbers so that the whole module takes about 75 s; th
 variant (the issue's 200 holds; more bookings and longer holds everywhere) runs with
 ``BOOKING_FAULTS=full``::
 
-    BOOKING_FAULTS=full BOOKING_FAULTS_REPORT=faults.jsonl /work/venv/bin/pytest -m faults
+    BOOKING_FAULTS=full BOOKING_FAULTS_REPORT=faults.jsonl .venv/bin/pytest -m faults
 
 ``BOOKING_FAULTS_REPORT`` appends one JSON line per scenario with what was measured
 (recorded in RELIABILITY.md).

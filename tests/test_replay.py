@@ -7,7 +7,7 @@ currency, rejections, and the payment/timer race). A change to the workflow that
 executions already in flight (a command added, removed or reordered) fails here. To
 re-record after an intended, versioned change::
 
-    BOOKING_RECORD_HISTORIES=1 /work/venv/bin/pytest \
+    BOOKING_RECORD_HISTORIES=1 .venv/bin/pytest \
         tests/test_workflow.py tests/test_workflow_race.py
 """
 

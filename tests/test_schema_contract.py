@@ -31,7 +31,10 @@ from api.deviations import DEVIATIONS
 from api.export_schema import SDL_PATH, current_sdl
 from api.schema import build_schema as build_our_schema
 
-REFERENCE = Path("/work/shared/reference")
+# Copies of the two AppSync schemas in shared/reference/, committed so that the contract
+# test runs from any clone; test_reference_copies_are_current catches a stale copy.
+REFERENCE = Path(__file__).resolve().parent / "data" / "appsync"
+SHARED_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 APPSYNC_FILES = ("appsync-stepfunctions.graphql", "appsync-acms.graphql")
 README = Path(__file__).resolve().parents[1] / "README.md"
 README_SECTION = "## Deviations from the AppSync schemas"
@@ -155,3 +158,13 @@ def test_readme_lists_every_deviation() -> None:
     assert listed == set(DEVIATIONS), (
         f"README lists {sorted(listed)}, api/deviations.py has {sorted(DEVIATIONS)}"
     )
+
+
+def test_reference_copies_are_current() -> None:
+    """The committed copies equal shared/reference/ wherever the clone has it beside it."""
+    for name in APPSYNC_FILES:
+        ours = (REFERENCE / name).read_text()
+        assert "type" in ours
+        shared = SHARED_REFERENCE / name
+        if shared.exists():
+            assert ours == shared.read_text(), f"tests/data/appsync/{name} is stale"
