@@ -10,7 +10,8 @@ from strawberry.dataloader import DataLoader
 
 from api.services import Reader
 from booking.store import reads
-from booking.store.reads import ApartmentRow, BookingRow, BuildingRow, UserRow
+from booking.store.bookings import BookingRow
+from booking.store.reads import ApartmentRow, BuildingRow, UserRow
 
 R = TypeVar("R", UserRow, BuildingRow, ApartmentRow, BookingRow)
 

@@ -39,7 +39,7 @@ from booking.errors import (
     ValidationError,
 )
 from booking.settings import Settings
-from booking.store.reads import BookingRow
+from booking.store.bookings import BookingRow
 from workflows.booking import (
     EXPIRED,
     ApartmentBookingWorkflow,

@@ -84,7 +84,7 @@ from booking.errors import (
 )
 from booking.settings import Settings
 from booking.store import reads
-from booking.store.reads import BookingRow
+from booking.store.bookings import BookingRow
 from workflows.booking import PaymentInput, booking_id_for
 from workflows.catalog import (
     ApartmentData,

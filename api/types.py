@@ -16,7 +16,8 @@ from strawberry.types import Info
 from api.directives import cognito, resolver
 from api.scalars import AWSDate, AWSDateTime
 from booking.errors import BuildingNotFound, UserNotFound
-from booking.store.reads import ApartmentRow, BookingRow, BuildingRow, StepFunctionRow, UserRow
+from booking.store.bookings import BookingRow
+from booking.store.reads import ApartmentRow, BuildingRow, StepFunctionRow, UserRow
 
 if TYPE_CHECKING:
     from api.context import RequestContext

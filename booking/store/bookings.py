@@ -60,7 +60,7 @@ class RentTerms:
     currency: str
 
 
-_BOOKING_COLUMNS = """id, workflow_id, user_id, apartment_id, start_date, end_date, booking_status,
+BOOKING_COLUMNS = """id, workflow_id, user_id, apartment_id, start_date, end_date, booking_status,
     amount_due, currency, hold_expires_at, paid_at, cancellation_reason, lease_ended_at,
     idempotency_key, created_on, update_on"""
 
@@ -70,7 +70,7 @@ async def get_booking(
 ) -> BookingRow | None:
     lock = " FOR UPDATE" if for_update else ""
     record = await conn.fetchrow(
-        f"SELECT {_BOOKING_COLUMNS} FROM bookings WHERE id = $1{lock}", booking_id
+        f"SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = $1{lock}", booking_id
     )
     return None if record is None else BookingRow.from_record(record)
 

@@ -9,11 +9,12 @@ last row's sort key), which stays stable while rows are inserted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 import asyncpg
 
 from booking.store import Conn
+from booking.store.bookings import BOOKING_COLUMNS, BookingRow
 
 
 @dataclass(frozen=True)
@@ -59,25 +60,6 @@ class ApartmentRow:
 
 
 @dataclass(frozen=True)
-class BookingRow:
-    id: str
-    workflow_id: str
-    user_id: str
-    apartment_id: str
-    start_date: date
-    end_date: date
-    booking_status: str
-    amount_due: int
-    currency: str
-    hold_expires_at: datetime | None
-    paid_at: datetime | None
-    cancellation_reason: str | None
-    lease_ended_at: datetime | None
-    created_on: datetime
-    update_on: datetime
-
-
-@dataclass(frozen=True)
 class StepFunctionRow:
     id: str
     arn: str
@@ -92,11 +74,6 @@ _BUILDING_COLUMNS = (
 _APARTMENT_COLUMNS = (
     "id, apartment_number, building_id, tenant_id, caretaker_id, apartment_type, "
     "apartment_status, kitchen, number_of_rooms, monthly_rent, currency, created_on"
-)
-_BOOKING_COLUMNS = (
-    "id, workflow_id, user_id, apartment_id, start_date, end_date, booking_status, "
-    "amount_due, currency, hold_expires_at, paid_at, cancellation_reason, lease_ended_at, "
-    "created_on, update_on"
 )
 
 
@@ -113,12 +90,6 @@ def _apartment(r: asyncpg.Record) -> ApartmentRow:
     # char(3) comes back padded only if shorter; strip keeps the ISO code exact.
     values["currency"] = values["currency"].strip()
     return ApartmentRow(**values)
-
-
-def _booking(r: asyncpg.Record) -> BookingRow:
-    values = dict(r.items())
-    values["currency"] = values["currency"].strip()
-    return BookingRow(**values)
 
 
 async def ping(conn: Conn) -> bool:
@@ -170,14 +141,14 @@ async def apartments_by_building_ids(conn: Conn, building_ids: list[str]) -> lis
 
 async def bookings_by_ids(conn: Conn, ids: list[str]) -> list[BookingRow]:
     rows = await conn.fetch(
-        f"SELECT {_BOOKING_COLUMNS} FROM bookings WHERE id = ANY($1::text[])", ids
+        f"SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = ANY($1::text[])", ids
     )
-    return [_booking(r) for r in rows]
+    return [BookingRow.from_record(r) for r in rows]
 
 
 async def booking_by_id(conn: Conn, booking_id: str) -> BookingRow | None:
-    row = await conn.fetchrow(f"SELECT {_BOOKING_COLUMNS} FROM bookings WHERE id = $1", booking_id)
-    return None if row is None else _booking(row)
+    row = await conn.fetchrow(f"SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = $1", booking_id)
+    return None if row is None else BookingRow.from_record(row)
 
 
 async def bookings_for_apartment(
@@ -193,7 +164,7 @@ async def bookings_for_apartment(
     ``after`` is the (created_on, id) of the last row of the previous page.
     """
     rows = await conn.fetch(
-        f"""SELECT {_BOOKING_COLUMNS} FROM bookings
+        f"""SELECT {BOOKING_COLUMNS} FROM bookings
              WHERE apartment_id = $1
                AND ($2::text IS NULL OR user_id = $2)
                AND ($3::timestamptz IS NULL OR (created_on, id) > ($3, $4::text))
@@ -205,7 +176,7 @@ async def bookings_for_apartment(
         after[1] if after else None,
         limit,
     )
-    return [_booking(r) for r in rows]
+    return [BookingRow.from_record(r) for r in rows]
 
 
 async def step_function_executions(conn: Conn) -> list[StepFunctionRow]:
