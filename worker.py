@@ -25,9 +25,10 @@ from temporalio.worker import Worker
 from activities.booking import BookingActivities
 from activities.catalog import CatalogActivities
 from booking.converter import DATA_CONVERTER
-from booking.db import create_pool
+from booking.db import check_reachable, create_pool
 from booking.errors import ConfigurationError
 from booking.settings import Settings
+from booking.temporal import connect
 from workflows.booking import ApartmentBookingWorkflow
 from workflows.catalog import CatalogWorkflow
 
@@ -83,12 +84,13 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    runtime = _runtime(settings)
-    client = await Client.connect(
+    # Checked first so that a wrong address is one clear line and exit 2, not a traceback.
+    await check_reachable(dsn)
+    client = await connect(
         settings.temporal_address,
-        namespace=settings.temporal_namespace,
+        settings.temporal_namespace,
         data_converter=DATA_CONVERTER,
-        runtime=runtime,
+        runtime=_runtime(settings),
     )
     pool = await create_pool(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     try:

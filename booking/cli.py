@@ -173,6 +173,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _check_dependencies(settings: Settings) -> None:
+    from booking.db import check_reachable
+    from booking.temporal import connect
+
+    await check_reachable(settings.require_database_url())
+    await connect(settings.temporal_address, settings.temporal_namespace)
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings(api_host=args.host, api_port=args.port)
     _refuse_dev_secrets(settings, "API")
@@ -181,6 +189,9 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     from api.app import create_app
 
+    # Checked first so that a wrong address is one clear line and exit 2; uvicorn would
+    # report the same as a traceback and exit 3.
+    asyncio.run(_check_dependencies(settings))
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

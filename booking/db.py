@@ -9,10 +9,13 @@ replicas) never race.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
+
+from booking.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +81,19 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asy
     pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
     assert pool is not None  # asyncpg's stub allows None only for an un-awaited pool
     return pool
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn)
+
+
+async def check_reachable(dsn: str, *, wait_seconds: float = 5.0) -> None:
+    """Connect once, or raise ConfigurationError naming the (redacted) DSN and the cause."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=wait_seconds)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise ConfigurationError(
+            f"cannot reach DATABASE_URL {redact(dsn)}: {exc or type(exc).__name__}"
+        ) from exc
+    await conn.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -9,9 +12,34 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
+from booking.errors import ConfigurationError
 from workflows.search_attributes import ALL_KEYS
+
+
+async def connect(
+    address: str,
+    namespace: str,
+    *,
+    data_converter: DataConverter | None = None,
+    wait_seconds: float = 10.0,
+    **options: Any,
+) -> Client:
+    """Connect, or raise ConfigurationError saying which address did not answer."""
+    try:
+        async with asyncio.timeout(wait_seconds):
+            return await Client.connect(
+                address,
+                namespace=namespace,
+                data_converter=data_converter or DataConverter.default,
+                **options,
+            )
+    except (TimeoutError, RuntimeError, OSError) as exc:
+        raise ConfigurationError(
+            f"cannot reach Temporal at {address}: {exc or type(exc).__name__}"
+        ) from exc
 
 
 async def register_search_attributes(client: Client, namespace: str) -> list[str]:

@@ -120,6 +120,41 @@ def test_api_and_worker_refuse_dev_secrets_outside_dev_mode(
     assert variable in result.stderr
 
 
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_api_and_worker_name_an_unreachable_database_in_one_line(command: str) -> None:
+    secret = "s3cret-password"
+    result = booking(
+        command,
+        env={
+            "DATABASE_URL": f"postgresql://app:{secret}@127.0.0.1:1/none",
+            "BOOKING_API_KEYS": "a-production-key",
+        },
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "cannot reach DATABASE_URL postgresql://app:***@127.0.0.1:1/none" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert secret not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_api_and_worker_name_an_unreachable_temporal_in_one_line(
+    command: str, migrated_database_url: str
+) -> None:
+    result = booking(
+        command,
+        env={
+            "DATABASE_URL": migrated_database_url,
+            "TEMPORAL_ADDRESS": "127.0.0.1:1",
+            "BOOKING_API_KEYS": "a-production-key",
+        },
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "cannot reach Temporal at 127.0.0.1:1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_migrate_and_seed_need_a_database_url() -> None:
     for command in ("migrate", "seed"):
         result = booking(command)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import shutil
 import signal
 import sys
@@ -32,7 +31,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from booking.db import migrate
+from booking.db import check_reachable, migrate, redact
 from booking.devstack import postgres
 from booking.devstack.binaries import find_binary
 from booking.devstack.net import connect_host, http_answers, port_free, tcp_open
@@ -48,6 +47,7 @@ from booking.settings import (
     MIN_HOLD_SECONDS,
     Settings,
 )
+from booking.temporal import connect
 
 
 class StartupFailed(Exception):
@@ -65,11 +65,6 @@ class DevOptions:
     data_dir: Path = Path(".booking")
     hold_seconds: int | None = None
     ready_timeout: float = 60.0
-
-
-def redact(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn)
 
 
 @dataclass
@@ -254,13 +249,11 @@ class DevStack:
         if not own_postgres:
             dsn = self.settings.require_database_url()
             try:
-                conn = await asyncpg.connect(dsn, timeout=5)
-            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                await check_reachable(dsn)
+            except ConfigurationError as exc:
                 raise ConfigurationError(
-                    f"cannot reach DATABASE_URL {redact(dsn)}: {exc or type(exc).__name__}; "
-                    "fix it, or unset DATABASE_URL to use the embedded Postgres"
+                    f"{exc}; fix it, or unset DATABASE_URL to use the embedded Postgres"
                 ) from exc
-            await conn.close()
             self.step("Postgres", f"{redact(dsn)} (from DATABASE_URL)")
             return dsn
         server = postgres.EmbeddedPostgres(
@@ -321,12 +314,10 @@ class DevStack:
     @staticmethod
     async def _connect(address: str, namespace: str, wait_seconds: float) -> Client:
         try:
-            async with asyncio.timeout(wait_seconds):
-                return await Client.connect(address, namespace=namespace)
-        except (TimeoutError, RuntimeError, OSError) as exc:
+            return await connect(address, namespace, wait_seconds=wait_seconds)
+        except ConfigurationError as exc:
             raise ConfigurationError(
-                f"cannot reach Temporal at {address}: {exc or type(exc).__name__}; "
-                "fix TEMPORAL_ADDRESS, or unset it to start the dev server"
+                f"{exc}; fix TEMPORAL_ADDRESS, or unset it to start the dev server"
             ) from exc
 
     def _child_env(self, dsn: str, client: Client, hold_seconds: int) -> dict[str, str]:
