@@ -6,20 +6,34 @@ data errors are permanent (non-retryable ``ApplicationError``); anything else (a
 connection, a restarting server, a serialization failure) propagates so Temporal retries it.
 Every status change appends a ``booking_events`` row in the same transaction; the bookings
 trigger announces it with ``pg_notify``.
+
+Every attempt is bounded inside the database (:class:`AttemptBounds`): it commits within
+``AttemptBounds.total`` of its start or not at all. Temporal does not cancel an attempt that
+runs past its ``start_to_close_timeout`` (these activities do not heartbeat), so without the
+bound a slow attempt the workflow has given up on could still commit later. A lock or
+statement timeout is transient: it becomes a retryable ``DatabaseBusy`` error. (A COMMIT cut
+short in flight is the one outcome nobody can know; the workflow's sweep after a failed reserve
+covers it.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db_errors import permanent_db_errors
 from booking.store import bookings as store
 from workflows.booking import (
+    ACTIVITY_TIMEOUT,
     APPROVED,
     CANCELLED,
     PENDING,
@@ -30,6 +44,7 @@ from workflows.booking import (
     ReleaseRequest,
     Reservation,
     ReserveRequest,
+    reserve_rejection_details,
 )
 
 # Even if code above were wrong, the partial unique index refuses a second open booking.
@@ -43,19 +58,86 @@ _RESERVE_CONSTRAINTS = {
 _PAYMENT_CONSTRAINTS = {"payments_payment_reference_key": "PaymentRejected"}
 
 
+@dataclass(frozen=True)
+class AttemptBounds:
+    """How long one activity attempt may spend in the database.
+
+    ``total`` covers waiting for a pooled connection and the whole transaction; it is well
+    under the workflow's ``start_to_close_timeout`` so that, by the time Temporal starts a
+    retry, the attempt before it has committed or rolled back for good.
+    """
+
+    acquire: timedelta = timedelta(seconds=2)
+    lock: timedelta = timedelta(seconds=3)
+    statement: timedelta = timedelta(seconds=3)
+    total: timedelta = timedelta(seconds=9)
+
+    def __post_init__(self) -> None:
+        if not self.lock <= self.total < ACTIVITY_TIMEOUT:
+            raise ValueError("attempt bounds must satisfy lock <= total < ACTIVITY_TIMEOUT")
+
+
+# A lock wait or statement cut short by the bounds: the same attempt later may well succeed.
+_BUSY = (TimeoutError, asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError)
+
+
 def _permanent(message: str, error_type: str) -> ApplicationError:
     return ApplicationError(message, type=error_type, non_retryable=True)
 
 
-class BookingActivities:
-    """Handed the pool once; each method is one short transaction."""
+def _ms(span: timedelta) -> int:
+    return max(1, int(span.total_seconds() * 1000))
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+
+class BookingActivities:
+    """Handed the pool once; each method is one short, bounded transaction."""
+
+    def __init__(self, pool: asyncpg.Pool, bounds: AttemptBounds | None = None) -> None:
         self._pool = pool
+        self._bounds = bounds or AttemptBounds()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+        """A pooled connection for one attempt, given up (rolled back) after ``total``."""
+        bounds = self._bounds
+        try:
+            async with asyncio.timeout(bounds.total.total_seconds()):
+                async with self._pool.acquire(timeout=bounds.acquire.total_seconds()) as conn:
+                    yield conn
+        except _BUSY as exc:
+            raise ApplicationError(
+                f"database busy ({exc.__class__.__name__}): attempt given up, will retry",
+                type="DatabaseBusy",
+            ) from exc
+
+    @asynccontextmanager
+    async def _transaction(self, conn: PoolConnectionProxy[asyncpg.Record]) -> AsyncIterator[None]:
+        async with conn.transaction():
+            await store.bound_transaction(
+                conn,
+                lock_timeout_ms=_ms(self._bounds.lock),
+                statement_timeout_ms=_ms(self._bounds.statement),
+            )
+            yield
 
     @activity.defn(name="reserve_apartment")
     async def reserve_apartment(self, request: ReserveRequest) -> Reservation:
-        async with self._pool.acquire() as conn:
+        try:
+            return await self._reserve(request)
+        except ApplicationError as err:
+            if not err.non_retryable:
+                raise
+            # Tell the workflow which attempt refused: a refusal after a retry may hide an
+            # earlier attempt's commit, which the workflow then sweeps up.
+            raise ApplicationError(
+                err.message,
+                reserve_rejection_details(err.details, activity.info().attempt),
+                type=err.type,
+                non_retryable=True,
+            ) from err
+
+    async def _reserve(self, request: ReserveRequest) -> Reservation:
+        async with self._connection() as conn:
             if request.step_function_arn is not None:
                 # Outside the reservation's transaction: an execution whose hold was refused
                 # is still an execution the tutorial's getStepFunctions lists.
@@ -67,12 +149,18 @@ class BookingActivities:
                 error_type="ValidationError",
                 by_constraint=_RESERVE_CONSTRAINTS,
             ):
-                async with conn.transaction():
+                async with self._transaction(conn):
                     existing = await store.get_booking(conn, request.booking_id)
                     if existing is not None:
                         return _existing_reservation(existing, request)
                     terms = await store.reserve_vacant_apartment(conn, request.apartment_id)
                     if terms is None:
+                        # Read again: the update may have waited on the lock of another attempt
+                        # of this same booking (one Temporal gave up on but did not stop), and
+                        # this statement sees what that attempt committed.
+                        mine = await store.get_booking(conn, request.booking_id)
+                        if mine is not None:
+                            return _existing_reservation(mine, request)
                         status = await store.apartment_status(conn, request.apartment_id)
                         if status is None:
                             raise _permanent(
@@ -110,13 +198,13 @@ class BookingActivities:
     async def confirm_booking(self, request: ConfirmRequest) -> None:
         """PENDING -> APPROVED with its APPLIED payment; apartment RESERVED -> OCCUPIED."""
         payment = request.payment
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             with permanent_db_errors(
                 "payment not applied",
                 error_type="PaymentRejected",
                 by_constraint=_PAYMENT_CONSTRAINTS,
             ):
-                async with conn.transaction():
+                async with self._transaction(conn):
                     booking = await store.get_booking(conn, request.booking_id, for_update=True)
                     if booking is None:
                         raise _permanent(
@@ -158,9 +246,9 @@ class BookingActivities:
     @activity.defn(name="release_booking")
     async def release_booking(self, request: ReleaseRequest) -> bool:
         """PENDING -> CANCELLED(reason); apartment RESERVED -> VACANT. False: nothing to do."""
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             with permanent_db_errors("booking not released"):
-                async with conn.transaction():
+                async with self._transaction(conn):
                     booking = await store.get_booking(conn, request.booking_id, for_update=True)
                     if booking is None or booking.booking_status == CANCELLED:
                         return False  # never reserved, or an earlier attempt committed
@@ -182,9 +270,9 @@ class BookingActivities:
         refund id so that a retry never refunds twice.
         """
         payment = request.payment
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             with permanent_db_errors("refund not recorded"):
-                async with conn.transaction():
+                async with self._transaction(conn):
                     existing = await store.get_payment_by_reference(conn, payment.payment_reference)
                     if existing is None:
                         payment_id = await store.insert_payment(
@@ -217,9 +305,9 @@ class BookingActivities:
     @activity.defn(name="end_lease")
     async def end_lease(self, request: EndLeaseRequest) -> None:
         """Record the lease end; the tenant's apartment goes back to VACANT."""
-        async with self._pool.acquire() as conn:
+        async with self._connection() as conn:
             with permanent_db_errors("lease end not recorded"):
-                async with conn.transaction():
+                async with self._transaction(conn):
                     booking = await store.get_booking(conn, request.booking_id, for_update=True)
                     if booking is None:
                         raise _permanent(

@@ -17,6 +17,7 @@ the client::
         ├── BookingExpired         the hold is over; the payment is refunded
         ├── PaymentRejected        wrong amount or currency, or not PENDING
         ├── BookingNotCancellable  not PENDING any more
+        ├── ReservationFailed      the reserve step did not finish in time; nothing is held
         ├── Unauthorized           a signed-in caller touching what is not theirs
         └── UnauthorizedException  no or invalid credentials (HTTP 401)
 
@@ -84,6 +85,10 @@ class BookingNotCancellable(DomainError):
     pass
 
 
+class ReservationFailed(DomainError):
+    pass
+
+
 class Unauthorized(DomainError):
     pass
 
@@ -104,6 +109,7 @@ DOMAIN_ERRORS: dict[str, type[DomainError]] = {
         BookingExpired,
         PaymentRejected,
         BookingNotCancellable,
+        ReservationFailed,
         Unauthorized,
         UnauthorizedException,
     )

@@ -5,10 +5,10 @@ own tests) and every id is unique, so tests never see each other's rows.
 
 History recording: with ``BOOKING_RECORD_HISTORIES=1`` in the environment, tests that call
 :func:`record_history` write the finished execution's history to ``tests/histories/<name>.json``
-for ``tests/test_replay.py``. Re-record after an intended workflow change with::
+for ``tests/test_replay.py``. Record only NEW histories (select the test with ``-k``): an
+existing one proves that executions of older workflow code still replay::
 
-    BOOKING_RECORD_HISTORIES=1 .venv/bin/pytest \
-        tests/test_workflow.py tests/test_workflow_race.py
+    BOOKING_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_workflow_sweep.py -k <test>
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -22,8 +23,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.booking import BookingActivities
+from activities.booking import AttemptBounds, BookingActivities
+from booking.db import create_pool
 from booking.settings import Settings
+from booking.store import Conn
 from tests.helpers import (
     apartment_row,
     booking_client,
@@ -310,3 +313,129 @@ async def test_hold_deadline_is_stored_as_given(pool: asyncpg.Pool) -> None:
         rental.monthly_rent,
         rental.currency,
     )
+
+
+async def _wait_for_lock_waiters(locker: Conn, count: int) -> None:
+    """Until ``count`` other sessions are waiting on a lock (ours or each other's)."""
+    for _ in range(250):
+        # Inside the locker's transaction the statistics views are a snapshot; refresh it.
+        await locker.execute("SELECT pg_stat_clear_snapshot()")
+        waiting = await locker.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+                WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()
+                  AND query LIKE '%UPDATE apartments%'"""
+        )
+        if waiting >= count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"expected {count} reserve attempts waiting on the apartment's lock")
+
+
+async def test_abandoned_attempt_and_its_retry_hold_one_reservation(pool: asyncpg.Pool) -> None:
+    """Attempt 1 stalls past its timeout, attempt 2 starts and waits on attempt 1's lock: the
+    one that loses the race must report the winner's reservation, not ApartmentUnavailable."""
+    rental = await make_rental(pool, monthly_rent=70_000, currency="NOK")
+    acts = BookingActivities(pool)
+    request = _reserve_request(rental.apartment_id, rental.user_id)
+    async with pool.acquire() as locker:
+        tx = locker.transaction()
+        await tx.start()
+        await locker.execute(
+            "SELECT 1 FROM apartments WHERE id = $1 FOR UPDATE", rental.apartment_id
+        )
+        first = asyncio.create_task(ActivityEnvironment().run(acts.reserve_apartment, request))
+        await _wait_for_lock_waiters(locker, 1)
+        second = asyncio.create_task(ActivityEnvironment().run(acts.reserve_apartment, request))
+        await _wait_for_lock_waiters(locker, 2)
+        await tx.rollback()
+    results = await asyncio.gather(first, second)
+
+    assert sorted(r.created for r in results) == [False, True]
+    assert {(r.amount_due, r.currency, r.hold_expires_at) for r in results} == {
+        (70_000, "NOK", request.hold_expires_at)
+    }
+    rows = await pool.fetch(
+        "SELECT id, booking_status FROM bookings WHERE apartment_id = $1", rental.apartment_id
+    )
+    assert [(r["id"], r["booking_status"]) for r in rows] == [(request.booking_id, "PENDING")]
+    assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "RESERVED"
+    assert await events(pool, request.booking_id) == [(None, "PENDING", "RESERVED")]
+
+
+async def test_attempt_blocked_past_its_bound_fails_retryably_and_writes_nothing(
+    pool: asyncpg.Pool,
+) -> None:
+    rental = await make_rental(pool)
+    bounds = AttemptBounds(
+        lock=timedelta(milliseconds=300),
+        statement=timedelta(seconds=2),
+        total=timedelta(seconds=5),
+    )
+    acts = BookingActivities(pool, bounds)
+    request = _reserve_request(rental.apartment_id, rental.user_id)
+    async with pool.acquire() as locker:
+        tx = locker.transaction()
+        await tx.start()
+        await locker.execute(
+            "SELECT 1 FROM apartments WHERE id = $1 FOR UPDATE", rental.apartment_id
+        )
+        started = asyncio.get_running_loop().time()
+        error = await _activity_error(ActivityEnvironment().run(acts.reserve_apartment, request))
+        waited = asyncio.get_running_loop().time() - started
+        # Still holding the lock: the attempt gave up by itself, it did not wait for us.
+        assert await booking_row(pool, request.booking_id) is None
+        await tx.rollback()
+
+    assert (error.type, error.non_retryable) == ("DatabaseBusy", False)
+    assert isinstance(error.__cause__, asyncpg.LockNotAvailableError)
+    assert waited < 3
+    assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
+    assert await events(pool, request.booking_id) == []
+    # The retry, with the lock gone, places the hold.
+    placed = await ActivityEnvironment().run(acts.reserve_apartment, request)
+    assert placed.created
+
+
+async def test_attempt_waiting_for_a_connection_fails_retryably(
+    pool: asyncpg.Pool, migrated_database_url: str
+) -> None:
+    rental = await make_rental(pool)
+    tiny = await create_pool(migrated_database_url, min_size=1, max_size=1)
+    try:
+        bounds = AttemptBounds(acquire=timedelta(milliseconds=200))
+        acts = BookingActivities(tiny, bounds)
+        request = _reserve_request(rental.apartment_id, rental.user_id)
+        async with tiny.acquire():
+            error = await _activity_error(
+                ActivityEnvironment().run(acts.reserve_apartment, request)
+            )
+    finally:
+        await tiny.close()
+    assert (error.type, error.non_retryable) == ("DatabaseBusy", False)
+    assert await booking_row(pool, request.booking_id) is None
+
+
+def test_attempt_bounds_end_before_temporal_retries() -> None:
+    assert AttemptBounds().total < timedelta(seconds=15)
+    with pytest.raises(ValueError, match="ACTIVITY_TIMEOUT"):
+        AttemptBounds(total=timedelta(seconds=15))
+
+
+async def test_refusal_says_which_attempt_refused(pool: asyncpg.Pool) -> None:
+    """A refusal on a retry may hide an abandoned attempt's commit; the workflow needs to know."""
+    rental = await make_rental(pool)
+    acts = BookingActivities(pool)
+    await ActivityEnvironment().run(
+        acts.reserve_apartment, _reserve_request(rental.apartment_id, rental.user_id)
+    )
+    other = _reserve_request(rental.apartment_id, rental.user_id)
+    first = await _activity_error(ActivityEnvironment().run(acts.reserve_apartment, other))
+    retry_env = ActivityEnvironment()
+    retry_env.info = dataclasses.replace(retry_env.info, attempt=3)
+    third = await _activity_error(retry_env.run(acts.reserve_apartment, other))
+    assert (first.type, first.non_retryable, first.details) == (
+        "ApartmentUnavailable",
+        True,
+        ({"attempt": 1},),
+    )
+    assert (third.type, third.details) == ("ApartmentUnavailable", ({"attempt": 3},))

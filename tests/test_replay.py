@@ -3,12 +3,13 @@
 The JSON files in ``tests/histories/`` were recorded from real runs of the tests in
 ``tests/test_workflow.py`` and ``tests/test_workflow_race.py`` (paid and lease ended, paid by
 signal, expired, cancelled, late payment refunded, duplicate payments, wrong amount and
-currency, rejections, and the payment/timer race). A change to the workflow that would break
-executions already in flight (a command added, removed or reordered) fails here. To
-re-record after an intended, versioned change::
+currency, rejections, and the payment/timer race), and from ``tests/test_workflow_sweep.py``
+(the sweep after a failed reserve, behind the ``reserve-sweep-after-failure`` patch). A
+change to the workflow that would break executions already in flight (a command added,
+removed or reordered) fails here. Never re-record an existing history: it proves that
+executions of older code still replay. A new path gets a new file; to record it::
 
-    BOOKING_RECORD_HISTORIES=1 .venv/bin/pytest \
-        tests/test_workflow.py tests/test_workflow_race.py
+    BOOKING_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_workflow_sweep.py -k <test>
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ EXPECTED = {
     "race_signal_with_timer",
     "race_update_with_timer",
     "race_signal_received_before_deadline",
+    "rejected_after_retry_swept",
+    "reservation_failed_swept",
 }
 
 

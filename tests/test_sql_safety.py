@@ -3,7 +3,8 @@
 Every asyncpg call in the code (``execute``, ``fetch``, ``fetchrow``, ``fetchval``,
 ``executemany``) is found by parsing the source. Its SQL must be a string literal, or an
 f-string whose only interpolations are module-level constants that are themselves string
-literals (the column lists of booking/store/reads.py) or local names bound only to string
+literals (the column lists in booking/store/, also when imported from a sibling module) or
+local names bound only to string
 literals (``lock = " FOR UPDATE" if for_update else ""``). Anything else would let a value
 into the SQL text, and this test names the file and line.
 """
@@ -62,9 +63,25 @@ def _literal_names(scope: ast.AST) -> dict[str, bool]:
     return names
 
 
+def _imported_literal_names(tree: ast.Module) -> dict[str, bool]:
+    """Names imported from this project's modules that are literal text there."""
+    names: dict[str, bool] = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ImportFrom) or not node.module or node.level:
+            continue
+        source = ROOT / (node.module.replace(".", "/") + ".py")
+        if not source.is_file():
+            continue
+        defined = _literal_names(ast.parse(source.read_text(), filename=str(source)))
+        for alias in node.names:
+            if defined.get(alias.name):
+                names[alias.asname or alias.name] = True
+    return names
+
+
 def _violations(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
-    module_names = _literal_names(tree)
+    module_names = {**_imported_literal_names(tree), **_literal_names(tree)}
     problems: list[str] = []
 
     def check(function: ast.AST | None, call: ast.Call) -> None:

@@ -20,6 +20,12 @@ activity. After a cancellation the workflow stays open for :data:`LATE_PAYMENT_W
 during the lease) so that late or repeated payments reaching the ``payment_received`` signal
 are refunded rather than lost.
 
+A reserve that fails after Temporal gave up on an attempt (a timeout, or a refusal on a retry)
+may still see that abandoned attempt commit: the workflow answers the caller at once, then
+waits :data:`RESERVE_SWEEP_DELAY` (longer than any attempt can run, see
+``activities.booking.AttemptBounds``) and runs the idempotent release, so no apartment stays
+RESERVED by a booking nobody holds.
+
 Status values of :class:`BookingState`: the booking's own ``PENDING`` / ``APPROVED`` /
 ``CANCELLED`` plus two that exist only in the workflow (no booking row): ``RESERVING``
 (the reserve activity has not answered yet) and ``REJECTED`` (no hold was placed;
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -99,6 +106,13 @@ ACTIVITY_RETRY = RetryPolicy(
 ACTIVITY_TIMEOUT = timedelta(seconds=15)
 # Reserving longer than this is pointless: the caller has given up and the hold would be short.
 RESERVE_DEADLINE = timedelta(seconds=60)
+# Every reserve attempt commits within AttemptBounds.total (< ACTIVITY_TIMEOUT) of its start
+# or not at all, and each started before the workflow saw the failure: after this long no
+# abandoned attempt can commit any more.
+RESERVE_SWEEP_DELAY = ACTIVITY_TIMEOUT
+# Executions recorded before the sweep existed released at once (timeouts) or not at all.
+RESERVE_SWEEP_PATCH = "reserve-sweep-after-failure"
+_ATTEMPT = "attempt"
 
 _BOOKING_ID_NAMESPACE = uuid.UUID("6f1d6a52-5d1b-4f0e-9a57-2b0c1f5e8a11")
 
@@ -215,6 +229,22 @@ def booking_id_for(user_id: str, idempotency_key: str | None) -> str:
     return str(uuid.uuid5(_BOOKING_ID_NAMESPACE, f"{user_id}\x00{idempotency_key}"))
 
 
+def reserve_rejection_details(details: Sequence[Any], attempt: int) -> dict[str, Any]:
+    """Details of a refused reserve: the refusal's own (a dict, if any) and which attempt it was."""
+    base = details[0] if details and isinstance(details[0], dict) else {}
+    return {**base, _ATTEMPT: attempt}
+
+
+def _refusing_attempt(cause: ApplicationError) -> int | None:
+    """The attempt that refused, or None when the activity did not say (an older worker)."""
+    details = cause.details
+    if details and isinstance(details[0], dict):
+        attempt = details[0].get(_ATTEMPT)
+        if isinstance(attempt, int):
+            return attempt
+    return None
+
+
 def validation_error(input: BookingInput) -> str | None:
     """Why this booking cannot be attempted, or None. The API checks the same before starting."""
     if not MIN_HOLD_SECONDS <= input.hold_seconds <= MAX_HOLD_SECONDS:
@@ -325,6 +355,18 @@ class ApartmentBookingWorkflow:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type in RESERVE_REJECTIONS:
                 self._reject(cause.type or "ValidationError", cause.message)
+                # A refusal on the first attempt has no abandoned attempt behind it.
+                if _refusing_attempt(cause) != 1 and workflow.patched(RESERVE_SWEEP_PATCH):
+                    await self._sweep_reservation()
+                return await self._finish()
+            if workflow.patched(RESERVE_SWEEP_PATCH):
+                reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+                self._reject(
+                    "ReservationFailed",
+                    f"apartment {input.apartment_id} could not be reserved in time ({reason}); "
+                    "nothing is held, please try again",
+                )
+                await self._sweep_reservation()
                 return await self._finish()
             # The reservation may have committed with its answer lost (a timeout): undo it
             # so the apartment is never left RESERVED by a booking nobody holds.
@@ -427,6 +469,30 @@ class ApartmentBookingWorkflow:
         self._state.status = CANCELLED
         self._state.cancellation_reason = reason
         self._upsert_search_attributes()
+
+    async def _sweep_reservation(self) -> None:
+        """Release whatever an abandoned reserve attempt committed; the status stays REJECTED."""
+        # Why wait: an attempt Temporal gave up on may still be running on a worker; it
+        # commits or rolls back within the delay. Handlers run meanwhile: the caller already
+        # has its rejection, and payments for a REJECTED booking are refused or only logged.
+        await workflow.sleep(RESERVE_SWEEP_DELAY, summary="let abandoned reserve attempts end")
+        try:
+            released: bool = await workflow.execute_activity(
+                "release_booking",
+                ReleaseRequest(self._input.booking_id, RESERVATION_FAILED),
+                result_type=bool,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary=f"release apartment {self._input.apartment_id} ({RESERVATION_FAILED})",
+            )
+        except ActivityError as err:
+            workflow.logger.error("sweep of booking %s failed: %s", self._input.booking_id, err)
+            return
+        if released:
+            workflow.logger.warning(
+                "released a hold of booking %s committed by an abandoned reserve attempt",
+                self._input.booking_id,
+            )
 
     def _reject(self, error_type: str, message: str) -> None:
         self._state.status = REJECTED

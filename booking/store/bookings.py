@@ -65,6 +65,19 @@ BOOKING_COLUMNS = """id, workflow_id, user_id, apartment_id, start_date, end_dat
     idempotency_key, created_on, update_on"""
 
 
+async def bound_transaction(conn: Conn, *, lock_timeout_ms: int, statement_timeout_ms: int) -> None:
+    """Bound how long the caller's open transaction may wait on a lock or run one statement.
+
+    ``is_local`` (true) scopes both to this transaction, so a pooled connection goes back clean.
+    """
+    await conn.execute(
+        """SELECT set_config('lock_timeout', $1, true),
+                  set_config('statement_timeout', $2, true)""",
+        f"{lock_timeout_ms}ms",
+        f"{statement_timeout_ms}ms",
+    )
+
+
 async def get_booking(
     conn: Conn, booking_id: str, *, for_update: bool = False
 ) -> BookingRow | None:
