@@ -4,7 +4,9 @@
 name). ``Authorization`` carries a JWT, with or without ``Bearer ``: HS256
 signed with ``BOOKING_JWT_SECRET`` or RS256 with a key from ``BOOKING_JWKS_URL``.
 PyJWT checks the signature, the algorithm (only the configured ones, never
-``none``) and ``exp`` (required). ``sub`` is the user id and ``cognito:groups``
+``none``), ``exp`` (required) and, when ``BOOKING_JWT_ISSUER`` /
+``BOOKING_JWT_AUDIENCE`` are set, ``iss`` / ``aud`` (then required; unset,
+they are not checked). ``sub`` is the user id and ``cognito:groups``
 the groups. Any failure is ``UnauthorizedException`` (HTTP 401); the reason is
 logged, never the token.
 """
@@ -33,6 +35,8 @@ class Authenticator:
     def __init__(self, settings: Settings) -> None:
         self._api_keys = tuple(k.encode() for k in settings.api_keys)
         self._secret = settings.jwt_secret
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
         self._jwks = (
             jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300)
             if settings.jwks_url
@@ -75,11 +79,18 @@ class Authenticator:
                 key = signing_key.key
             else:
                 raise jwt.InvalidAlgorithmError(f"algorithm {algorithm!r} is not accepted")
+            required = ["exp", "sub"]
+            if self._issuer is not None:
+                required.append("iss")
+            if self._audience is not None:
+                required.append("aud")
             claims = jwt.decode(
                 token,
                 key,  # type: ignore[arg-type]
                 algorithms=[algorithm],
-                options={"require": ["exp", "sub"], "verify_aud": False},
+                options={"require": required, "verify_aud": self._audience is not None},
+                issuer=self._issuer,
+                audience=self._audience,
                 leeway=_LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError:

@@ -600,7 +600,14 @@ def _dev_routes(settings: Settings) -> list[Route]:
                 status_code=400,
             )
         user_id = request.query_params.get("userId") or DEMO_TENANT_ID
-        token = mint_token(settings.jwt_secret, user_id, ["Tenants"], ttl_seconds=8 * 3600)
+        token = mint_token(
+            settings.jwt_secret,
+            user_id,
+            ["Tenants"],
+            ttl_seconds=8 * 3600,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
         return JSONResponse(
             {"token": token, "userId": user_id, "buildingId": DEMO_BUILDING_ID},
             headers={"Cache-Control": NO_STORE},

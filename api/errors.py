@@ -4,8 +4,9 @@ AppSync's error object has ``message``, ``errorType``, ``errorInfo``, ``path``,
 ``locations`` and ``data``. Domain errors keep their type and message, whether
 raised here or carried out of Temporal as an ``ApplicationError`` (its
 ``type`` is the ``errorType``). Parse and validation errors are
-``ValidationError``. Anything else is a bug: the client gets
-``InternalFailure`` with the request id, and the log gets the traceback.
+``ValidationError``; Temporal not answering in time is ``ServiceUnavailable``.
+Anything else is a bug: the client gets ``InternalFailure`` with the request
+id, and the log gets the traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +24,17 @@ from temporalio.exceptions import ApplicationError
 from booking.errors import DOMAIN_ERRORS, DomainError
 
 log = logging.getLogger("api.errors")
+
+
+class ServiceUnavailable(DomainError):
+    """Temporal did not answer a call within BOOKING_TEMPORAL_CALL_TIMEOUT_SECONDS.
+
+    No worker polls the task queue, or it is saturated. The API's own answer,
+    never carried inside Temporal, so it lives here rather than in
+    ``booking.errors``; retrying with the same idempotencyKey or
+    paymentReference is safe.
+    """
+
 
 INTERNAL_FAILURE = "InternalFailure"
 VALIDATION_ERROR = "ValidationError"

@@ -83,34 +83,39 @@ class BookingBroadcaster:
         self._lost.set()
 
     async def _run(self) -> None:
-        first = True
+        listened = False
         while True:
             try:
-                conn = await asyncpg.connect(
-                    self._dsn, server_settings={"application_name": APPLICATION_NAME}
-                )
-            except (OSError, asyncpg.PostgresError) as err:
-                log.warning("LISTEN connection failed (%s); retrying", err)
-                await asyncio.sleep(self._reconnect_delay)
-                continue
-            self._conn = conn
-            self._lost.clear()
-            try:
-                conn.add_termination_listener(self._on_termination)
-                await conn.add_listener(CHANNEL, self._on_notification)
-                self._connected.set()
-                if not first:
-                    log.info("LISTEN connection re-established; subscribers re-read")
-                    for queues in list(self._subscribers.values()):
-                        for queue in queues:
-                            queue.put_nowait(RESYNC)
-                first = False
-                await self._lost.wait()
-                log.warning("LISTEN connection lost; reconnecting")
-            finally:
-                self._connected.clear()
-                self._conn = None
-                if not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(conn.close(timeout=2))
+                listened = await self._listen_until_lost(resync=listened) or listened
+            except Exception as err:
+                # Whatever goes wrong (connect refused, the connection dropping between
+                # connect and LISTEN: InterfaceError, ConnectionDoesNotExistError, ...),
+                # the listener must outlive it: live updates stop only with the process.
+                log.warning("LISTEN connection failed (%s: %s); retrying", type(err).__name__, err)
             await asyncio.sleep(self._reconnect_delay)
+
+    async def _listen_until_lost(self, *, resync: bool) -> bool:
+        """Connect, LISTEN and wait until the connection is lost; True once it listened."""
+        conn = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": APPLICATION_NAME}
+        )
+        self._conn = conn
+        self._lost.clear()
+        try:
+            conn.add_termination_listener(self._on_termination)
+            await conn.add_listener(CHANNEL, self._on_notification)
+            self._connected.set()
+            if resync:
+                log.info("LISTEN connection re-established; subscribers re-read")
+                for queues in list(self._subscribers.values()):
+                    for queue in queues:
+                        queue.put_nowait(RESYNC)
+            await self._lost.wait()
+            log.warning("LISTEN connection lost; reconnecting")
+            return True
+        finally:
+            self._connected.clear()
+            self._conn = None
+            if not conn.is_closed():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(conn.close(timeout=2))

@@ -8,11 +8,14 @@ with the outcome. Catalog writes go through ``CatalogWorkflow``.
 
 Temporal carries domain errors as ``ApplicationError.type``; they come back
 here wrapped (``WorkflowUpdateFailedError``, ``WorkflowFailureError``) and are
-turned back into ``booking.errors`` classes.
+turned back into ``booking.errors`` classes. Every call has a deadline
+(``BOOKING_TEMPORAL_CALL_TIMEOUT_SECONDS``); past it the caller hears
+``ServiceUnavailable`` instead of waiting for a worker that may never come.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
@@ -22,6 +25,7 @@ from typing import TypeVar
 
 from temporalio.client import (
     Client,
+    RPCTimeoutOrCancelledError,
     WithStartWorkflowOperation,
     WorkflowFailureError,
     WorkflowUpdateFailedError,
@@ -30,7 +34,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import domain_error_from
+from api.errors import ServiceUnavailable, domain_error_from
 from booking.errors import (
     ApartmentUnavailable,
     BookingExpired,
@@ -67,15 +71,47 @@ def step_function_arn(namespace: str) -> str:
     return f"arn:temporal:{namespace}:workflow-type/ApartmentBookingWorkflow"
 
 
-async def _unwrap(call: Awaitable[T]) -> T:
-    """Await a Temporal call, re-raising a domain error found in its failure chain."""
+async def _unwrap(call: Awaitable[T], *, deadline: float, retry_hint: str) -> T:
+    """Await a Temporal call for at most ``deadline`` seconds.
+
+    Re-raises a domain error found in its failure chain. The client retries
+    an update until a worker accepts it, with no end of its own: without a
+    worker (or with a saturated one) the caller would wait forever, so past
+    the deadline it hears ``ServiceUnavailable`` and may retry safely.
+    """
     try:
-        return await call
+        async with asyncio.timeout(deadline):
+            return await call
+    except (TimeoutError, RPCTimeoutOrCancelledError):
+        # The SDK turns the cancellation of an update call into its own error, which
+        # asyncio.timeout then passes on; either way the deadline (or the server's
+        # RPC deadline) passed. A cancellation of the request itself stays one.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise ServiceUnavailable(
+            f"the booking service is busy or down; retry {retry_hint}"
+        ) from None
     except (WorkflowUpdateFailedError, WorkflowFailureError, RPCError) as err:
         domain = domain_error_from(err)
         if domain is not None:
             raise domain from None
         raise
+
+
+IDEMPOTENCY_CONFLICT = "idempotencyKey already used for a different booking"
+
+
+def check_same_booking(
+    request: ReserveRequest, apartment_id: str, start_date: date, end_date: date
+) -> None:
+    """Refuse a key reused for another stay: its booking id is the earlier request's."""
+    if (apartment_id, start_date, end_date) != (
+        request.apartment_id,
+        request.start_date,
+        request.end_date,
+    ):
+        raise ValidationError(IDEMPOTENCY_CONFLICT)
 
 
 @dataclass(frozen=True)
@@ -111,10 +147,24 @@ class BookingCommands:
         # A stay that has already begun cannot be booked (issue 6: dates in the past).
         if request.start_date < datetime.now(UTC).date():
             raise ValidationError("startDate must not be in the past")
-        await self._start_and_wait(booking_input, workflow_id_for(booking_id))
+        hint = (
+            "with the same idempotencyKey"
+            if request.idempotency_key is not None
+            else "later (send an idempotencyKey, so that a retry cannot place a second hold)"
+        )
+        state = await self._start_and_wait(booking_input, workflow_id_for(booking_id), hint)
+        if request.idempotency_key is not None:
+            # USE_EXISTING joined whatever runs under this key, whatever it books.
+            check_same_booking(request, state.apartment_id, state.start_date, state.end_date)
         return booking_id
 
-    async def _start_and_wait(self, booking_input: BookingInput, workflow_id: str) -> BookingState:
+    @property
+    def _deadline(self) -> float:
+        return self._settings.temporal_call_timeout_seconds
+
+    async def _start_and_wait(
+        self, booking_input: BookingInput, workflow_id: str, retry_hint: str
+    ) -> BookingState:
         operation = WithStartWorkflowOperation(
             ApartmentBookingWorkflow.run,
             booking_input,
@@ -135,7 +185,9 @@ class BookingCommands:
                 self._client.execute_update_with_start_workflow(
                     ApartmentBookingWorkflow.wait_for_hold,
                     start_workflow_operation=operation,
-                )
+                ),
+                deadline=self._deadline,
+                retry_hint=retry_hint,
             )
         except WorkflowAlreadyStartedError:
             # The execution for this key has closed: the caller asked before and the
@@ -171,14 +223,18 @@ class BookingCommands:
         # Like StartExecution: the execution exists (and is listed) even when the
         # apartment was taken; its outcome is in the booking, not in this answer.
         with contextlib.suppress(ApartmentUnavailable, WorkflowAlreadyStartedError):
-            await self._start_and_wait(booking_input, execution_id)
+            await self._start_and_wait(booking_input, execution_id, "with the same id")
 
     async def pay(self, booking: BookingRow, payment: PaymentInput) -> BookingState:
         handle = self._client.get_workflow_handle_for(
             ApartmentBookingWorkflow.run, booking.workflow_id
         )
         try:
-            return await _unwrap(handle.execute_update(ApartmentBookingWorkflow.pay, payment))
+            return await _unwrap(
+                handle.execute_update(ApartmentBookingWorkflow.pay, payment),
+                deadline=self._deadline,
+                retry_hint="with the same paymentReference",
+            )
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -192,7 +248,11 @@ class BookingCommands:
             ApartmentBookingWorkflow.run, booking.workflow_id
         )
         try:
-            return await _unwrap(handle.execute_update(ApartmentBookingWorkflow.cancel))
+            return await _unwrap(
+                handle.execute_update(ApartmentBookingWorkflow.cancel),
+                deadline=self._deadline,
+                retry_hint="later (getBooking shows whether the cancellation went through)",
+            )
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -201,4 +261,8 @@ class BookingCommands:
             ) from None
 
     async def catalog(self, request: CatalogRequest) -> CatalogResult:
-        return await _unwrap(run_catalog_write(self._client, self._settings.task_queue, request))
+        return await _unwrap(
+            run_catalog_write(self._client, self._settings.task_queue, request),
+            deadline=self._deadline,
+            retry_hint="later",
+        )

@@ -20,10 +20,10 @@ Who may call what (``@aws_cognito_user_pools`` in the SDL, enforced by
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from datetime import datetime
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import strawberry
 from strawberry.extensions import (
@@ -35,7 +35,9 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import StreamResult
 from strawberry.types import Info
+from strawberry.types.graphql import OperationType
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.context import Principal, RequestContext
@@ -51,7 +53,7 @@ from api.directives import (
 from api.errors import AppSyncErrors
 from api.loaders import Loaders
 from api.metrics import OperationMetrics
-from api.operations import BookingCommands, ReserveRequest
+from api.operations import BookingCommands, ReserveRequest, check_same_booking
 from api.pagination import decode_token, encode_token, page_limit
 from api.scalars import SCALAR_MAP
 from api.types import (
@@ -158,7 +160,7 @@ class Query:
     @resolver(directives=[cognito()])
     async def get_user_account(self, info: Info, id: strawberry.ID) -> User:
         principal = authorize(info)
-        if not (principal.is_admin or CARETAKERS in principal.groups or principal.user_id == id):
+        if not principal.may_read_account(str(id)):
             raise Unauthorized("Not Authorized to read another user's account")
         row = await _ctx(info).loaders.users.load(str(id))
         if row is None:
@@ -512,10 +514,12 @@ async def _reserve(info: Info, request: ReserveRequest) -> str:
     except WorkflowAlreadyStartedError:
         # The execution for this idempotency key has already closed.
         booking_id = booking_id_for(request.user_id, request.idempotency_key)
-        if await _booking_row(info, booking_id) is None:
+        row = await _booking_row(info, booking_id)
+        if row is None:
             raise ValidationError(
                 "idempotencyKey was used by an earlier request that placed no hold; use a new key"
             ) from None
+        check_same_booking(request, row.apartment_id, row.start_date, row.end_date)
         return booking_id
 
 
@@ -560,6 +564,32 @@ class Subscription:
 
 
 class BookingSchema(strawberry.Schema):
+    async def stream(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+    ) -> StreamResult:
+        # The WebSocket handler passes its connection's one context to every
+        # operation; each gets its own copy with fresh DataLoaders, so a later
+        # query is not answered from an earlier one's cache and concurrent
+        # operations never share loaders.
+        if isinstance(context_value, RequestContext):
+            context_value = context_value.for_operation()
+        return await super().stream(
+            query,
+            variable_values=variable_values,
+            context_value=context_value,
+            root_value=root_value,
+            operation_name=operation_name,
+            operation_extensions=operation_extensions,
+            allowed_operation_types=allowed_operation_types,
+        )
+
     def process_errors(self, errors: object, execution_context: object = None) -> None:
         # AppSyncErrors logs the unexpected ones with the request id; domain errors
         # are answers, not incidents, and are not logged as errors.

@@ -53,6 +53,10 @@ class Reader:
         self._pool = pool
         self.queries = 0
 
+    def fresh(self) -> Reader:
+        """A reader on the same pool with its own count (one per operation)."""
+        return Reader(self._pool)
+
     async def run(
         self, fn: Callable[Concatenate[Conn, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
     ) -> T:

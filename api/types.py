@@ -15,7 +15,7 @@ from strawberry.types import Info
 
 from api.directives import cognito, resolver
 from api.scalars import AWSDate, AWSDateTime
-from booking.errors import BuildingNotFound, UserNotFound
+from booking.errors import BuildingNotFound, Unauthorized, UserNotFound
 from booking.store.bookings import BookingRow
 from booking.store.reads import ApartmentRow, BuildingRow, StepFunctionRow, UserRow
 
@@ -90,7 +90,12 @@ class User:
 
 
 async def _load_user(info: Info, user_id: str | None) -> User | None:
-    if user_id is None:
+    """The account ``user_id`` if the caller may read it (as ``getUserAccount`` decides), else None.
+
+    Decided before loading, so a hidden account costs no query and the
+    visible ones still batch into one.
+    """
+    if user_id is None or not _ctx(info).caller().may_read_account(user_id):
         return None
     row = await _ctx(info).loaders.users.load(user_id)
     return None if row is None else User.from_row(row)
@@ -119,6 +124,11 @@ class Booking:
 
     @strawberry.field
     async def user(self, info: Info) -> User:
+        # Non-null in AppSync's schema, so a hidden account is an error, not null.
+        # Today only the booking's own tenant, Admins and Caretakers see a booking,
+        # and all of them may read this account; the check keeps it so.
+        if not _ctx(info).caller().may_read_account(self.row.user_id):
+            raise Unauthorized("Not Authorized to read another user's account")
         user = await _load_user(info, self.row.user_id)
         if user is None:
             raise UserNotFound(f"user {self.row.user_id} does not exist")
@@ -209,11 +219,17 @@ class Apartment:
             raise BuildingNotFound(f"building {self.row.building_id} does not exist")
         return Building.from_row(row)
 
-    @resolver(description="Null while the apartment has no tenant (deviation).")
+    @resolver(
+        description="Null while the apartment has no tenant (deviation), and for callers "
+        "who may not read that account (tenants see only themselves)."
+    )
     async def tenant(self, info: Info) -> User | None:
         return await _load_user(info, self.row.tenant_id)
 
-    @resolver(description="Null while the apartment has no caretaker (deviation).")
+    @resolver(
+        description="Null while the apartment has no caretaker (deviation), and for callers "
+        "who may not read that account (tenants see only themselves)."
+    )
     async def caretaker(self, info: Info) -> User | None:
         return await _load_user(info, self.row.caretaker_id)
 

@@ -300,7 +300,14 @@ def cmd_token(args: argparse.Namespace) -> int:
             # Short on purpose and public: the warning would only bury the token.
             warnings.simplefilter("ignore")
         try:
-            token = mint_token(secret, args.user, groups, ttl_seconds=args.ttl)
+            token = mint_token(
+                secret,
+                args.user,
+                groups,
+                ttl_seconds=args.ttl,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+            )
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
     print(token)

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     cache_stale_while_revalidate: int = Field(
         default=10, ge=0, le=86400, validation_alias="BOOKING_CACHE_STALE_WHILE_REVALIDATE"
     )
+    # Longest an API request waits on Temporal (a start, an update) before it
+    # answers ServiceUnavailable; without it, no worker means a request that hangs.
+    temporal_call_timeout_seconds: float = Field(
+        default=20, gt=0, le=600, validation_alias="BOOKING_TEMPORAL_CALL_TIMEOUT_SECONDS"
+    )
+    # When set, Authorization JWTs must carry this `iss` / `aud` (unset: not checked).
+    jwt_issuer: str | None = Field(default=None, validation_alias="BOOKING_JWT_ISSUER")
+    jwt_audience: str | None = Field(default=None, validation_alias="BOOKING_JWT_AUDIENCE")
 
     @field_validator("api_keys", mode="before")
     @classmethod

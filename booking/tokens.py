@@ -18,7 +18,15 @@ GROUPS = ("Admins", "Tenants", "Caretakers")
 ISSUER = "booking-dev"
 
 
-def mint_token(secret: str, user_id: str, groups: Sequence[str], ttl_seconds: int = 3600) -> str:
+def mint_token(
+    secret: str,
+    user_id: str,
+    groups: Sequence[str],
+    ttl_seconds: int = 3600,
+    *,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> str:
     """Return an HS256 JWT for ``user_id`` in ``groups``, valid for ``ttl_seconds``."""
     if not user_id:
         raise ValueError("a token needs a user id")
@@ -31,10 +39,14 @@ def mint_token(secret: str, user_id: str, groups: Sequence[str], ttl_seconds: in
     claims = {
         "sub": user_id,
         "cognito:groups": list(groups),
-        "iss": ISSUER,
+        # The API checks iss and aud only when BOOKING_JWT_ISSUER / _AUDIENCE are set;
+        # minting with the same settings keeps dev tokens valid then.
+        "iss": issuer or ISSUER,
         "iat": now,
         "exp": now + ttl_seconds,
         "jti": str(uuid.uuid4()),
         "token_use": "id",
     }
+    if audience:
+        claims["aud"] = audience
     return jwt.encode(claims, secret, algorithm="HS256")

@@ -50,7 +50,12 @@ async def _building_with(pool: asyncpg.Pool, apartments: int) -> str:
     return building_id
 
 
-async def _run(pool: asyncpg.Pool, query: str, **variables: Any) -> tuple[dict[str, Any], int]:
+API_KEY = Principal(user_id=None, groups=frozenset(), trusted=True)
+
+
+async def _run(
+    pool: asyncpg.Pool, query: str, principal: Principal = API_KEY, **variables: Any
+) -> tuple[dict[str, Any], int]:
     reader = Reader(pool)
     settings = Settings()
     context = RequestContext(
@@ -62,7 +67,7 @@ async def _run(pool: asyncpg.Pool, query: str, **variables: Any) -> tuple[dict[s
         ),
         loaders=Loaders(reader),
         request_id="test",
-        principal=Principal(user_id=None, groups=frozenset(), trusted=True),
+        principal=principal,
     )
     result = await SCHEMA.execute(query, variable_values=variables, context_value=context)
     assert result.errors is None, result.errors
@@ -124,3 +129,41 @@ async def test_bookings_users_are_batched(pool: asyncpg.Pool) -> None:
     )
     assert len(data["getAllBookingsPerApartment"]) == 5
     assert queries == 2  # the bookings, then every user in one batch
+
+
+def _signed_in(user_id: str, *groups: str) -> Principal:
+    return Principal(user_id=user_id, groups=frozenset(groups), trusted=False)
+
+
+async def test_nested_accounts_show_only_what_get_user_account_would(pool: asyncpg.Pool) -> None:
+    building = await _building_with(pool, 3)
+    rows = await pool.fetch(
+        "SELECT tenant_id, caretaker_id FROM apartments WHERE building_id = $1 ORDER BY id",
+        building,
+    )
+    tenants = [r["tenant_id"] for r in rows]
+    caretaker = rows[0]["caretaker_id"]
+    query = """query ($id: String!) {
+                 getAllApartmentsPerBuilding(buildingId: $id) {
+                   tenant { id email } caretaker { id }
+                 }
+               }"""
+
+    def seen(data: dict[str, Any], field: str) -> list[str | None]:
+        return [a[field] and a[field]["id"] for a in data["getAllApartmentsPerBuilding"]]
+
+    # A tenant sees itself and nobody else, and the hidden accounts cost no query.
+    data, queries = await _run(pool, query, _signed_in(tenants[1], "Tenants"), id=building)
+    assert sorted(seen(data, "tenant"), key=str) == sorted([None, None, tenants[1]], key=str)
+    assert seen(data, "caretaker") == [None, None, None]
+    assert queries == 2  # the apartments, then its own account
+    # A stranger with no group sees no account at all, with no user query.
+    data, queries = await _run(pool, query, _signed_in("stranger"), id=building)
+    assert seen(data, "tenant") == seen(data, "caretaker") == [None, None, None]
+    assert queries == 1
+    # Admins, Caretakers and API keys see everyone, still in one batch.
+    for principal in (_signed_in("boss", "Admins"), _signed_in("care", "Caretakers"), API_KEY):
+        data, queries = await _run(pool, query, principal, id=building)
+        assert sorted(seen(data, "tenant"), key=str) == sorted(tenants)
+        assert seen(data, "caretaker") == [caretaker] * 3
+        assert queries == 2

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import cast
 
+import asyncpg
 import jwt
 import pytest
 from graphql import GraphQLError
@@ -12,7 +14,11 @@ from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 from api.auth import Authenticator
-from api.errors import appsync_error, classify, domain_error_from
+from api.context import Principal, RequestContext
+from api.errors import ServiceUnavailable, appsync_error, classify, domain_error_from
+from api.loaders import Loaders
+from api.metrics import ApiMetrics
+from api.operations import ReserveRequest, check_same_booking
 from api.pagination import MAX_LIMIT, decode_token, encode_token, page_limit
 from api.scalars import (
     parse_aws_date,
@@ -20,6 +26,7 @@ from api.scalars import (
     serialize_aws_date,
     serialize_aws_datetime,
 )
+from api.services import Reader, Services
 from booking.errors import (
     ApartmentUnavailable,
     BookingExpired,
@@ -185,6 +192,99 @@ async def test_rs256_token_is_refused_without_jwks() -> None:
         await _auth().authenticate({"authorization": token})
 
 
+def _auth_checking(**extra: str) -> Authenticator:
+    return Authenticator(
+        Settings.model_validate({"BOOKING_API_KEYS": KEY, "BOOKING_JWT_SECRET": SECRET, **extra})
+    )
+
+
+async def test_issuer_is_checked_and_required_when_configured() -> None:
+    auth = _auth_checking(BOOKING_JWT_ISSUER="https://idp.example/pool")
+    good = jwt.encode(_claims(iss="https://idp.example/pool"), SECRET)
+    assert (await auth.authenticate({"authorization": good})).user_id == "u1"
+    for claims in (_claims(iss="https://evil.example/pool"), _claims()):
+        with pytest.raises(UnauthorizedException):
+            await auth.authenticate({"authorization": jwt.encode(claims, SECRET)})
+    # `booking dev` keeps working when the issuer is its own.
+    dev = _auth_checking(BOOKING_JWT_ISSUER="booking-dev")
+    principal = await dev.authenticate({"authorization": mint_token(SECRET, "t1", ["Tenants"])})
+    assert principal.user_id == "t1"
+
+
+async def test_audience_is_checked_and_required_when_configured() -> None:
+    auth = _auth_checking(BOOKING_JWT_AUDIENCE="booking-api")
+    for aud in ("booking-api", ["other-api", "booking-api"]):
+        token = jwt.encode(_claims(aud=aud), SECRET)
+        assert (await auth.authenticate({"authorization": token})).user_id == "u1"
+    for claims in (_claims(aud="other-api"), _claims()):
+        with pytest.raises(UnauthorizedException):
+            await auth.authenticate({"authorization": jwt.encode(claims, SECRET)})
+
+
+async def test_unset_issuer_and_audience_are_not_checked() -> None:
+    token = jwt.encode(_claims(iss="anyone", aud="anything"), SECRET)
+    assert (await _auth().authenticate({"authorization": token})).user_id == "u1"
+
+
+# -- per-operation context and nested accounts -----------------------------------------------
+
+
+def test_each_operation_gets_fresh_loaders_and_the_same_caller() -> None:
+    settings = Settings()
+    reader = Reader(cast("asyncpg.Pool", object()))
+    reader.queries = 7
+    principal = Principal(user_id="t1", groups=frozenset({"Tenants"}), trusted=False)
+    connection = RequestContext(
+        services=Services(
+            settings=settings, authenticator=Authenticator(settings), metrics=ApiMetrics()
+        ),
+        loaders=Loaders(reader),
+        request_id="ws-1",
+        principal=principal,
+        connection_params={"x": 1},
+    )
+    first, second = connection.for_operation(), connection.for_operation()
+    assert first.loaders is not second.loaders is not connection.loaders
+    assert first.loaders.users is not connection.loaders.users
+    assert first.loaders.reader.queries == 0 and connection.loaders.reader.queries == 7
+    assert first.principal is principal and first.connection_params == {"x": 1}
+    assert first.request_id == "ws-1"
+
+
+def test_who_may_read_an_account() -> None:
+    def principal(user_id: str | None, *groups: str, trusted: bool = False) -> Principal:
+        return Principal(user_id=user_id, groups=frozenset(groups), trusted=trusted)
+
+    assert principal("t1", "Tenants").may_read_account("t1")
+    assert not principal("t1", "Tenants").may_read_account("t2")
+    assert not principal("t1").may_read_account("t2")
+    assert principal("a", "Admins").may_read_account("t2")
+    assert principal("c", "Caretakers").may_read_account("t2")
+    assert principal(None, trusted=True).may_read_account("t2")
+
+
+# -- idempotency keys -----------------------------------------------------------------------
+
+
+def test_a_key_reused_for_another_stay_is_refused() -> None:
+    request = ReserveRequest(
+        apartment_id="a",
+        user_id="u",
+        start_date=date(2031, 1, 1),
+        end_date=date(2031, 2, 1),
+        hold_seconds=60,
+        idempotency_key="k",
+    )
+    check_same_booking(request, "a", date(2031, 1, 1), date(2031, 2, 1))
+    for other in (
+        ("b", date(2031, 1, 1), date(2031, 2, 1)),
+        ("a", date(2031, 1, 2), date(2031, 2, 1)),
+        ("a", date(2031, 1, 1), date(2031, 3, 1)),
+    ):
+        with pytest.raises(ValidationError, match="idempotencyKey already used"):
+            check_same_booking(request, *other)
+
+
 # -- error mapping -------------------------------------------------------------------------
 
 
@@ -222,6 +322,8 @@ def test_classification() -> None:
     assert "sql" not in message
     domain = GraphQLError("x", path=["payBooking"], original_error=BookingExpired("late"))
     assert classify(domain)[:2] == ("BookingExpired", "late")
+    busy = GraphQLError("x", path=["payBooking"], original_error=ServiceUnavailable("busy"))
+    assert classify(busy) == ("ServiceUnavailable", "busy", None, False)
 
 
 def test_appsync_error_has_every_key() -> None:

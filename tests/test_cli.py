@@ -92,6 +92,33 @@ def test_token_uses_the_configured_secret() -> None:
         jwt.decode(result.stdout.strip(), DEV_JWT_SECRET, algorithms=["HS256"])
 
 
+def test_token_carries_the_configured_issuer_and_audience() -> None:
+    secret = "a-long-enough-secret-for-hs256-signing-0123456789"
+    result = booking(
+        "token",
+        "--user",
+        "demo-tenant",
+        "--groups",
+        "Tenants",
+        env={
+            "BOOKING_JWT_SECRET": secret,
+            "BOOKING_JWT_ISSUER": "https://id.example.com",
+            "BOOKING_JWT_AUDIENCE": "booking-api",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(
+        result.stdout.strip(),
+        secret,
+        algorithms=["HS256"],
+        issuer="https://id.example.com",
+        audience="booking-api",
+    )
+    assert claims["sub"] == "demo-tenant"
+    with pytest.raises(jwt.InvalidAudienceError):
+        jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"], audience="other-app")
+
+
 def test_token_rejects_an_unknown_group() -> None:
     result = booking("token", "--dev", "--user", "u", "--groups", "Tenants,Landlords")
     assert result.returncode == 2
