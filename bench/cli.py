@@ -1,0 +1,379 @@
+"""`booking bench` / `python -m bench`: options, the run, and where the results go."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import metrics, report, scenarios, suite
+from bench.graphql import ApiClient
+from bench.machine import load_average, machine_info, tool_version
+from bench.procs import cpu_seconds
+from bench.progress import Progress
+from bench.stack import Stack, StackError, StackOptions
+from booking.errors import ConfigurationError
+
+SCENARIOS = ("reserve", "payment", "throughput", "contention", "scale", "suite")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="booking bench",
+        description="Benchmark the booking service: latency, throughput against the Temporal "
+        "floor, contention, 10,000 open holds, test-suite speed. Starts a fresh embedded stack "
+        "unless --api-url is given. Writes BENCHMARKS.md and a JSON file.",
+    )
+    p.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke test, ~15 s)")
+    p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)",
+    )
+    g = p.add_argument_group("system under test (default: a fresh embedded stack)")
+    g.add_argument("--api-url", help="base URL of a running API, e.g. http://127.0.0.1:8000")
+    g.add_argument("--temporal-address", help="host:port of its Temporal server")
+    g.add_argument("--database-url", help="its Postgres DSN (read for checks; test rows added)")
+    g.add_argument("--api-key", help="an x-api-key the running API accepts")
+    g.add_argument("--webhook-secret", help="its BOOKING_WEBHOOK_SECRET (enables the webhook path)")
+    g.add_argument("--namespace", default="default", help="Temporal namespace (default)")
+    g.add_argument("--task-queue", default="apartment-booking", help="the worker's task queue")
+    g.add_argument("--worker-pid", type=int, help="pid of the running worker (for its RSS)")
+    g.add_argument("--api-pid", type=int, help="pid of the running API (for its RSS)")
+    g.add_argument(
+        "--temporal-persistence",
+        choices=("file", "memory"),
+        default="file",
+        help="embedded dev server state: a SQLite file like `booking dev` (default) or memory",
+    )
+    g.add_argument(
+        "--postgres-fsync-off",
+        action="store_true",
+        help="embedded Postgres without fsync (default: durable, like `booking dev`)",
+    )
+    g.add_argument("--log-level", default="INFO", help="log level of the worker and API (INFO)")
+    g.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the embedded worker and API (repeatable)",
+    )
+    g.add_argument(
+        "--temporal-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for the embedded `temporal server start-dev` (repeatable), "
+        "e.g. --temporal-arg=--sqlite-pragma=journal_mode=wal",
+    )
+    g.add_argument(
+        "--worker-command",
+        help="command line that replaces `booking worker` in the embedded stack (it gets the "
+        "same environment); for trying worker tuning",
+    )
+    g.add_argument("--keep", action="store_true", help="keep the stack's directory and logs")
+    s = p.add_argument_group("sizes (defaults: the issue's; --quick shrinks them)")
+    s.add_argument("--reserve-count", type=int)
+    s.add_argument("--payment-count", type=int)
+    s.add_argument("--clients", type=int, help="throughput clients (32)")
+    s.add_argument("--throughput-seconds", type=float)
+    s.add_argument("--contention-clients", type=int)
+    s.add_argument("--contention-rounds", type=int)
+    s.add_argument("--holds", type=int, help="open holds in the scale scenario (10000)")
+    s.add_argument("--hold-seconds", type=int, help="minimum hold in the scale scenario (60)")
+    s.add_argument("--suite", action="append", help="test paths for the suite scenario")
+    s.add_argument("--suite-arg", action="append", default=[], help="extra pytest argument")
+    o = p.add_argument_group("output")
+    o.add_argument("--output-md", type=Path, default=Path("BENCHMARKS.md"))
+    o.add_argument("--output-json", type=Path, default=Path("bench/results/latest.json"))
+    o.add_argument("--readme", type=Path, help="also rewrite the '## Benchmarks' section there")
+    o.add_argument("--no-write", action="store_true", help="print the results only")
+    o.add_argument(
+        "--from-json",
+        type=Path,
+        help="run nothing: render BENCHMARKS.md (and --readme) again from this results file",
+    )
+    o.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def _sizes(args: argparse.Namespace) -> scenarios.Sizes:
+    sizes = scenarios.QUICK if args.quick else scenarios.Sizes()
+    overrides = {
+        "reserve_count": args.reserve_count,
+        "payment_count": args.payment_count,
+        "throughput_clients": args.clients,
+        "throughput_seconds": args.throughput_seconds,
+        "contention_clients": args.contention_clients,
+        "contention_rounds": args.contention_rounds,
+        "scale_holds": args.holds,
+        "scale_hold_seconds": args.hold_seconds,
+    }
+    updates = {k: v for k, v in overrides.items() if v is not None}
+    for key, value in updates.items():
+        if value <= 0:
+            raise ConfigurationError(f"--{key.replace('_', '-')} must be positive, got {value}")
+    return replace(sizes, **updates)
+
+
+def _selected(text: str) -> list[str]:
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [c for c in chosen if c not in SCENARIOS]
+    if unknown or not chosen:
+        raise ConfigurationError(
+            f"unknown scenario(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(SCENARIOS)}"
+        )
+    return [s for s in SCENARIOS if s in chosen]
+
+
+def _stack_options(args: argparse.Namespace) -> StackOptions:
+    extra = []
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigurationError(f"--env needs NAME=VALUE, got {item!r}")
+        extra.append((name, value))
+    return StackOptions(
+        api_url=args.api_url,
+        temporal_address=args.temporal_address,
+        database_url=args.database_url,
+        namespace=args.namespace,
+        api_key=args.api_key,
+        webhook_secret=args.webhook_secret,
+        task_queue=args.task_queue,
+        temporal_persistence=args.temporal_persistence,
+        durable_postgres=not args.postgres_fsync_off,
+        log_level=args.log_level,
+        worker_pid=args.worker_pid,
+        api_pid=args.api_pid,
+        keep=args.keep,
+        extra_env=tuple(extra),
+        temporal_args=tuple(args.temporal_arg),
+        worker_command=tuple(shlex.split(args.worker_command or "")),
+    )
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds all cores of the machine have spent busy since boot."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    values = [int(v) for v in fields]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _our_cpu_seconds(pids: dict[str, int]) -> float:
+    total = cpu_seconds(os.getpid()) or 0.0
+    for pid in pids.values():
+        total += cpu_seconds(pid, tree=True) or 0.0
+    return total
+
+
+async def _run_stack_scenarios(
+    chosen: list[str],
+    sizes: scenarios.Sizes,
+    options: StackOptions,
+    progress: Progress,
+    results: dict[str, Any],
+    checkpoint: Callable[[], None],
+) -> None:
+    stack = Stack(options, say=progress.say)
+    try:
+        await stack.start()
+        from booking.db import create_pool
+
+        pool = await create_pool(stack.database_url, min_size=1, max_size=8)
+        api = ApiClient(stack.api_url, stack.api_key)
+        async with pool.acquire() as conn:
+            from bench.store import server_version
+
+            results["stack"]["postgres_version"] = await server_version(conn)
+        from booking.devstack.binaries import find_binary
+
+        results["stack"]["temporal_version"] = tool_version(find_binary("temporal"), "--version")
+        try:
+            bench = scenarios.Bench(stack, api, pool, progress, sizes)
+            await bench.setup(max(sizes.contention_clients, 1) + 1)
+            busy0, ours0, wall0 = (
+                _machine_busy_seconds(),
+                _our_cpu_seconds(stack.pids),
+                (time.monotonic()),
+            )
+            holds: list[dict[str, Any]] = []
+            for name in chosen:
+                if name == "suite":
+                    continue
+                progress.say(f"scenario {name}")
+                started = time.monotonic()
+                before = await metrics.scrape(stack.worker_metrics_url)
+                try:
+                    if name == "reserve":
+                        results["scenarios"][name], holds = await scenarios.reserve_latency(bench)
+                    elif name == "payment":
+                        results["scenarios"][name] = await scenarios.payment(bench, holds)
+                    elif name == "throughput":
+                        results["scenarios"][name] = await scenarios.throughput(bench)
+                    elif name == "contention":
+                        results["scenarios"][name] = await scenarios.contention(bench)
+                    elif name == "scale":
+                        results["scenarios"][name] = await scenarios.scale(bench)
+                except (scenarios.BenchFailure, StackError) as exc:
+                    results["errors"][name] = str(exc)
+                    progress.say(f"  {name} failed: {exc}")
+                    if isinstance(exc, StackError):
+                        break
+                else:
+                    results["scenarios"][name]["seconds"] = round(time.monotonic() - started, 1)
+                    results["scenarios"][name]["worker_metrics"] = metrics.summarize(
+                        before, await metrics.scrape(stack.worker_metrics_url)
+                    )
+                checkpoint()
+            results["double_booked_apartments"] = await scenarios.double_bookings(bench)
+            busy1, ours1 = _machine_busy_seconds(), _our_cpu_seconds(stack.pids)
+            wall = time.monotonic() - wall0
+            if busy0 is not None and busy1 is not None and wall > 0:
+                results["load"]["cpu_cores_busy_during_scenarios"] = round(
+                    (busy1 - busy0) / wall, 2
+                )
+                results["load"]["cpu_cores_used_by_others"] = round(
+                    max(0.0, (busy1 - busy0) - (ours1 - ours0)) / wall, 2
+                )
+        finally:
+            await api.aclose()
+            await pool.close()
+    finally:
+        progress.say("stopping the stack")
+        await stack.stop()
+
+
+def _render_again(args: argparse.Namespace) -> int:
+    try:
+        results = json.loads(args.from_json.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"booking bench: error: cannot read {args.from_json}: {exc}", file=sys.stderr)
+        return 2
+    results["targets"] = [t.as_dict() for t in report.evaluate(results)]
+    args.output_md.write_text(report.render_markdown(results))
+    if args.readme is not None:
+        report.update_readme(args.readme, report.readme_section(results))
+    print(f"rendered {args.output_md} from {args.from_json}")
+    return 0
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    progress = Progress(quiet=args.quiet)
+    if args.from_json is not None:
+        return _render_again(args)
+    try:
+        chosen = _selected(args.scenarios)
+        sizes = _sizes(args)
+        options = _stack_options(args)
+    except ConfigurationError as exc:
+        print(f"booking bench: error: {exc}", file=sys.stderr)
+        return 2
+    started_at = datetime.now(UTC)
+    results: dict[str, Any] = {
+        "schema": 1,
+        "started_at": started_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "options": {
+            "quick": args.quick,
+            "scenarios": chosen,
+            "sizes": sizes.as_dict(),
+            "temporal_persistence": options.temporal_persistence,
+            "postgres_durable": options.durable_postgres,
+            "log_level": options.log_level,
+            "temporal_args": list(options.temporal_args),
+            "worker_command": list(options.worker_command),
+            "extra_env": dict(options.extra_env),
+        },
+        "machine": machine_info(REPO),
+        "load": {"before": load_average()},
+        "stack": {
+            "embedded": options.embedded,
+            "description": (
+                "fresh embedded stack: Postgres "
+                f"({'durable' if options.durable_postgres else 'fsync off'}), Temporal dev server "
+                f"({options.temporal_persistence} persistence), `booking worker`, `booking api`"
+                if options.embedded
+                else f"external: API {options.api_url}, Temporal {options.temporal_address}"
+            ),
+        },
+        "scenarios": {},
+        "errors": {},
+    }
+    wall = time.monotonic()
+
+    def checkpoint() -> None:
+        """Keep what is measured so far, should a later scenario never finish."""
+        if args.no_write:
+            return
+        partial = args.output_json.with_name(args.output_json.name + ".partial")
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+    progress.say(f"booking bench: {', '.join(chosen)}{' (quick)' if args.quick else ''}")
+    try:
+        if any(name != "suite" for name in chosen):
+            asyncio.run(_run_stack_scenarios(chosen, sizes, options, progress, results, checkpoint))
+        if "suite" in chosen:
+            progress.say("scenario suite: running the time-skipping tests")
+            paths = args.suite or suite.default_paths(REPO)
+            if not paths:
+                results["errors"]["suite"] = "no workflow test files found"
+            else:
+                started = time.monotonic()
+                result = suite.run_suite(REPO, paths, list(args.suite_arg))
+                result["histories"] = suite.history_coverage(REPO)
+                result["seconds"] = round(time.monotonic() - started, 1)
+                results["scenarios"]["suite"] = result
+                if result["exit_status"] != 0:
+                    results["errors"]["suite"] = (
+                        f"pytest exited {result['exit_status']}: {result['summary_line']}"
+                    )
+    except (ConfigurationError, StackError) as exc:
+        print(f"booking bench: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    results["load"]["after"] = load_average()
+    before = results["load"]["before"]
+    others = results["load"].get("cpu_cores_used_by_others")
+    if (before and before[0] > 0.5) or (others is not None and others > 0.2):
+        results["load"]["note"] = "the machine was shared with other work during the run" + (
+            f" (others used {others} cores on average)" if others is not None else ""
+        )
+    results["duration_seconds"] = round(time.monotonic() - wall, 1)
+    results["targets"] = [t.as_dict() for t in report.evaluate(results)]
+    results["json_path"] = str(args.output_json)
+    markdown = report.render_markdown(results)
+    if not args.no_write:
+        args.output_json.parent.mkdir(parents=True, exist_ok=True)
+        args.output_json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        args.output_md.write_text(markdown)
+        args.output_json.with_name(args.output_json.name + ".partial").unlink(missing_ok=True)
+        progress.say(f"wrote {args.output_md} and {args.output_json}")
+        if args.readme is not None and (
+            not args.readme.exists()
+            or not report.update_readme(args.readme, report.readme_section(results))
+        ):
+            progress.say(f"{args.readme} has no '## Benchmarks' section; left unchanged")
+    print("\n".join(report.targets_table([report.Target(**t) for t in results["targets"]])))
+    for name, error in results["errors"].items():
+        print(f"scenario {name} failed: {error}", file=sys.stderr)
+    return 1 if results["errors"] else 0

@@ -1,0 +1,66 @@
+"""The worker's own Prometheus metrics, read around a scenario to say where time went.
+
+Histogram means (``_sum`` / ``_count`` deltas) of the Temporal SDK's task
+latencies tell queueing (schedule-to-start: a task waited for a worker slot or
+poller) apart from work (execution latency), and the sticky-cache counters show
+how often a workflow had to be replayed from its history.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import httpx
+
+HISTOGRAMS = (
+    "workflow_task_schedule_to_start_latency",
+    "workflow_task_execution_latency",
+    "workflow_task_replay_latency",
+    "activity_schedule_to_start_latency",
+    "activity_execution_latency",
+)
+COUNTERS = ("sticky_cache_hit", "sticky_cache_miss", "workflow_task_execution_failed")
+_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|[+-]Inf)$")
+
+Snapshot = dict[str, float]
+
+
+async def scrape(url: str | None) -> Snapshot | None:
+    if not url:
+        return None
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            text = (await http.get(url)).text
+    except httpx.HTTPError:
+        return None
+    totals: dict[str, float] = defaultdict(float)
+    for line in text.splitlines():
+        match = _LINE.match(line.strip())
+        if not match:
+            continue
+        name, value = match.group(1), match.group(3)
+        short = name.removeprefix("temporal_")
+        try:
+            totals[short] += float(value)
+        except ValueError:
+            continue
+    return dict(totals)
+
+
+def summarize(before: Snapshot | None, after: Snapshot | None) -> dict[str, float] | None:
+    """Mean latency (ms) of each task kind and counter deltas between two scrapes."""
+    if before is None or after is None:
+        return None
+    result: dict[str, float] = {}
+    for name in HISTOGRAMS:
+        count = after.get(f"{name}_count", 0.0) - before.get(f"{name}_count", 0.0)
+        total = after.get(f"{name}_sum", 0.0) - before.get(f"{name}_sum", 0.0)
+        if count > 0:
+            result[f"{name}_mean_ms"] = round(total / count, 2)
+            result[f"{name}_count"] = count
+    for name in COUNTERS:
+        for key in (name, f"{name}_total"):
+            if key in after:
+                result[name] = after[key] - before.get(key, 0.0)
+    return result

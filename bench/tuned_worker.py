@@ -1,0 +1,63 @@
+"""``python -m bench.tuned_worker [options]``: `booking worker` with worker tuning applied.
+
+For measuring a worker setting before it lands in ``worker.py``: it runs
+``worker.main()`` unchanged except that the ``Worker`` that ``create_worker``
+builds gets the options given here. Use it through
+``booking bench --worker-command "python -m bench.tuned_worker --passthrough workflows"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.tuned_worker")
+    p.add_argument(
+        "--passthrough",
+        action="append",
+        default=[],
+        help="module to pass through the workflow sandbox instead of re-importing it for "
+        "every workflow run (repeatable), e.g. workflows",
+    )
+    p.add_argument("--workflow-task-polls", type=int, help="max_concurrent_workflow_task_polls")
+    p.add_argument("--activity-task-polls", type=int, help="max_concurrent_activity_task_polls")
+    p.add_argument("--max-cached-workflows", type=int, help="sticky cache size")
+    return p
+
+
+def worker_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.passthrough:
+        options["workflow_runner"] = SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*args.passthrough)
+        )
+    if args.workflow_task_polls:
+        options["max_concurrent_workflow_task_polls"] = args.workflow_task_polls
+    if args.activity_task_polls:
+        options["max_concurrent_activity_task_polls"] = args.activity_task_polls
+    if args.max_cached_workflows is not None:
+        options["max_cached_workflows"] = args.max_cached_workflows
+    return options
+
+
+def main(argv: list[str]) -> None:
+    import worker
+
+    options = worker_options(_parser().parse_args(argv))
+
+    def tuned_worker(*args: Any, **kwargs: Any) -> Worker:
+        return Worker(*args, **{**kwargs, **options})
+
+    setattr(worker, "Worker", tuned_worker)  # noqa: B010 - replacing the factory on purpose
+    print(f"tuned worker: {sorted(options)}", flush=True)
+    worker.exit_now(worker.main())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,236 @@
+"""Smoke test of `booking bench`: the whole harness at tiny sizes, so it cannot rot.
+
+It starts the real embedded stack (Postgres, Temporal dev server, worker, API
+and the floor worker as processes), runs every scenario at ``--quick`` size
+(the test-suite scenario against a one-test suite that sleeps two simulated
+hours on the time-skipping server) and checks that the report files have the
+expected structure and plausible numbers. No timing target is asserted: those
+are benchmarks, not tests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.report import update_readme
+from bench.stats import percentile, summarize
+
+REPO = Path(__file__).resolve().parent.parent
+
+SUITE_INI = """[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = session
+asyncio_default_test_loop_scope = session
+"""
+
+SUITE_CONFTEST = """
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from booking.devstack.binaries import find_binary
+
+
+@pytest.fixture(scope="session")
+async def env():
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=find_binary("temporal-test-server")
+    )
+    yield environment
+    await environment.shutdown()
+"""
+
+SUITE_TEST = """
+import uuid
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+
+@workflow.defn
+class Sleeper:
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.sleep(timedelta(hours=2))
+        # Cancelled before it fires: covers no simulated time.
+        try:
+            await workflow.wait_condition(lambda: True, timeout=timedelta(days=1))
+        except TimeoutError:
+            pass
+
+
+async def test_two_simulated_hours(env):
+    queue = str(uuid.uuid4())
+    async with Worker(
+        env.client, task_queue=queue, workflows=[Sleeper],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        await env.client.execute_workflow(Sleeper.run, id=queue, task_queue=queue)
+
+
+def test_without_temporal():
+    assert 1 + 1 == 2
+"""
+
+README = """# Project
+
+Intro.
+
+## Benchmarks
+
+placeholder
+
+## Next section
+
+Kept as it was.
+"""
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == pytest.approx(50.5)
+    assert percentile(values, 99) == pytest.approx(99.01)
+    assert percentile([3.0], 99) == 3.0
+    assert math.isnan(percentile([], 50))
+    with pytest.raises(ValueError):
+        percentile(values, 101)
+    assert summarize([])["count"] == 0
+    assert summarize([1.0, 2.0, 3.0])["p50"] == 2.0
+
+
+def test_update_readme_replaces_only_its_section(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    assert update_readme(readme, "## Benchmarks\n\nnew table\n")
+    text = readme.read_text()
+    assert "new table" in text and "placeholder" not in text
+    assert text.index("## Benchmarks") < text.index("## Next section")
+    assert "Kept as it was." in text
+    other = tmp_path / "OTHER.md"
+    other.write_text("# Nothing here\n")
+    assert not update_readme(other, "## Benchmarks\n")
+
+
+def _latency_ok(summary: dict[str, Any], count: int) -> None:
+    assert summary["count"] == count
+    # Plausible: a real round trip takes some time, and less than the client's timeout.
+    assert 0.1 < summary["p50"] <= summary["p99"] <= summary["max"] < 60_000
+
+
+def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
+    suite_dir = tmp_path / "suite"
+    suite_dir.mkdir()
+    (suite_dir / "pytest.ini").write_text(SUITE_INI)
+    (suite_dir / "conftest.py").write_text(SUITE_CONFTEST)
+    (suite_dir / "test_sim.py").write_text(SUITE_TEST)
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    out_md, out_json = tmp_path / "BENCHMARKS.md", tmp_path / "results" / "latest.json"
+
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--suite",
+            str(suite_dir / "test_sim.py"),
+            "--output-md",
+            str(out_md),
+            "--output-json",
+            str(out_json),
+            "--readme",
+            str(readme),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    results = json.loads(out_json.read_text())
+    assert results["errors"] == {}
+    machine = results["machine"]
+    assert machine["cores"] >= 1 and machine["memory_bytes"] > 0
+    assert machine["python"].startswith("3.")
+    assert machine["packages"]["temporalio"]
+    assert len(machine["git"]["commit"] or "") == 40
+    assert len(results["load"]["before"]) == 3 and len(results["load"]["after"]) == 3
+    s = results["scenarios"]
+    assert set(s) == {"reserve", "payment", "throughput", "contention", "scale", "suite"}
+
+    _latency_ok(s["reserve"]["latency_ms"], s["reserve"]["count"])
+    assert s["reserve"]["errors"] == {}
+    payment = s["payment"]
+    _latency_ok(payment["sync"]["latency_ms"], payment["count"])
+    for path in ("webhook", "signal"):
+        assert payment[path]["errors"] == {}
+        _latency_ok(payment[path]["latency_to_db_ms"], payment["count"])
+
+    throughput = s["throughput"]
+    for key in ("bookings", "floor", "floor_update_protocol"):
+        assert throughput[key]["completed"] > 0, throughput[key]
+        assert throughput[key]["errors"] == {}
+    assert throughput["ratio"] == pytest.approx(
+        throughput["bookings"]["per_second"] / throughput["floor"]["per_second"], rel=0.01
+    )
+
+    contention = s["contention"]
+    assert contention["rounds_with_exactly_one_winner"] == contention["rounds"]
+    assert contention["booking_rows_per_apartment"] == {"1": contention["rounds"]}
+    assert contention["unexpected_errors"] == {}
+    _latency_ok(contention["loser_latency_ms"], contention["rounds"] * (contention["clients"] - 1))
+    assert results["double_booked_apartments"] == []
+
+    scale = s["scale"]
+    assert scale["all_expired_correctly"] is True
+    assert scale["open_after_placing"] == scale["holds"] == scale["expired"]
+    assert scale["apartments"] == {"VACANT": scale["holds"]}
+    # A hold is released after its deadline, never before it.
+    assert scale["expiry_lag_ms"]["count"] == scale["holds"]
+    assert scale["expiry_lag_ms"]["min"] >= 0
+    for name in ("worker", "api"):
+        assert 20 * 2**20 < scale["peak_rss_bytes_sampled"][name] < 4 * 2**30
+
+    suite = s["suite"]
+    assert suite["exit_status"] == 0
+    assert suite["outcomes"] == {"passed": 2}
+    # Two simulated hours (the fired timer; the satisfied wait's timer never fires).
+    assert suite["workflows"] == 1
+    assert suite["simulated_seconds"] == 7200
+    assert suite["top_tests"][0]["nodeid"].endswith("test_two_simulated_hours")
+    assert 0 < suite["wall_seconds"] < 120
+
+    targets = {t["id"]: t for t in results["targets"]}
+    assert set(targets) == {
+        "reserve_p50",
+        "reserve_p99",
+        "payment_p50",
+        "throughput_ratio",
+        "double_bookings",
+        "scale_expired",
+        "scale_worker_rss",
+        "scale_expiry_lag_p99",
+    }
+    assert targets["double_bookings"]["met"] is True
+    assert targets["scale_expired"]["met"] is True
+    assert targets["reserve_p50"]["measured"] == s["reserve"]["latency_ms"]["p50"]
+
+    markdown = out_md.read_text()
+    assert "## Results against the targets" in markdown
+    assert "| reserve latency p50 | <= 40 ms |" in markdown
+    assert "### Test-suite speed" in markdown
+    section = readme.read_text()
+    assert "| throughput vs engine floor | >= 0.8x |" in section
+    assert "placeholder" not in section and "Kept as it was." in section
