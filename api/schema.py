@@ -282,6 +282,14 @@ class Query:
         return BookingsResult(items=[Booking.from_row(r) for r in items], next_token=token)
 
 
+async def _written_user(info: Info, user_id: str) -> User:
+    """The account as the catalog write left it (read back for the mutation's answer)."""
+    rows = await _ctx(info).loaders.reader.run(reads.users_by_ids, [user_id])
+    if not rows:
+        raise UserNotFound(f"user {user_id} does not exist")
+    return User.from_row(rows[0])
+
+
 @strawberry.type
 class Mutation:
     # -- AppSync (acms) --
@@ -309,10 +317,7 @@ class Mutation:
                 ),
             )
         )
-        row = await _ctx(info).loaders.reader.run(reads.users_by_ids, [user_id])
-        if not row:
-            raise UserNotFound(f"user {user_id} does not exist")
-        return User.from_row(row[0])
+        return await _written_user(info, user_id)
 
     @resolver(directives=[cognito()])
     async def update_user_account(self, info: Info, input: UpdateUserInput) -> User:
@@ -336,10 +341,7 @@ class Mutation:
                 ),
             )
         )
-        rows = await _ctx(info).loaders.reader.run(reads.users_by_ids, [user_id])
-        if not rows:
-            raise UserNotFound(f"user {user_id} does not exist")
-        return User.from_row(rows[0])
+        return await _written_user(info, user_id)
 
     @resolver(directives=[cognito()])
     async def delete_user_account(self, info: Info, id: strawberry.ID) -> bool:
