@@ -54,6 +54,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from booking.converter import DATA_CONVERTER
 from booking.settings import Settings
+from booking.temporal import connect
 from booking.webhook_signing import (
     DEFAULT_TOLERANCE_SECONDS,
     SIGNATURE_HEADER,
@@ -416,9 +417,9 @@ def _connecting_source(app: Starlette, settings: Settings) -> ClientSource:
         async with lock:
             if not own:
                 own.append(
-                    await Client.connect(
+                    await connect(
                         settings.temporal_address,
-                        namespace=settings.temporal_namespace,
+                        settings.temporal_namespace,
                         data_converter=DATA_CONVERTER,
                     )
                 )

@@ -241,18 +241,14 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 async def _connect_temporal(settings: Settings, attempts: int = 30) -> Client:
     """Connect, retrying for a while: in compose, Temporal may still be starting."""
-    from temporalio.client import Client
+    from booking.temporal import connect
 
     for attempt in range(attempts):
         try:
-            return await Client.connect(
-                settings.temporal_address, namespace=settings.temporal_namespace
-            )
-        except RuntimeError as exc:
+            return await connect(settings.temporal_address, settings.temporal_namespace)
+        except ConfigurationError:
             if attempt == attempts - 1:
-                raise ConfigurationError(
-                    f"cannot reach Temporal at {settings.temporal_address}: {exc}"
-                ) from exc
+                raise
             await asyncio.sleep(2)
     raise AssertionError("unreachable")
 

@@ -45,10 +45,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.repair import RepairActivities
 from booking.converter import DATA_CONVERTER
-from booking.db import create_pool
-from booking.errors import ConfigurationError
+from booking.db import check_reachable, create_pool
 from booking.settings import Settings
 from booking.store import doctor as store
+from booking.temporal import connect
 from workflows.booking import WORKFLOW_TYPE
 
 ORPHANED_RESERVATION = "ORPHANED_RESERVATION"
@@ -275,21 +275,14 @@ async def doctor_command(
     settings: Settings, *, apply_repairs: bool, as_json: bool, out: TextIO = sys.stdout
 ) -> int:
     """``booking doctor``: connect with ``settings``, examine, optionally repair, report."""
-    try:
-        client = await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            data_converter=DATA_CONVERTER,
-        )
-    except RuntimeError as exc:
-        raise ConfigurationError(
-            f"cannot reach Temporal at {settings.temporal_address}: {exc}"
-        ) from exc
-    try:
-        pool = await create_pool(settings.require_database_url(), min_size=1, max_size=4)
-    except (OSError, asyncpg.PostgresError) as exc:
-        # Exit status 1 means "drift left"; an unreachable database is a setup problem.
-        raise ConfigurationError(f"cannot reach the database: {exc}") from exc
+    # Both raise ConfigurationError (exit 2): exit 1 means "drift left", and an unreachable
+    # dependency is a setup problem.
+    client = await connect(
+        settings.temporal_address, settings.temporal_namespace, data_converter=DATA_CONVERTER
+    )
+    dsn = settings.require_database_url()
+    await check_reachable(dsn)
+    pool = await create_pool(dsn, min_size=1, max_size=4)
     try:
         return await run_doctor(pool, client, apply_repairs=apply_repairs, as_json=as_json, out=out)
     finally:
