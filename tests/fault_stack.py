@@ -34,7 +34,8 @@ from temporalio.client import Client
 from booking.converter import DATA_CONVERTER
 from booking.db import create_pool, migrate
 from booking.devstack.binaries import find_binary
-from booking.devstack.postgres import EmbeddedPostgres, free_port, port_in_use
+from booking.devstack.net import tcp_open
+from booking.devstack.postgres import EmbeddedPostgres, free_port
 from booking.devstack.temporal_server import TemporalDevServer
 from booking.webhook_signing import SIGNATURE_HEADER, webhook_signature
 
@@ -221,7 +222,7 @@ class FaultStack:
 
     def start_postgres(self) -> None:
         deadline = time.monotonic() + 20
-        while port_in_use(self.postgres.host, self.postgres.port) and time.monotonic() < deadline:
+        while tcp_open(self.postgres.host, self.postgres.port) and time.monotonic() < deadline:
             time.sleep(0.1)
         self.postgres.start()
 

@@ -9,19 +9,17 @@ the server runs as the unprivileged user that the wheel's helper creates.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from booking.devstack.net import tcp_open
 from booking.devstack.supervisor import die_with_parent
 from booking.errors import ConfigurationError
 
@@ -48,12 +46,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
 
 
 def _service_user() -> pwd.struct_passwd | None:
@@ -117,7 +109,7 @@ class EmbeddedPostgres:
         _make_readable(bin_dir, user)
         if self.port == 0:
             self.port = free_port(self.host)
-        elif port_in_use(self.host, self.port):
+        elif tcp_open(self.host, self.port):
             raise ConfigurationError(f"Postgres port {self.host}:{self.port} is already in use")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._chown(self.data_dir, user)
@@ -189,7 +181,7 @@ class EmbeddedPostgres:
                     f"embedded Postgres exited with {self.process.returncode}; "
                     f"see {self.log_file}:\n{self._log_tail()}"
                 )
-            if port_in_use(self.host, self.port):
+            if tcp_open(self.host, self.port):
                 return
             time.sleep(0.05)
         self.stop()
@@ -256,19 +248,3 @@ class EmbeddedPostgres:
         )
         if result.returncode != 0:
             raise ConfigurationError(f"{Path(args[0]).name} failed: {result.stderr.strip()}")
-
-
-@contextlib.contextmanager
-def embedded_postgres(
-    data_dir: Path, *, port: int = 0, durable: bool = True
-) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(data_dir=data_dir, port=port, durable=durable)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def remove_cluster(data_dir: Path) -> None:
-    shutil.rmtree(data_dir, ignore_errors=True)
