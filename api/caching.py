@@ -45,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from booking.demo import DEMO_BUILDING_ID, DEMO_TENANT_ID
 from booking.settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -614,13 +615,6 @@ def _dev_routes(settings: Settings) -> list[Route]:
         )
 
     return [Route("/dev/token", dev_token, methods=["POST"], name="dev_token")]
-
-
-# The ids booking/seed.py gives the demo data (a test keeps them in step); not
-# imported from there because the seed module pulls in the activities, which the
-# API never imports.
-DEMO_TENANT_ID: Final = "demo-tenant"
-DEMO_BUILDING_ID: Final = "demo-building"
 
 
 def install(app: Starlette, settings: Settings) -> None:

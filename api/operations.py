@@ -35,6 +35,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ServiceUnavailable, domain_error_from
+from booking.demo import DEMO_APARTMENT_ID, DEMO_TENANT_ID
 from booking.errors import (
     ApartmentUnavailable,
     BookingExpired,
@@ -61,8 +62,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEMO_APARTMENT_ID = "1234567"
-DEMO_TENANT_ID = "demo-tenant"
 # The tutorial's execution booked a stay; ours starts tomorrow for 30 nights.
 _DEMO_STAY = timedelta(days=30)
 

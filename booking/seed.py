@@ -15,14 +15,14 @@ import asyncpg
 
 from activities.catalog import CatalogActivities
 from booking.db import create_pool
+from booking.demo import (
+    DEMO_ADMIN_ID,
+    DEMO_APARTMENT_ID,
+    DEMO_BUILDING_ID,
+    DEMO_CARETAKER_ID,
+    DEMO_TENANT_ID,
+)
 from workflows.catalog import ApartmentData, BuildingData, CatalogResult, UserData
-
-DEMO_TENANT_ID = "demo-tenant"
-DEMO_ADMIN_ID = "demo-admin"
-DEMO_CARETAKER_ID = "demo-caretaker"
-DEMO_BUILDING_ID = "demo-building"
-# The id the original tutorial hard-coded in its state machine.
-DEMO_APARTMENT_ID = "1234567"
 
 USERS = (
     UserData(DEMO_ADMIN_ID, "Ada", "Admin", "admin@example.com", True, "ADMIN"),

@@ -32,13 +32,14 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from booking.db import check_reachable, migrate, redact
+from booking.demo import DEMO_ADMIN_ID, DEMO_APARTMENT_ID, DEMO_TENANT_ID
 from booking.devstack import postgres
 from booking.devstack.binaries import find_binary
 from booking.devstack.net import connect_host, http_answers, port_free, tcp_open
 from booking.devstack.supervisor import Child, Supervisor
 from booking.devstack.temporal_server import TemporalDevServer
 from booking.errors import ConfigurationError
-from booking.seed import DEMO_ADMIN_ID, DEMO_APARTMENT_ID, DEMO_TENANT_ID, seed_database
+from booking.seed import seed_database
 from booking.settings import (
     DEV_API_KEY,
     DEV_JWT_SECRET,
