@@ -43,6 +43,31 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 STICKY_TIMEOUT = timedelta(seconds=2)
 
 
+def tuning() -> dict[str, Any]:
+    """Worker options measured to matter on this service (BENCHMARKS.md has the runs).
+
+    Also given to the benchmark's floor worker, so that the floor is not slower for want of
+    the same tuning.
+    """
+    return {
+        "sticky_queue_schedule_to_start_timeout": STICKY_TIMEOUT,
+        # The sandbox re-imports a workflow's modules for every workflow instance unless they
+        # are passed through. Ours keep no mutable module state, the sandbox's checks on calls
+        # (datetime.now, I/O, ...) stay on for passed-through modules, and tests/test_replay.py
+        # guards determinism, so importing every module once is safe. Measured: with 1,056
+        # open holds worker RSS 372 -> 205 MB and expiry lag p99 1.95 -> 0.66 s (passing
+        # `workflows` through); passing all through cut a new booking's workflow task from
+        # ~24 to ~15 ms as the server sees it.
+        "workflow_runner": SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+        ),
+        # More pollers than the SDK's default keep both cores busy under bursts of bookings
+        # (throughput vs the engine floor 0.55x -> 0.68x at 32 clients, same run).
+        "max_concurrent_workflow_task_polls": 20,
+        "max_concurrent_activity_task_polls": 10,
+    }
+
+
 def create_worker(
     client: Client,
     pool: asyncpg.Pool,
@@ -53,33 +78,16 @@ def create_worker(
 ) -> Worker:
     """A worker for every booking-service workflow and activity, on the configured queue.
 
-    ``options`` go to :class:`temporalio.worker.Worker` as they are (tests use them, for
-    example ``max_cached_workflows=0``).
+    ``options`` go to :class:`temporalio.worker.Worker` as they are, over :func:`tuning`
+    (tests use them, for example ``max_cached_workflows=0``).
     """
     activities = [*BookingActivities(pool).all(), *CatalogActivities(pool).all()]
-    options.setdefault("graceful_shutdown_timeout", GRACEFUL_SHUTDOWN)
-    options.setdefault("sticky_queue_schedule_to_start_timeout", STICKY_TIMEOUT)
-    # The sandbox re-imports a workflow's module for every workflow instance unless the
-    # module is passed through. Ours hold only dataclasses, constants and the workflow
-    # classes (no state), and tests/test_replay.py guards determinism, so importing them
-    # once is safe. Measured (bench/results, BENCHMARKS.md): with 1,056 open holds worker
-    # RSS 372 -> 205 MB and expiry lag p99 1.95 -> 0.66 s.
-    options.setdefault(
-        "workflow_runner",
-        SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
-        ),
-    )
-    # More pollers than the SDK's default keep both cores busy under bursts of bookings
-    # (throughput vs the engine floor 0.55x -> 0.68x at 32 clients, same run).
-    options.setdefault("max_concurrent_workflow_task_polls", 20)
-    options.setdefault("max_concurrent_activity_task_polls", 10)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[ApartmentBookingWorkflow, CatalogWorkflow],
         activities=activities,
-        **options,
+        **{"graceful_shutdown_timeout": GRACEFUL_SHUTDOWN, **tuning(), **options},
     )
 
 

@@ -1,7 +1,9 @@
 """The engine floor: a workflow of the booking's shape with no-op activities.
 
 Shape, as in ``ApartmentBookingWorkflow``: an activity (reserve), a wait for a
-payment with a durable timer (the hold), an activity (confirm). Nothing here
+payment with a durable timer (the hold), an activity (confirm). Both activities
+are local activities, as the booking's reserve and confirm are, so that the
+floor is what this shape can reach, not what a slower shape reaches. Nothing here
 touches a database or the network, so the throughput of this workflow on a
 Temporal server is the most any workflow of that shape can reach there; the
 booking service's throughput is reported against it.
@@ -52,14 +54,18 @@ class FloorWorkflow:
 
     @workflow.run
     async def run(self, input: FloorInput) -> str:
-        await workflow.execute_activity(floor_reserve, start_to_close_timeout=_ACTIVITY_TIMEOUT)
+        await workflow.execute_local_activity(
+            floor_reserve, start_to_close_timeout=_ACTIVITY_TIMEOUT
+        )
         self._held = True
         try:
             # Why: the pay signal or update lands while we wait here.
             await workflow.wait_condition(lambda: self._paid, timeout=input.hold_seconds)
         except TimeoutError:
             return "EXPIRED"
-        await workflow.execute_activity(floor_confirm, start_to_close_timeout=_ACTIVITY_TIMEOUT)
+        await workflow.execute_local_activity(
+            floor_confirm, start_to_close_timeout=_ACTIVITY_TIMEOUT
+        )
         self._confirmed = True
         # Why: a pay update waiting for the confirm must answer before the run closes.
         await workflow.wait_condition(workflow.all_handlers_finished)

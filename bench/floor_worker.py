@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from bench.floor import ACTIVITIES, TASK_QUEUE_PREFIX, FloorWorkflow
 from booking.converter import DATA_CONVERTER
 from booking.settings import Settings
+from worker import tuning
 
 
 async def serve(address: str, namespace: str, task_queue: str) -> None:
@@ -27,7 +28,14 @@ async def serve(address: str, namespace: str, task_queue: str) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     client = await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)
-    worker = Worker(client, task_queue=task_queue, workflows=[FloorWorkflow], activities=ACTIVITIES)
+    # The booking worker's tuning, so that the floor is not lower for want of it.
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[FloorWorkflow],
+        activities=ACTIVITIES,
+        **tuning(),
+    )
     async with worker:
         print(f"floor worker polling {task_queue!r} on {address}", flush=True)
         await stop.wait()

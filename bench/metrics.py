@@ -19,6 +19,8 @@ HISTOGRAMS = (
     "workflow_task_replay_latency",
     "activity_schedule_to_start_latency",
     "activity_execution_latency",
+    "local_activity_execution_latency",
+    "local_activity_total_execution_latency",
 )
 COUNTERS = ("sticky_cache_hit", "sticky_cache_miss", "workflow_task_execution_failed")
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|[+-]Inf)$")

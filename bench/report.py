@@ -307,8 +307,9 @@ def _details(s: dict[str, Any]) -> list[str]:
         lines += [
             "### Scale",
             "",
-            f"{c['placed']} holds of {c['hold_seconds']} s placed through GraphQL by "
-            f"{c['clients']} clients in {c['placing_seconds']} s "
+            f"{c['placed']} holds of {c['hold_seconds']} s: booking workflows started by a "
+            f"Temporal client ({c['clients']} starts in flight) as the API's reserve starts "
+            f"them, all placed in Postgres {c['placing_seconds']} s after the first start "
             f"({c['placing_per_second']}/s); open at once: {c['open_after_placing']}; "
             f"expired: {c['expired']}; apartments afterwards: {c['apartments']}.",
             "",
@@ -406,15 +407,19 @@ def _method() -> list[str]:
         "visible). Percentiles interpolate between closest ranks; warm-up calls are excluded.",
         "- Throughput counts completions that finish inside the measuring window (after a "
         "warm-up). The floor is `bench/floor.py`: the booking's shape (activity, wait for a "
-        "signal with a timer, activity) with no-op activities, served by its own worker process "
-        "on its own task queue of the same Temporal server, driven by a Temporal client in the "
-        "benchmark process. It runs in the same process layout and right before the booking "
+        "signal with a timer, activity) with no-op activities, local ones like the booking's, "
+        "served by its own worker process (with the booking worker's tuning) on its own task "
+        "queue of the same Temporal server, driven by a Temporal client in the benchmark "
+        "process. It runs in the same process layout and right before the booking "
         "measurement.",
         "- Contention: each round releases 64 coroutines at once (one event) against a fresh "
         "apartment; a winner is a PENDING answer, a loser an `ApartmentUnavailable` error. The "
         "database is then checked: one booking row per apartment, and no apartment of the run "
         "with more than one open hold or running lease.",
-        "- Scale: the hold is long enough that every hold is still open when the last one is "
+        "- Scale: the booking workflows are started by a Temporal client the way the API's "
+        "reserve starts them (same input, id and search attributes; GraphQL's share is "
+        "measured in the other scenarios), and a hold counts as placed once its row is in "
+        "Postgres. The hold is long enough that every hold is still open when the last one is "
         "placed (calibrated from a first batch). Expiry lag = `booking_events.at` of the "
         "release (the release transaction's start) minus `bookings.hold_expires_at`. RSS comes "
         "from /proc (`VmRSS` sampled every 0.5 s, and the kernel's high-water mark `VmHWM`).",

@@ -161,8 +161,13 @@ class Stack:
         )
         args = server.args()
         if opts.temporal_persistence == "memory":
-            at = args.index("--db-filename")
-            del args[at : at + 2]
+            # Drop the file and its SQLite settings (each flag takes one value).
+            file_flags = {"--db-filename", "--sqlite-pragma"}
+            args = [
+                arg
+                for i, arg in enumerate(args)
+                if arg not in file_flags and (i == 0 or args[i - 1] not in file_flags)
+            ]
         args += list(opts.temporal_args)
         child = self.supervisor.spawn("temporal", args, log_file=self.root / "temporal.log")
         self.children["temporal"] = child

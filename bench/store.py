@@ -92,6 +92,14 @@ async def count_pending(conn: Conn, booking_ids: Sequence[str]) -> int:
     return value
 
 
+async def count_bookings(conn: Conn, booking_ids: Sequence[str]) -> int:
+    """How many of these bookings have a row: a hold was placed, whatever happened since."""
+    value: int = await conn.fetchval(
+        "SELECT count(*) FROM bookings WHERE id = ANY($1::text[])", list(booking_ids)
+    )
+    return value
+
+
 async def apartment_status_counts(conn: Conn, apartment_ids: Sequence[str]) -> dict[str, int]:
     rows = await conn.fetch(
         """SELECT apartment_status AS s, count(*) AS n

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 
@@ -24,6 +24,26 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="module to pass through the workflow sandbox instead of re-importing it for "
         "every workflow run (repeatable), e.g. workflows",
+    )
+    p.add_argument(
+        "--passthrough-all",
+        action="store_true",
+        help="pass every module through the sandbox (its checks on calls stay on)",
+    )
+    p.add_argument(
+        "--unsandboxed",
+        action="store_true",
+        help="run workflows without the sandbox (to measure what the sandbox costs)",
+    )
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        help="sys.setswitchinterval in seconds (Python's default is 0.005)",
+    )
+    p.add_argument(
+        "--nonsticky-ratio",
+        type=float,
+        help="nonsticky_to_sticky_poll_ratio: share of workflow-task pollers on the shared queue",
     )
     p.add_argument("--workflow-task-polls", type=int, help="max_concurrent_workflow_task_polls")
     p.add_argument("--activity-task-polls", type=int, help="max_concurrent_activity_task_polls")
@@ -37,6 +57,14 @@ def worker_options(args: argparse.Namespace) -> dict[str, Any]:
         options["workflow_runner"] = SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*args.passthrough)
         )
+    if args.passthrough_all:
+        options["workflow_runner"] = SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+        )
+    if args.unsandboxed:
+        options["workflow_runner"] = UnsandboxedWorkflowRunner()
+    if args.nonsticky_ratio is not None:
+        options["nonsticky_to_sticky_poll_ratio"] = args.nonsticky_ratio
     if args.workflow_task_polls:
         options["max_concurrent_workflow_task_polls"] = args.workflow_task_polls
     if args.activity_task_polls:
@@ -49,7 +77,10 @@ def worker_options(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str]) -> None:
     import worker
 
-    options = worker_options(_parser().parse_args(argv))
+    args = _parser().parse_args(argv)
+    options = worker_options(args)
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
 
     def tuned_worker(*args: Any, **kwargs: Any) -> Worker:
         return Worker(*args, **{**kwargs, **options})

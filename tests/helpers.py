@@ -5,23 +5,31 @@ own tests) and every id is unique, so tests never see each other's rows.
 
 History recording: with ``BOOKING_RECORD_HISTORIES=1`` in the environment, tests that call
 :func:`record_history` write the finished execution's history to ``tests/histories/<name>.json``
-for ``tests/test_replay.py``. Record only NEW histories (select the test with ``-k``): an
-existing one proves that executions of older workflow code still replay::
+for ``tests/test_replay.py``. Record only NEW histories (select the test with ``-k``, after
+giving its ``record_history`` call a new name): an existing one proves that executions of older
+workflow code still replay, and :func:`record_history` refuses to overwrite it::
 
     BOOKING_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_workflow_sweep.py -k <test>
+
+Reading a history: :func:`activity_steps` lists the activities an execution ran, ordinary ones
+(``ActivityTask*`` events) and local ones (``core_local_activity`` markers) alike, so that a
+test asserts what ran whichever way the workflow ran it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent, MarkerRecordedEventAttributes
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle, WorkflowHistory
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 
@@ -35,6 +43,8 @@ from workflows.booking import (
 )
 
 HISTORIES = Path(__file__).parent / "histories"
+# The marker sdk-core records for a local activity's result (there are no ActivityTask* events).
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
 @dataclass(frozen=True)
@@ -186,12 +196,21 @@ async def start_and_hold(
 
 
 async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
-    """Save the (finished) execution's history for the replay test when asked to."""
+    """Save the (finished) execution's history for the replay test when asked to.
+
+    Refuses to overwrite: a committed history proves that executions of the code that recorded
+    it still replay. A changed path is recorded under a new name.
+    """
     if os.environ.get("BOOKING_RECORD_HISTORIES") != "1":
         return
+    path = HISTORIES / f"{name}.json"
+    if path.exists():
+        raise FileExistsError(
+            f"{path} exists: never re-record a history; record the new path under a new name"
+        )
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
-    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    path.write_text(history.to_json())
 
 
 async def booking_row(pool: asyncpg.Pool, booking_id: str) -> asyncpg.Record | None:
@@ -213,3 +232,79 @@ async def events(pool: asyncpg.Pool, booking_id: str) -> list[tuple[str | None, 
         booking_id,
     )
     return [(r["from_status"], r["to_status"], r["reason"]) for r in rows]
+
+
+StepOutcome = Literal["pending", "completed", "failed", "timed_out", "cancelled", "retrying"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One activity an execution ran, as its history tells it.
+
+    ``event_id`` is the ActivityTaskScheduled event (ordinary) or the marker (local): steps
+    sort in the order the workflow asked for ordinary activities and got local ones' results.
+    ``attempt`` is the last attempt that started (None while none has). ``retrying`` is a
+    local activity's failed attempt followed by a backoff timer (a later marker goes on).
+    """
+
+    event_id: int
+    name: str
+    attempt: int | None
+    outcome: StepOutcome
+    local: bool
+
+
+def _ended(event: HistoryEvent) -> tuple[int, StepOutcome] | None:
+    """(scheduled event id, outcome) when the event ends an ordinary activity."""
+    kind = event.event_type
+    if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+        return event.activity_task_completed_event_attributes.scheduled_event_id, "completed"
+    if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+        return event.activity_task_failed_event_attributes.scheduled_event_id, "failed"
+    if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+        return event.activity_task_timed_out_event_attributes.scheduled_event_id, "timed_out"
+    if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
+        return event.activity_task_canceled_event_attributes.scheduled_event_id, "cancelled"
+    return None
+
+
+def _local_step(event_id: int, marker: MarkerRecordedEventAttributes) -> Step:
+    (payload,) = marker.details["data"].payloads
+    assert payload.metadata["encoding"] == b"json/plain", payload.metadata
+    data: dict[str, Any] = json.loads(payload.data)
+    outcome: StepOutcome = "completed"
+    if marker.HasField("failure"):
+        if data.get("backoff") is not None:
+            outcome = "retrying"
+        elif marker.failure.HasField("timeout_failure_info"):
+            outcome = "timed_out"
+        elif marker.failure.HasField("canceled_failure_info"):
+            outcome = "cancelled"
+        else:
+            outcome = "failed"
+    return Step(event_id, str(data["activity_type"]), int(data["attempt"]), outcome, local=True)
+
+
+def activity_steps(history: WorkflowHistory) -> list[Step]:
+    """The activities of a (fetched or loaded) history, ordinary and local, in event order."""
+    steps: dict[int, Step] = {}
+    for event in history.events:
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            steps[event.event_id] = Step(event.event_id, name, None, "pending", local=False)
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started = event.activity_task_started_event_attributes
+            step = steps[started.scheduled_event_id]
+            steps[step.event_id] = replace(step, attempt=started.attempt)
+        elif (
+            kind == EventType.EVENT_TYPE_MARKER_RECORDED
+            and event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER
+        ):
+            steps[event.event_id] = _local_step(
+                event.event_id, event.marker_recorded_event_attributes
+            )
+        elif (ended := _ended(event)) is not None:
+            step = steps[ended[0]]
+            steps[step.event_id] = replace(step, outcome=ended[1])
+    return list(steps.values())

@@ -11,7 +11,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -28,6 +27,7 @@ from booking.db import create_pool
 from booking.settings import Settings
 from booking.store import Conn
 from tests.helpers import (
+    activity_steps,
     apartment_row,
     booking_client,
     booking_input,
@@ -84,14 +84,10 @@ async def _activity_error(call: object) -> ApplicationError:
     return raised.value
 
 
-async def _reserve_attempts(handle: WorkflowHandle[Any, Any]) -> list[int]:
-    """Attempt numbers of the reserve activity's recorded start(s)."""
-    history = await handle.fetch_history()
-    return [
-        e.activity_task_started_event_attributes.attempt
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-    ][:1]
+async def _reserve_attempts(handle: WorkflowHandle[Any, Any]) -> list[int | None]:
+    """The attempt each recorded reserve step ended on (ordinary or local activity)."""
+    steps = activity_steps(await handle.fetch_history())
+    return [step.attempt for step in steps if step.name == "reserve_apartment"]
 
 
 async def test_reserve_confirm_end_lease_are_idempotent(pool: asyncpg.Pool) -> None:

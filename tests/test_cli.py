@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -32,6 +33,14 @@ def booking(
         timeout=timeout,
         cwd=ROOT,
     )
+
+
+async def booking_in_thread(
+    *args: str, env: dict[str, str] | None = None, seconds: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``booking`` for async tests: the session's event loop keeps running meanwhile (the e2e
+    stack's in-process worker lives on it and may hold a row lock the command waits for)."""
+    return await asyncio.to_thread(booking, *args, env=env, timeout=seconds)
 
 
 def test_every_contract_command_exists() -> None:
@@ -210,16 +219,16 @@ async def _demo_rows(dsn: str) -> list[tuple[object, ...]]:
 
 async def test_migrate_then_seed_twice_changes_nothing(migrated_database_url: str) -> None:
     env = {"DATABASE_URL": migrated_database_url}
-    migrated = booking("migrate", env=env)
+    migrated = await booking_in_thread("migrate", env=env)
     assert migrated.returncode == 0, migrated.stderr
     assert "schema up to date" in migrated.stdout  # the fixture applied them already
 
-    first = booking("seed", env=env)
+    first = await booking_in_thread("seed", env=env)
     assert first.returncode == 0, first.stderr
     assert "demo data:" in first.stdout
     before = await _demo_rows(migrated_database_url)
 
-    second = booking("seed", env=env)
+    second = await booking_in_thread("seed", env=env)
     assert second.returncode == 0, second.stderr
     assert "demo data: 0 created" in second.stdout
     assert await _demo_rows(migrated_database_url) == before
@@ -275,19 +284,19 @@ async def test_setup_migrates_and_registers_search_attributes(
     migrated_database_url: str, env: WorkflowEnvironment
 ) -> None:
     address = env.client.service_client.config.target_host
-    result = booking(
+    result = await booking_in_thread(
         "setup",
         env={"DATABASE_URL": migrated_database_url, "TEMPORAL_ADDRESS": address},
-        timeout=120,
+        seconds=120,
     )
     assert result.returncode == 0, result.stderr
     assert "migrations: schema up to date" in result.stdout
     assert "search attributes: " in result.stdout
     # Both halves are idempotent: a deployment runs setup on every `up`.
-    again = booking(
+    again = await booking_in_thread(
         "setup",
         env={"DATABASE_URL": migrated_database_url, "TEMPORAL_ADDRESS": address},
-        timeout=120,
+        seconds=120,
     )
     assert again.returncode == 0, again.stderr
     assert "migrations: schema up to date" in again.stdout

@@ -6,10 +6,21 @@ signal, expired, cancelled, late payment refunded, duplicate payments, wrong amo
 currency, rejections, and the payment/timer race), and from ``tests/test_workflow_sweep.py``
 (the sweep after a failed reserve, behind the ``reserve-sweep-after-failure`` patch). A
 change to the workflow that would break executions already in flight (a command added,
-removed or reordered) fails here. Never re-record an existing history: it proves that
-executions of older code still replay. A new path gets a new file; to record it::
+removed or reordered) fails here.
 
-    BOOKING_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_workflow_sweep.py -k <test>
+Two generations of every path are kept. The files without a prefix ran reserve, confirm and
+release as ordinary activities (``ActivityTask*`` events); the ``local_*`` files were recorded
+behind the ``reserve-confirm-release-as-local-activities`` patch, where those steps are local
+activities (``core_local_activity`` markers) and refunds, the lease end and the sweep's release
+stay ordinary activities. Both must keep replaying, and each history must show its steps run
+the way its patch markers say.
+
+Never re-record an existing history: it proves that executions of older code still replay
+(``record_history`` refuses to overwrite). A new path, or a path the workflow now runs
+differently, gets a new name in its test's ``record_history`` call and in ``EXPECTED``; to
+record it::
+
+    BOOKING_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_workflow.py -k <test>
 """
 
 from __future__ import annotations
@@ -18,12 +29,16 @@ import json
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from booking.converter import DATA_CONVERTER
-from tests.helpers import HISTORIES
-from workflows.booking import ApartmentBookingWorkflow
+from tests.helpers import HISTORIES, activity_steps
+from workflows.booking import LOCAL_STEPS_PATCH, ApartmentBookingWorkflow
+
+# What the old executions ran as ordinary activities and the patched ones run as local ones.
+LOCAL_STEPS = {"reserve_apartment", "confirm_booking", "release_booking"}
 
 EXPECTED = {
     "paid_lease_ended",
@@ -41,6 +56,22 @@ EXPECTED = {
     "race_signal_received_before_deadline",
     "rejected_after_retry_swept",
     "reservation_failed_swept",
+    # Recorded behind LOCAL_STEPS_PATCH: reserve, confirm and release as local activities.
+    "local_paid_lease_ended",
+    "local_paid_by_signal",
+    "local_expired",
+    "local_tenant_cancelled",
+    "local_late_payment_refunded",
+    "local_duplicate_payments",
+    "local_wrong_amount_and_currency",
+    "local_rejected_validation",
+    "local_rejected_not_found",
+    "local_rejected_unavailable",
+    "local_race_signal_with_timer",
+    "local_race_update_with_timer",
+    "local_race_signal_received_before_deadline",
+    "local_rejected_after_retry_swept",
+    "local_reservation_failed_swept",
 }
 
 
@@ -52,8 +83,42 @@ def _load(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(f"replay-{path.stem}", json.loads(path.read_text()))
 
 
+def _patches(history: WorkflowHistory) -> set[str]:
+    """Ids of the patches the execution recorded (``core_patch`` markers)."""
+    ids = set()
+    for event in history.events:
+        marker = event.marker_recorded_event_attributes
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and (
+            marker.marker_name == "core_patch"
+        ):
+            (payload,) = marker.details["patch-data"].payloads
+            ids.add(str(json.loads(payload.data)["id"]))
+    return ids
+
+
 def test_every_path_has_a_recorded_history() -> None:
     assert {path.stem for path in _histories()} >= EXPECTED
+
+
+def test_both_ways_of_running_the_steps_are_covered() -> None:
+    steps = [step for path in _histories() for step in activity_steps(_load(path))]
+    reserves = [step for step in steps if step.name == "reserve_apartment"]
+    assert any(step.local for step in reserves), "no history runs reserve as a local activity"
+    assert any(not step.local for step in reserves), "no history runs reserve as an activity"
+
+
+@pytest.mark.parametrize("path", _histories(), ids=lambda p: p.stem)
+def test_steps_run_the_way_the_patch_says(path: Path) -> None:
+    history = _load(path)
+    patched = LOCAL_STEPS_PATCH in _patches(history)
+    assert patched == path.stem.startswith("local_")
+    steps = activity_steps(history)
+    assert not steps or steps[0].name == "reserve_apartment", steps
+    # A release after a failed reserve is the sweep's, always an ordinary activity.
+    reserved = bool(steps) and steps[0].outcome == "completed"
+    for step in steps:
+        local = step.name in LOCAL_STEPS and (step.name != "release_booking" or reserved)
+        assert step.local == (patched and local), step
 
 
 @pytest.mark.parametrize("path", _histories(), ids=lambda p: p.stem)

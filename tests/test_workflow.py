@@ -134,7 +134,7 @@ async def test_paid_then_lease_ends_a_year_later(
         ("PENDING", "APPROVED", "PAID"),
         ("APPROVED", "APPROVED", "LEASE_ENDED"),
     ]
-    await record_history(handle, "paid_lease_ended")
+    await record_history(handle, "local_paid_lease_ended")
 
 
 @pytest.mark.usefixtures("worker")
@@ -182,7 +182,7 @@ async def test_expires_exactly_at_the_deadline(
         (None, "PENDING", "RESERVED"),
         ("PENDING", "CANCELLED", "EXPIRED"),
     ]
-    await record_history(handle, "expired")
+    await record_history(handle, "local_expired")
 
 
 @pytest.mark.usefixtures("worker")
@@ -229,7 +229,7 @@ async def test_tenant_cancels_during_the_hold(
         (None, "PENDING", "RESERVED"),
         ("PENDING", "CANCELLED", "TENANT_CANCELLED"),
     ]
-    await record_history(handle, "tenant_cancelled")
+    await record_history(handle, "local_tenant_cancelled")
 
 
 @pytest.mark.usefixtures("worker")
@@ -261,7 +261,7 @@ async def test_late_payment_is_recorded_and_refunded(
     ]
     apartment = await apartment_row(pool, rental.apartment_id)
     assert apartment["apartment_status"] == "VACANT"
-    await record_history(handle, "late_payment_refunded")
+    await record_history(handle, "local_late_payment_refunded")
 
 
 @pytest.mark.usefixtures("worker")
@@ -290,7 +290,7 @@ async def test_duplicate_payments(
         (payment.payment_reference, "APPLIED", None),
         (extra.payment_reference, "REFUNDED", "ALREADY_PAID"),
     ]
-    await record_history(handle, "duplicate_payments")
+    await record_history(handle, "local_duplicate_payments")
 
 
 @pytest.mark.usefixtures("worker")
@@ -325,7 +325,7 @@ async def test_wrong_amount_or_currency(
             (right.payment_reference, "APPLIED", None),
         ]
     )
-    await record_history(handle, "wrong_amount_and_currency")
+    await record_history(handle, "local_wrong_amount_and_currency")
 
 
 @pytest.mark.usefixtures("worker")
@@ -338,7 +338,7 @@ async def test_payment_by_signal_confirms(
     await handle.signal(ApartmentBookingWorkflow.payment_received, _payment(held))
     final = await handle.result()
     assert final.status == "APPROVED" and final.lease_ended_at is not None
-    await record_history(handle, "paid_by_signal")
+    await record_history(handle, "local_paid_by_signal")
 
 
 @pytest.mark.parametrize("hold_seconds", [0, 86_401])
@@ -363,7 +363,7 @@ async def test_hold_outside_one_second_to_a_day_is_rejected(
     assert await booking_row(pool, data.booking_id) is None
     assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
     if hold_seconds == 0:
-        await record_history(handle, "rejected_validation")
+        await record_history(handle, "local_rejected_validation")
 
 
 @pytest.mark.usefixtures("worker")
@@ -378,7 +378,7 @@ async def test_unknown_and_unavailable_apartments_are_rejected(
         ApartmentBookingWorkflow.run, workflow_id_for(missing.booking_id)
     )
     assert (await handle.result()).status == "REJECTED"
-    await record_history(handle, "rejected_not_found")
+    await record_history(handle, "local_rejected_not_found")
 
     first, _ = await start_and_hold(client, await booking_input(env, rental), task_queue)
     taken = await booking_input(env, rental)
@@ -388,7 +388,7 @@ async def test_unknown_and_unavailable_apartments_are_rejected(
         ApartmentBookingWorkflow.run, workflow_id_for(taken.booking_id)
     )
     assert (await second.result()).status == "REJECTED"
-    await record_history(second, "rejected_unavailable")
+    await record_history(second, "local_rejected_unavailable")
     await first.terminate("test done")
 
 

@@ -37,6 +37,7 @@ from booking.devstack.binaries import find_binary
 from booking.settings import Settings
 from booking.temporal import register_search_attributes
 from tests.helpers import (
+    activity_steps,
     apartment_row,
     booking_client,
     booking_input,
@@ -102,19 +103,16 @@ async def _hold_then_stop(
 
 
 async def _settled(handle: Handle, *, refunds: int) -> BookingState:
-    """The state once the hold is decided and ``refunds`` refund activities have completed.
+    """The state once the hold is decided and ``refunds`` refund activities have completed
+    (besides reserve and release, ordinary or local activities alike).
 
     Polled rather than awaited as a result: the execution then waits out its late-payment
     window, and how fast that is skipped depends on everything else on the shared server.
     """
     for _ in range(200):
         state = await handle.query(ApartmentBookingWorkflow.state)
-        history = await handle.fetch_history()
-        completed = sum(
-            1
-            for e in history.events
-            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
-        )
+        steps = activity_steps(await handle.fetch_history())
+        completed = sum(1 for step in steps if step.outcome == "completed")
         # reserve + release (+ refunds) have completed
         if state.status != "PENDING" and completed >= 2 + refunds:
             return state
@@ -166,7 +164,7 @@ async def test_signal_in_the_same_task_as_the_timer_is_refunded(
     )
     assert [(r["outcome"], r["reason"]) for r in outcomes] == [("REFUNDED", "HOLD_OVER")]
     await handle.terminate("test done: the late-payment window is not needed")
-    await record_history(handle, "race_signal_with_timer")
+    await record_history(handle, "local_race_signal_with_timer")
 
 
 async def test_update_in_the_same_task_as_the_timer_is_refused(
@@ -197,7 +195,7 @@ async def test_update_in_the_same_task_as_the_timer_is_refused(
     )
     assert (await apartment_row(pool, apartment_id))["apartment_status"] == "VACANT"
     await handle.terminate("test done: the late-payment window is not needed")
-    await record_history(handle, "race_update_with_timer")
+    await record_history(handle, "local_race_update_with_timer")
 
 
 async def test_signal_received_before_the_deadline_wins_over_the_timer(
@@ -241,4 +239,4 @@ async def test_signal_received_before_the_deadline_wins_over_the_timer(
         == 0
     )
     await handle.terminate("test done: the lease is not needed")
-    await record_history(handle, "race_signal_received_before_deadline")
+    await record_history(handle, "local_race_signal_received_before_deadline")

@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 from activities.booking import AttemptBounds, BookingActivities
 from booking.errors import DOMAIN_ERRORS, ReservationFailed
 from tests.helpers import (
+    activity_steps,
     apartment_row,
     booking_client,
     booking_input,
@@ -58,16 +59,14 @@ def _worker(
 
 
 async def _steps(handle: WorkflowHandle[ApartmentBookingWorkflow, BookingState]) -> list[str]:
-    """Timers (with their length) and activities, in the order the workflow asked for them."""
+    """Timers (with their length) and activities (ordinary or local), in history order."""
     history = await handle.fetch_history()
-    steps = []
+    steps = {step.event_id: step.name for step in activity_steps(history)}
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
             timeout = event.timer_started_event_attributes.start_to_fire_timeout
-            steps.append(f"timer {timeout.ToTimedelta()}")
-        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            steps.append(event.activity_task_scheduled_event_attributes.activity_type.name)
-    return steps
+            steps[event.event_id] = f"timer {timeout.ToTimedelta()}"
+    return [steps[event_id] for event_id in sorted(steps)]
 
 
 async def _rejection(handle: WorkflowHandle[ApartmentBookingWorkflow, BookingState]) -> str:
@@ -120,7 +119,7 @@ async def test_refusal_on_a_retry_releases_the_abandoned_attempts_hold(
     )
     assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
     assert await _steps(handle) == SWEPT
-    await record_history(handle, "rejected_after_retry_swept")
+    await record_history(handle, "local_rejected_after_retry_swept")
 
 
 async def test_failed_reserve_is_reservation_failed_and_swept(
@@ -148,7 +147,7 @@ async def test_failed_reserve_is_reservation_failed_and_swept(
     assert row is not None and row["booking_status"] == "CANCELLED"
     assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
     assert await _steps(handle) == SWEPT
-    await record_history(handle, "reservation_failed_swept")
+    await record_history(handle, "local_reservation_failed_swept")
 
 
 async def test_refusal_on_the_first_attempt_closes_without_a_sweep(
