@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         help="nonsticky_to_sticky_poll_ratio: share of workflow-task pollers on the shared queue",
     )
+    p.add_argument(
+        "--no-search-attribute-upserts",
+        action="store_true",
+        help="experiment: the booking workflow skips its search-attribute upserts (to measure "
+        "what they cost the server; the start's own search attributes stay)",
+    )
     p.add_argument("--workflow-task-polls", type=int, help="max_concurrent_workflow_task_polls")
     p.add_argument("--activity-task-polls", type=int, help="max_concurrent_activity_task_polls")
     p.add_argument("--max-cached-workflows", type=int, help="sticky cache size")
@@ -79,6 +85,13 @@ def main(argv: list[str]) -> None:
 
     args = _parser().parse_args(argv)
     options = worker_options(args)
+    if args.no_search_attribute_upserts:
+        from workflows.booking import ApartmentBookingWorkflow
+
+        def skip(self: object, *, initial: bool = False) -> None:
+            del self, initial
+
+        setattr(ApartmentBookingWorkflow, "_upsert_search_attributes", skip)  # noqa: B010
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
 

@@ -196,8 +196,9 @@ class FaultStack:
                 await asyncio.sleep(0.2)
         raise RuntimeError(f"Temporal dev server did not start\n{self.temporal_proc.tail()}")
 
-    def stop_temporal(self) -> None:
-        self.temporal_proc.stop(signal.SIGTERM)
+    def kill_temporal(self) -> None:
+        """A crash: nothing flushed or closed (its SQLite file must recover from its log)."""
+        self.temporal_proc.kill()
 
     async def start_api(self) -> None:
         assert self.api is not None

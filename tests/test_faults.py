@@ -330,7 +330,9 @@ async def test_temporal_restarted_in_the_middle_of_open_holds(stack: FaultStack)
                 deadline=deadline,
                 errors=errors,
             )
-        stack.stop_temporal()
+        # kill -9, not a clean stop: the dev server's SQLite file is in WAL mode with
+        # synchronous=normal (booking/devstack/temporal_server.py), which must survive a crash.
+        stack.kill_temporal()
         stopped_at = time.monotonic()
         await asyncio.sleep(2)
         await stack.start_temporal()

@@ -3,6 +3,8 @@
 One execution per booking (workflow id ``booking-<booking id>``):
 
 1. reserve: one activity, one transaction (apartment VACANT -> RESERVED, booking PENDING);
+   reserve, confirm and release run as local activities (see ``_step``), refunds, the
+   lease's end and the sweep as ordinary ones;
 2. hold: a durable timer of ``hold_seconds`` that a payment or a cancellation ends early;
 3. outcome: APPROVED (apartment OCCUPIED), or CANCELLED with reason EXPIRED or
    TENANT_CANCELLED (apartment VACANT);
