@@ -100,6 +100,14 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         holds = _get(s, "scale", "holds")
         targets += [
             Target(
+                "scale_open",
+                f"{holds} holds open at once",
+                "all",
+                int(_get(s, "scale", "open_after_placing") or 0),
+                "",
+                _get(s, "scale", "open_after_placing") == holds,
+            ),
+            Target(
                 "scale_expired",
                 f"{holds} holds all expire correctly",
                 "all",

@@ -32,6 +32,7 @@ from booking.converter import DATA_CONVERTER
 from booking.db import create_pool, migrate
 from booking.devstack.binaries import find_binary
 from booking.devstack.postgres import EmbeddedPostgres
+from booking.devstack.temporal_server import dev_server_config_flags
 from booking.temporal import dev_server_search_attribute_flags, register_search_attributes
 
 
@@ -91,8 +92,7 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironme
             ui=False,
             dev_server_extra_args=[
                 *dev_server_search_attribute_flags(),
-                "--dynamic-config-value",
-                "frontend.enableUpdateWorkflowExecution=true",
+                *dev_server_config_flags(),
             ],
         )
     else:

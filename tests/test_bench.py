@@ -219,12 +219,14 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
         "payment_p50",
         "throughput_ratio",
         "double_bookings",
+        "scale_open",
         "scale_expired",
         "scale_worker_rss",
         "scale_expiry_lag_p99",
     }
     assert targets["double_bookings"]["met"] is True
     assert targets["scale_expired"]["met"] is True
+    assert targets["scale_open"]["measured"] == s["scale"]["open_after_placing"]
     assert targets["reserve_p50"]["measured"] == s["reserve"]["latency_ms"]["p50"]
 
     markdown = out_md.read_text()

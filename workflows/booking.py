@@ -457,7 +457,7 @@ class ApartmentBookingWorkflow:
 
         As a local activity it runs inside the workflow task that asked for it: no activity
         task goes through the server and back, which is most of the time a reservation or a
-        payment took (BENCHMARKS.md: reserve p50 ~99 -> ~45 ms). It is as durable: its result
+        payment took (BENCHMARKS.md: reserve p50 96 -> 47 ms). It is as durable: its result
         is recorded with the task's completion, an attempt lost with its worker is run again
         (every step is idempotent), and retries follow the same policy.
         """

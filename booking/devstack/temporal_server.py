@@ -64,13 +64,33 @@ class TemporalDevServer:
             "warn",
             # The UI would otherwise fetch a news feed from the internet.
             "--ui-disable-news-fetch",
-            # Update-with-start and updates are how the API talks to bookings.
-            "--dynamic-config-value",
-            "frontend.enableUpdateWorkflowExecution=true",
-            "--dynamic-config-value",
-            "frontend.enableExecuteMultiOperation=true",
+            *dev_server_config_flags(),
             *dev_server_search_attribute_flags(),
         ]
         if self.namespace != "default":
             args += ["--namespace", self.namespace]
         return args
+
+
+# Reads per second of each history task queue (the server's default is 20).
+HISTORY_QUEUE_POLL_RPS = 200
+
+
+def dev_server_config_flags() -> list[str]:
+    """``--dynamic-config-value`` flags of every dev server we start (``booking dev``, the
+    benchmark, the fault and end-to-end tests), so that they all behave alike."""
+    # Update-with-start and updates are how the API talks to bookings.
+    values = [
+        "frontend.enableUpdateWorkflowExecution=true",
+        "frontend.enableExecuteMultiOperation=true",
+    ]
+    # The history service reads its task queues (transfer: hand a new workflow task to
+    # matching; timer: fire durable timers; visibility) at most 20 times a second by
+    # default. Back-to-back bookings then waited ~40 ms for their first workflow task: a
+    # reservation through GraphQL took ~50 ms instead of ~29 (BENCHMARKS.md).
+    for queue in ("transfer", "timer", "visibility"):
+        values += [
+            f"history.{queue}ProcessorMaxPollRPS={HISTORY_QUEUE_POLL_RPS}",
+            f"history.{queue}ProcessorMaxPollHostRPS={HISTORY_QUEUE_POLL_RPS * 10}",
+        ]
+    return [flag for value in values for flag in ("--dynamic-config-value", value)]

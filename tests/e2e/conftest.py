@@ -39,6 +39,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from booking.converter import DATA_CONVERTER
 from booking.devstack.binaries import find_binary
+from booking.devstack.temporal_server import dev_server_config_flags
 from booking.seed import seed
 from booking.settings import Settings
 from booking.temporal import dev_server_search_attribute_flags, register_search_attributes
@@ -120,13 +121,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=find_binary("temporal"),
         ui=False,
         data_converter=DATA_CONVERTER,
-        dev_server_extra_args=[
-            *dev_server_search_attribute_flags(),
-            "--dynamic-config-value",
-            "frontend.enableUpdateWorkflowExecution=true",
-            "--dynamic-config-value",
-            "frontend.enableExecuteMultiOperation=true",
-        ],
+        dev_server_extra_args=[*dev_server_search_attribute_flags(), *dev_server_config_flags()],
     )
     await register_search_attributes(environment.client, environment.client.namespace)
     try:
