@@ -461,39 +461,30 @@ class ApartmentBookingWorkflow:
         is recorded with the task's completion, an attempt lost with its worker is run again
         (every step is idempotent), and retries follow the same policy.
         """
-        if self._local_steps:
-            try:
-                return await workflow.execute_local_activity(
-                    name,
-                    arg,
-                    result_type=result_type,
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    schedule_to_close_timeout=schedule_to_close_timeout,
-                    retry_policy=ACTIVITY_RETRY,
-                    summary=summary,
-                )
-            except (ApplicationError, TemporalTimeoutError) as err:
-                # A local activity's final failure arrives bare, not wrapped in an ActivityError
-                # as an ordinary activity's is (sdk-core issue 323); wrap it so that callers
-                # handle both ways alike. Without this a refusal failed the whole execution.
-                raise ActivityError(
-                    f"local activity {name} failed",
-                    scheduled_event_id=0,
-                    started_event_id=0,
-                    identity="",
-                    activity_type=name,
-                    activity_id="",
-                    retry_state=None,
-                ) from err
-        return await workflow.execute_activity(
-            name,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            schedule_to_close_timeout=schedule_to_close_timeout,
-            retry_policy=ACTIVITY_RETRY,
-            summary=summary,
-        )
+        options: dict[str, Any] = {
+            "result_type": result_type,
+            "start_to_close_timeout": ACTIVITY_TIMEOUT,
+            "schedule_to_close_timeout": schedule_to_close_timeout,
+            "retry_policy": ACTIVITY_RETRY,
+            "summary": summary,
+        }
+        if not self._local_steps:
+            return await workflow.execute_activity(name, arg, **options)
+        try:
+            return await workflow.execute_local_activity(name, arg, **options)
+        except (ApplicationError, TemporalTimeoutError) as err:
+            # A local activity's final failure arrives bare, not wrapped in an ActivityError
+            # as an ordinary activity's is (sdk-core issue 323); wrap it so that callers
+            # handle both ways alike. Without this a refusal failed the whole execution.
+            raise ActivityError(
+                f"local activity {name} failed",
+                scheduled_event_id=0,
+                started_event_id=0,
+                identity="",
+                activity_type=name,
+                activity_id="",
+                retry_state=None,
+            ) from err
 
     async def _lease(self) -> None:
         lease_end = _lease_end(self._input.end_date)
