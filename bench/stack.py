@@ -156,19 +156,10 @@ class Stack:
             port=free_port(HOST),
             ui_port=free_port(HOST),
             metrics_port=free_port(HOST),
-            db_file=self.root / "temporal.db",
+            db_file=self.root / "temporal.db" if opts.temporal_persistence == "file" else None,
             namespace=opts.namespace,
         )
-        args = server.args()
-        if opts.temporal_persistence == "memory":
-            # Drop the file and its SQLite settings (each flag takes one value).
-            file_flags = {"--db-filename", "--sqlite-pragma"}
-            args = [
-                arg
-                for i, arg in enumerate(args)
-                if arg not in file_flags and (i == 0 or args[i - 1] not in file_flags)
-            ]
-        args += list(opts.temporal_args)
+        args = [*server.args(), *opts.temporal_args]
         child = self.supervisor.spawn("temporal", args, log_file=self.root / "temporal.log")
         self.children["temporal"] = child
         self.pids["temporal"] = child.pid

@@ -22,7 +22,8 @@ class TemporalDevServer:
     port: int
     ui_port: int
     metrics_port: int
-    db_file: Path
+    # None keeps the state in memory (the benchmark's `--temporal-persistence memory`).
+    db_file: Path | None
     namespace: str = "default"
 
     @property
@@ -50,16 +51,6 @@ class TemporalDevServer:
             str(self.ui_port),
             "--metrics-port",
             str(self.metrics_port),
-            "--db-filename",
-            str(self.db_file),
-            # SQLite's default rollback journal syncs the file several times per write, and
-            # the server's writes queue behind each other: with a write-ahead log the dev
-            # server placed holds 36 -> 59 per second (BENCHMARKS.md). It still survives a
-            # killed process; only a power cut may lose the last transactions.
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
             "--log-level",
             "warn",
             # The UI would otherwise fetch a news feed from the internet.
@@ -67,6 +58,19 @@ class TemporalDevServer:
             *dev_server_config_flags(),
             *dev_server_search_attribute_flags(),
         ]
+        if self.db_file is not None:
+            args += [
+                "--db-filename",
+                str(self.db_file),
+                # SQLite's default rollback journal syncs the file several times per write, and
+                # the server's writes queue behind each other: with a write-ahead log the dev
+                # server placed holds 36 -> 59 per second (BENCHMARKS.md). It still survives a
+                # killed process; only a power cut may lose the last transactions.
+                "--sqlite-pragma",
+                "journal_mode=wal",
+                "--sqlite-pragma",
+                "synchronous=normal",
+            ]
         if self.namespace != "default":
             args += ["--namespace", self.namespace]
         return args
