@@ -173,6 +173,14 @@ def _latency_row(name: str, summary: dict[str, Any] | None) -> str:
     )
 
 
+def _start_pace(scale: dict[str, Any]) -> str:
+    rate = scale.get("start_rate_per_second")
+    if rate is None:  # results written before starts were paced
+        return "as fast as they could be sent"
+    share = scale.get("start_share_of_calibrated", 0)
+    return f"{rate}/s ({share:.0%} of the {scale.get('calibrated_per_second')}/s calibrated)"
+
+
 def _cpu(cores: dict[str, float] | None) -> str:
     if not cores:
         return "n/a"
@@ -319,7 +327,8 @@ def _details(s: dict[str, Any]) -> list[str]:
             "",
             f"{c['placed']} holds of {c['hold_seconds']} s: booking workflows started by a "
             f"Temporal client ({c['clients']} starts in flight) as the API's reserve starts "
-            f"them, all placed in Postgres {c['placing_seconds']} s after the first start "
+            f"them, {_start_pace(c)}, all placed in Postgres {c['placing_seconds']} s after "
+            "the first start "
             f"({c['placing_per_second']}/s); open at once: {c['open_after_placing']}; "
             f"expired: {c['expired']}; apartments afterwards: {c['apartments']}.",
             "",
@@ -339,7 +348,10 @@ def _details(s: dict[str, Any]) -> list[str]:
             "Postgres is the proportional set size (PSS) summed over its processes, so that its "
             "shared buffers count once; the others are single processes (RSS).",
             "",
-            f"CPU cores used during the scenario: {_cpu(c.get('cpu_cores_used'))}.",
+            f"CPU cores used during the scenario: {_cpu(c.get('cpu_cores_used'))}; "
+            f"while placing: {_cpu(c.get('cpu_cores_used_placing'))}; while expiring "
+            f"({c.get('expiring_per_second', 'n/a')} holds/s over "
+            f"{c.get('expiring_seconds', 'n/a')} s): {_cpu(c.get('cpu_cores_used_expiring'))}.",
             "",
         ]
     if "suite" in s:

@@ -42,6 +42,8 @@ from workflows.booking import (
 RENT = 100_000
 CURRENCY = "EUR"
 UNAVAILABLE = "ApartmentUnavailable"
+# The scale scenario starts its holds at this share of the placing rate it calibrated.
+SCALE_START_SHARE = 0.55
 # Holds that must outlive their scenario; they are never paid or cancelled.
 LONG_HOLD = 3600
 CONTENTION_HOLD = 300
@@ -641,10 +643,16 @@ async def contention(b: Bench) -> dict[str, Any]:
 
 
 async def _place_holds(
-    b: Bench, apartments: list[str], hold_seconds: int, label: str
+    b: Bench,
+    apartments: list[str],
+    hold_seconds: int,
+    label: str,
+    *,
+    per_second: float | None = None,
 ) -> tuple[list[str], float, Tally[str]]:
     """Start one booking workflow per apartment, as the API's reserve does, and wait until
-    each hold is in the database.
+    each hold is in the database; with ``per_second``, starts are spread evenly at that rate
+    (bookings arrive over time), otherwise they go as fast as the clients can send them.
 
     Started by a Temporal client rather than through GraphQL: the API's reserve is measured
     in the other scenarios, and on two cores one API process would make placing 10,000
@@ -659,7 +667,11 @@ async def _place_holds(
     started_counter = b.progress.counter(f"{label}: started", len(apartments))
     start_date, end_date = date.fromisoformat(b.start_date), date.fromisoformat(b.end_date)
 
+    started = time.perf_counter()
+
     async def job(i: int) -> None:
+        if per_second:
+            await asyncio.sleep(started + i / per_second - time.perf_counter())
         data = BookingInput(
             booking_id=booking_ids[i],
             apartment_id=apartments[i],
@@ -680,7 +692,6 @@ async def _place_holds(
             errors[type(exc).__name__] += 1
         started_counter.advance()
 
-    started = time.perf_counter()
     await run_concurrently(len(apartments), b.sizes.scale_clients, job)
     started_counter.finish()
     held_counter = b.progress.counter(f"{label}: placed in the database", len(apartments))
@@ -714,19 +725,32 @@ async def scale(b: Bench) -> dict[str, Any]:
     _, seconds, _ = await _place_holds(
         b, calibration, sizes.scale_hold_seconds, "calibration holds"
     )
-    rate = len(calibration) / seconds if seconds > 0 else float("inf")
+    calibrated = len(calibration) / seconds if seconds > 0 else float("inf")
+    # Bookings arrive at a steady rate the machine sustains, not in one burst. Started as
+    # fast as possible, 10,000 workflows reached the server at ~110/s, the worker placed few
+    # holds until the starts were over and then ~70/s, so the holds came due faster than
+    # they expire (~39/s at 10,000: the worker's cache of 1,000 is long evicted by then)
+    # and the lag measured the queue of that burst: p99 77 s. Started at 70 % of the
+    # calibrated rate (42/s) they were placed on time but still came due faster than 39/s:
+    # p99 53 s (bench/results/ab-scale-10000-*.json). Hence 55 %.
+    rate = calibrated * SCALE_START_SHARE
     expected = n / rate
-    # Placing slows as open workflows pile up (10,000 went at ~75 % of the calibrated rate),
-    # and a hold runs from its placement: a 60 % margin keeps the first one open to the end.
-    hold_seconds = max(sizes.scale_hold_seconds, int(expected * 1.6 + sizes.scale_margin))
+    # A hold runs from its placement; paced starts are placed on schedule (the last one
+    # 7 s after its start at 70 %), so a 15 % margin keeps the first open to the last.
+    hold_seconds = max(sizes.scale_hold_seconds, int(expected * 1.15 + sizes.scale_margin))
     b.progress.say(
-        f"  placing {n} holds at ~{rate:.0f}/s (~{expected:.0f} s): hold {hold_seconds} s"
+        f"  placing {n} holds at {rate:.0f}/s ({SCALE_START_SHARE:.0%} of the calibrated "
+        f"{calibrated:.0f}/s, ~{expected:.0f} s): hold {hold_seconds} s"
     )
 
     apartments = await b.apartments(n, "scale")
+    # Per phase, so that a run shows which side was short of CPU while placing and while
+    # expiring (over the whole scenario the idle wait between them hides it).
+    placing_cpu = CpuMeter(b.stack.pids)
     booking_ids, placing_seconds, place_errors = await _place_holds(
-        b, apartments, hold_seconds, f"holds of {hold_seconds} s"
+        b, apartments, hold_seconds, f"holds of {hold_seconds} s", per_second=rate
     )
+    cores_placing = placing_cpu.cores_used()
     async with b.pool.acquire() as conn:
         open_after_placing = await store.count_pending(conn, booking_ids)
         latest = await store.latest_hold_expiry(conn, booking_ids)
@@ -737,13 +761,22 @@ async def scale(b: Bench) -> dict[str, Any]:
     counter = b.progress.counter("holds expired", len(booking_ids))
     deadline_wall = (latest or datetime.now(UTC)) + timedelta(seconds=sizes.scale_grace)
     pending = len(booking_ids)
+    expiring_cpu: CpuMeter | None = None
+    first_expiry = last_expiry = 0.0
     while pending and datetime.now(UTC) < deadline_wall:
         await asyncio.sleep(1.0)
         b.stack.check_alive()
         async with b.pool.acquire() as conn:
-            pending = await store.count_pending(conn, booking_ids)
+            now_pending = await store.count_pending(conn, booking_ids)
+        if now_pending < pending:
+            last_expiry = time.perf_counter()
+            if expiring_cpu is None:
+                expiring_cpu, first_expiry = CpuMeter(b.stack.pids), last_expiry
+        pending = now_pending
         counter.set(len(booking_ids) - pending)
     counter.finish()
+    cores_expiring = expiring_cpu.cores_used() if expiring_cpu is not None else {}
+    expiring_seconds = last_expiry - first_expiry
     peaks = await sampler.stop()
     async with b.pool.acquire() as conn:
         statuses = await store.status_counts(conn, booking_ids)
@@ -759,6 +792,9 @@ async def scale(b: Bench) -> dict[str, Any]:
         "holds": n,
         "hold_seconds": hold_seconds,
         "clients": sizes.scale_clients,
+        "calibrated_per_second": round(calibrated, 1),
+        "start_rate_per_second": round(rate, 1),
+        "start_share_of_calibrated": SCALE_START_SHARE,
         "placed": len(booking_ids),
         "place_errors": dict(place_errors),
         "placing_seconds": round(placing_seconds, 1),
@@ -767,6 +803,9 @@ async def scale(b: Bench) -> dict[str, Any]:
         else None,
         "open_after_placing": open_after_placing,
         "expired": expired,
+        # From the first expiry seen to the last (polled once a second).
+        "expiring_seconds": round(expiring_seconds, 1),
+        "expiring_per_second": round(expired / expiring_seconds, 1) if expiring_seconds else None,
         "statuses": statuses,
         "apartments": apartment_states,
         "all_expired_correctly": expired == n
@@ -777,6 +816,8 @@ async def scale(b: Bench) -> dict[str, Any]:
         "peak_rss_bytes_sampled": peaks,
         "peak_rss_bytes_process_lifetime": high_water,
         "cpu_cores_used": cpu.cores_used(),
+        "cpu_cores_used_placing": cores_placing,
+        "cpu_cores_used_expiring": cores_expiring,
     }
 
 

@@ -202,6 +202,13 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     assert scale["expiry_lag_ms"]["min"] >= 0
     for name in ("worker", "api"):
         assert 20 * 2**20 < scale["peak_rss_bytes_sampled"][name] < 4 * 2**30
+    # Placing holds is work for the server and the worker; the expiry phase was seen.
+    assert scale["cpu_cores_used_placing"]["worker"] > 0
+    assert scale["cpu_cores_used_placing"]["temporal"] > 0
+    assert set(scale["cpu_cores_used_expiring"]) >= {"worker", "temporal"}
+    assert scale["expiring_seconds"] >= 0
+    # Starts are paced below the calibrated placing rate.
+    assert 0 < scale["start_rate_per_second"] < scale["calibrated_per_second"]
 
     suite = s["suite"]
     assert suite["exit_status"] == 0
