@@ -243,3 +243,34 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     section = readme.read_text()
     assert "| throughput vs engine floor | >= 0.8x |" in section
     assert "placeholder" not in section and "Kept as it was." in section
+
+
+def test_cache_memory_measures_cached_workflows() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.cache_memory", "--holds", "20"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert (result["holds"], result["sandbox"]) == (20, True)
+    # Every hold was placed and cached (a refused one exits non-zero); each holds Python
+    # objects of its own.
+    assert result["python_heap_bytes_per_cached_workflow"] > 1000
+    assert "KB of worker RSS each" in completed.stderr
+
+
+def test_cache_memory_refuses_no_holds() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.cache_memory", "--holds", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "--holds must be at least 1" in completed.stderr
