@@ -34,6 +34,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner
 
 from bench import store
 from bench.procs import rss_bytes
+from bench.scenarios import start_hold
 from booking.converter import DATA_CONVERTER
 from booking.db import create_pool, migrate
 from booking.devstack.binaries import find_binary
@@ -41,12 +42,7 @@ from booking.devstack.postgres import EmbeddedPostgres, free_port
 from booking.devstack.temporal_server import TemporalDevServer
 from booking.settings import Settings
 from booking.temporal import register_search_attributes
-from workflows.booking import (
-    ApartmentBookingWorkflow,
-    BookingInput,
-    start_search_attributes,
-    workflow_id_for,
-)
+from workflows.booking import ApartmentBookingWorkflow, BookingInput
 
 HOST = "127.0.0.1"
 TASK_QUEUE = "bench-cache-memory"
@@ -127,13 +123,7 @@ async def measure(holds: int, *, unsandboxed: bool, root: Path) -> dict[str, Any
                 hold_seconds=3600,
             )
             async with slots:
-                handle = await client.start_workflow(
-                    ApartmentBookingWorkflow.run,
-                    data,
-                    id=workflow_id_for(data.booking_id),
-                    task_queue=TASK_QUEUE,
-                    search_attributes=start_search_attributes(data, None),
-                )
+                handle = await start_hold(client, data, TASK_QUEUE)
                 state = await handle.execute_update(ApartmentBookingWorkflow.wait_for_hold)
             if state.status != "PENDING":
                 raise SystemExit(f"hold on {apartment_id} was not placed: {state}")

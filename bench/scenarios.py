@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
-from temporalio.client import WithStartWorkflowOperation
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
 from bench import metrics, store
@@ -35,6 +35,7 @@ from bench.stats import summarize
 from workflows.booking import (
     ApartmentBookingWorkflow,
     BookingInput,
+    BookingState,
     start_search_attributes,
     workflow_id_for,
 )
@@ -642,6 +643,20 @@ async def contention(b: Bench) -> dict[str, Any]:
 # -- 5. scale: many open holds ---------------------------------------------------------------
 
 
+async def start_hold(
+    client: Client, data: BookingInput, task_queue: str
+) -> WorkflowHandle[ApartmentBookingWorkflow, BookingState]:
+    """Start a booking workflow with the id and search attributes the API's reserve gives
+    it, without waiting for the hold."""
+    return await client.start_workflow(
+        ApartmentBookingWorkflow.run,
+        data,
+        id=workflow_id_for(data.booking_id),
+        task_queue=task_queue,
+        search_attributes=start_search_attributes(data, None),
+    )
+
+
 async def _place_holds(
     b: Bench,
     apartments: list[str],
@@ -681,13 +696,7 @@ async def _place_holds(
             hold_seconds=hold_seconds,
         )
         try:
-            await client.start_workflow(
-                ApartmentBookingWorkflow.run,
-                data,
-                id=workflow_id_for(data.booking_id),
-                task_queue=b.stack.options.task_queue,
-                search_attributes=start_search_attributes(data, None),
-            )
+            await start_hold(client, data, b.stack.options.task_queue)
         except Exception as exc:  # counted and reported, never hidden
             errors[type(exc).__name__] += 1
         started_counter.advance()

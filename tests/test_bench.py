@@ -245,15 +245,19 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     assert "placeholder" not in section and "Kept as it was." in section
 
 
-def test_cache_memory_measures_cached_workflows() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.cache_memory", "--holds", "20"],
+def _cache_memory(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cache_memory", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
+
+
+def test_cache_memory_measures_cached_workflows() -> None:
+    completed = _cache_memory("--holds", "20", timeout=120)
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert (result["holds"], result["sandbox"]) == (20, True)
@@ -264,13 +268,6 @@ def test_cache_memory_measures_cached_workflows() -> None:
 
 
 def test_cache_memory_refuses_no_holds() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.cache_memory", "--holds", "0"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    completed = _cache_memory("--holds", "0", timeout=30)
     assert completed.returncode == 2
     assert "--holds must be at least 1" in completed.stderr
