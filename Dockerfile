@@ -12,6 +12,7 @@ COPY booking booking
 COPY workflows workflows
 COPY activities activities
 COPY api api
+COPY cli cli
 RUN pip install . \
     && useradd --system --uid 10001 --no-create-home booking
 

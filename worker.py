@@ -1,7 +1,9 @@
 """The Temporal worker: every workflow and activity of the booking service.
 
-``python worker.py`` and ``booking worker`` run :func:`main`. SIGINT or SIGTERM stops polling
-and lets running activities finish (up to :data:`GRACEFUL_SHUTDOWN`) before the process ends.
+``python worker.py`` and ``booking worker`` run :func:`main`, the same way: the same
+settings, the same refusal of unsafe secrets outside ``booking dev``, the same exit status.
+SIGINT or SIGTERM stops polling and lets running activities finish (up to
+:data:`GRACEFUL_SHUTDOWN`) before the process ends.
 With ``BOOKING_WORKER_METRICS_ADDRESS`` set, the SDK's metrics are served for Prometheus at
 ``http://<address>/metrics``.
 """
@@ -24,14 +26,12 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.booking import BookingActivities
-from activities.catalog import CatalogActivities
 from booking.converter import DATA_CONVERTER
 from booking.db import check_reachable, create_pool
 from booking.errors import ConfigurationError
 from booking.settings import Settings
 from booking.temporal import connect
 from workflows.booking import ApartmentBookingWorkflow
-from workflows.catalog import CatalogWorkflow
 
 log = logging.getLogger("booking.worker")
 
@@ -81,12 +81,11 @@ def create_worker(
     ``options`` go to :class:`temporalio.worker.Worker` as they are, over :func:`tuning`
     (tests use them, for example ``max_cached_workflows=0``).
     """
-    activities = [*BookingActivities(pool).all(), *CatalogActivities(pool).all()]
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[ApartmentBookingWorkflow, CatalogWorkflow],
-        activities=activities,
+        workflows=[ApartmentBookingWorkflow],
+        activities=BookingActivities(pool).all(),
         **{"graceful_shutdown_timeout": GRACEFUL_SHUTDOWN, **tuning(), **options},
     )
 
@@ -103,6 +102,7 @@ def _runtime(settings: Settings) -> Runtime | None:
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Connect, serve until SIGINT/SIGTERM (or ``stop`` is set), then drain and return."""
+    settings.refuse_unsafe_secrets("worker")
     dsn = settings.require_database_url()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -149,7 +149,7 @@ def main(settings: Settings | None = None) -> int:
         asyncio.run(run_worker(settings))
         return 0
     except (ConfigurationError, pydantic.ValidationError) as err:
-        print(f"booking worker: {err}", file=sys.stderr)
+        print(f"booking worker: error: {err}", file=sys.stderr)
         return 2
     except Exception:
         log.exception("worker failed")

@@ -31,12 +31,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db_errors import permanent_db_errors
-from booking.store import bookings as store
-from workflows.booking import (
+from booking.contract import (
     ACTIVITY_TIMEOUT,
     APPROVED,
     CANCELLED,
+    CONFIRM_BOOKING,
+    END_LEASE,
     PENDING,
+    REFUND_PAYMENT,
+    RELEASE_BOOKING,
+    RESERVE_APARTMENT,
     ConfirmRequest,
     EndLeaseRequest,
     RefundRequest,
@@ -46,16 +50,26 @@ from workflows.booking import (
     ReserveRequest,
     reserve_rejection_details,
 )
+from booking.errors import (
+    ApartmentNotFound,
+    ApartmentUnavailable,
+    BookingNotCancellable,
+    BookingNotFound,
+    PaymentRejected,
+    UserNotFound,
+    ValidationError,
+)
+from booking.store import bookings as store
 
 # Even if code above were wrong, the partial unique index refuses a second open booking.
 _RESERVE_CONSTRAINTS = {
-    "bookings_one_active_per_apartment": "ApartmentUnavailable",
-    "bookings_user_id_fkey": "UserNotFound",
-    "bookings_apartment_id_fkey": "ApartmentNotFound",
-    "bookings_check": "ValidationError",
+    "bookings_one_active_per_apartment": ApartmentUnavailable.error_type,
+    "bookings_user_id_fkey": UserNotFound.error_type,
+    "bookings_apartment_id_fkey": ApartmentNotFound.error_type,
+    "bookings_check": ValidationError.error_type,
 }
 # A payment reference is globally unique: one already used elsewhere cannot pay this booking.
-_PAYMENT_CONSTRAINTS = {"payments_payment_reference_key": "PaymentRejected"}
+_PAYMENT_CONSTRAINTS = {"payments_payment_reference_key": PaymentRejected.error_type}
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,8 @@ class AttemptBounds:
 
 
 # A lock wait or statement cut short by the bounds: the same attempt later may well succeed.
+# Retryable, so it never reaches a client; the workflow's retry policy takes it.
+DATABASE_BUSY = "DatabaseBusy"
 _BUSY = (TimeoutError, asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError)
 
 
@@ -107,7 +123,7 @@ class BookingActivities:
         except _BUSY as exc:
             raise ApplicationError(
                 f"database busy ({exc.__class__.__name__}): attempt given up, will retry",
-                type="DatabaseBusy",
+                type=DATABASE_BUSY,
             ) from exc
 
     @asynccontextmanager
@@ -120,7 +136,7 @@ class BookingActivities:
             )
             yield
 
-    @activity.defn(name="reserve_apartment")
+    @activity.defn(name=RESERVE_APARTMENT)
     async def reserve_apartment(self, request: ReserveRequest) -> Reservation:
         try:
             return await self._reserve(request)
@@ -137,56 +153,52 @@ class BookingActivities:
             ) from err
 
     async def _reserve(self, request: ReserveRequest) -> Reservation:
+        booking = request.booking
         async with self._connection() as conn:
-            if request.step_function_arn is not None:
+            if booking.step_function_arn is not None:
                 # Outside the reservation's transaction: an execution whose hold was refused
                 # is still an execution the tutorial's getStepFunctions lists.
                 await store.record_step_function_execution(
-                    conn, request.workflow_id, request.step_function_arn
+                    conn, request.workflow_id, booking.step_function_arn
                 )
             with permanent_db_errors(
                 "booking not placed",
-                error_type="ValidationError",
+                error_type=ValidationError.error_type,
                 by_constraint=_RESERVE_CONSTRAINTS,
             ):
                 async with self._transaction(conn):
-                    existing = await store.get_booking(conn, request.booking_id)
+                    existing = await store.get_booking(conn, booking.booking_id)
                     if existing is not None:
                         return _existing_reservation(existing, request)
-                    terms = await store.reserve_vacant_apartment(conn, request.apartment_id)
+                    terms = await store.reserve_vacant_apartment(conn, booking.apartment_id)
                     if terms is None:
                         # Read again: the update may have waited on the lock of another attempt
                         # of this same booking (one Temporal gave up on but did not stop), and
                         # this statement sees what that attempt committed.
-                        mine = await store.get_booking(conn, request.booking_id)
+                        mine = await store.get_booking(conn, booking.booking_id)
                         if mine is not None:
                             return _existing_reservation(mine, request)
-                        status = await store.apartment_status(conn, request.apartment_id)
+                        status = await store.apartment_status(conn, booking.apartment_id)
                         if status is None:
                             raise _permanent(
-                                f"apartment {request.apartment_id} does not exist",
-                                "ApartmentNotFound",
+                                f"apartment {booking.apartment_id} does not exist",
+                                ApartmentNotFound.error_type,
                             )
                         raise _permanent(
-                            f"apartment {request.apartment_id} is {status}, not VACANT",
-                            "ApartmentUnavailable",
+                            f"apartment {booking.apartment_id} is {status}, not VACANT",
+                            ApartmentUnavailable.error_type,
                         )
                     await store.insert_booking(
                         conn,
-                        booking_id=request.booking_id,
+                        booking,
                         workflow_id=request.workflow_id,
-                        user_id=request.user_id,
-                        apartment_id=request.apartment_id,
-                        start_date=request.start_date,
-                        end_date=request.end_date,
                         amount_due=terms.monthly_rent,
                         currency=terms.currency,
                         hold_expires_at=request.hold_expires_at,
-                        idempotency_key=request.idempotency_key,
                     )
                     await store.append_event(
                         conn,
-                        request.booking_id,
+                        booking.booking_id,
                         None,
                         PENDING,
                         "RESERVED",
@@ -194,27 +206,29 @@ class BookingActivities:
                     )
         return Reservation(terms.monthly_rent, terms.currency, request.hold_expires_at, True)
 
-    @activity.defn(name="confirm_booking")
+    @activity.defn(name=CONFIRM_BOOKING)
     async def confirm_booking(self, request: ConfirmRequest) -> None:
         """PENDING -> APPROVED with its APPLIED payment; apartment RESERVED -> OCCUPIED."""
         payment = request.payment
         async with self._connection() as conn:
             with permanent_db_errors(
                 "payment not applied",
-                error_type="PaymentRejected",
+                error_type=PaymentRejected.error_type,
                 by_constraint=_PAYMENT_CONSTRAINTS,
             ):
                 async with self._transaction(conn):
                     booking = await store.get_booking(conn, request.booking_id, for_update=True)
                     if booking is None:
                         raise _permanent(
-                            f"booking {request.booking_id} does not exist", "BookingNotFound"
+                            f"booking {request.booking_id} does not exist",
+                            BookingNotFound.error_type,
                         )
                     if booking.booking_status == APPROVED:
                         return  # an earlier attempt committed
                     if booking.booking_status != PENDING:
                         raise _permanent(
-                            f"booking is {booking.booking_status}, not PENDING", "PaymentRejected"
+                            f"booking is {booking.booking_status}, not PENDING",
+                            PaymentRejected.error_type,
                         )
                     await store.approve_booking(conn, booking.id, request.paid_at)
                     await store.insert_payment(
@@ -232,7 +246,7 @@ class BookingActivities:
                         # The hold's RESERVED mark was changed behind the workflow's back.
                         raise _permanent(
                             f"apartment {booking.apartment_id} is no longer RESERVED",
-                            "ApartmentUnavailable",
+                            ApartmentUnavailable.error_type,
                         )
                     await store.append_event(
                         conn,
@@ -243,7 +257,7 @@ class BookingActivities:
                         {"paymentReference": payment.payment_reference},
                     )
 
-    @activity.defn(name="release_booking")
+    @activity.defn(name=RELEASE_BOOKING)
     async def release_booking(self, request: ReleaseRequest) -> bool:
         """PENDING -> CANCELLED(reason); apartment RESERVED -> VACANT. False: nothing to do."""
         async with self._connection() as conn:
@@ -255,14 +269,14 @@ class BookingActivities:
                     if booking.booking_status != PENDING:
                         raise _permanent(
                             f"booking is {booking.booking_status}, not PENDING",
-                            "BookingNotCancellable",
+                            BookingNotCancellable.error_type,
                         )
                     await store.cancel_booking(conn, booking.id, request.reason)
                     await store.release_reserved_apartment(conn, booking.apartment_id)
                     await store.append_event(conn, booking.id, PENDING, CANCELLED, request.reason)
         return True
 
-    @activity.defn(name="refund_payment")
+    @activity.defn(name=REFUND_PAYMENT)
     async def refund_payment(self, request: RefundRequest) -> RefundResult:
         """Record a payment that cannot be applied as REFUNDED, with its refunds row.
 
@@ -288,7 +302,7 @@ class BookingActivities:
                         raise _permanent(
                             f"payment reference {payment.payment_reference} belongs to "
                             "another booking",
-                            "PaymentRejected",
+                            PaymentRejected.error_type,
                         )
                     else:
                         payment_id = existing.id
@@ -302,7 +316,7 @@ class BookingActivities:
                     )
         return RefundResult(payment_id, refund_id, created)
 
-    @activity.defn(name="end_lease")
+    @activity.defn(name=END_LEASE)
     async def end_lease(self, request: EndLeaseRequest) -> None:
         """Record the lease end; the tenant's apartment goes back to VACANT."""
         async with self._connection() as conn:
@@ -311,14 +325,15 @@ class BookingActivities:
                     booking = await store.get_booking(conn, request.booking_id, for_update=True)
                     if booking is None:
                         raise _permanent(
-                            f"booking {request.booking_id} does not exist", "BookingNotFound"
+                            f"booking {request.booking_id} does not exist",
+                            BookingNotFound.error_type,
                         )
                     if booking.lease_ended_at is not None:
                         return  # an earlier attempt committed
                     if booking.booking_status != APPROVED:
                         raise _permanent(
                             f"booking is {booking.booking_status}, not APPROVED",
-                            "ValidationError",
+                            ValidationError.error_type,
                         )
                     await store.end_lease(conn, booking.id, request.ended_at)
                     await store.vacate_after_lease(conn, booking.apartment_id, booking.user_id)
@@ -340,12 +355,12 @@ def _existing_reservation(existing: store.BookingRow, request: ReserveRequest) -
     if (
         existing.booking_status == PENDING
         and existing.workflow_id == request.workflow_id
-        and existing.apartment_id == request.apartment_id
+        and existing.apartment_id == request.booking.apartment_id
         and existing.hold_expires_at is not None
     ):
         return Reservation(existing.amount_due, existing.currency, existing.hold_expires_at, False)
     raise _permanent(
         f"booking {existing.id} was already placed and is {existing.booking_status}; "
         "a new booking needs a new idempotency key",
-        "ValidationError",
+        ValidationError.error_type,
     )

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 import asyncpg
 from temporalio.exceptions import ApplicationError
 
+from booking.errors import ValidationError
+
 _PERMANENT = (
     asyncpg.IntegrityConstraintViolationError,  # unique, foreign key, check, not null
     asyncpg.DataError,  # value too long, out of range, bad format
@@ -25,7 +27,7 @@ _PERMANENT = (
 def permanent_db_errors(
     message: str,
     *,
-    error_type: str = "ValidationError",
+    error_type: str = ValidationError.error_type,
     by_constraint: dict[str, str] | None = None,
 ) -> Iterator[None]:
     """Raise a non-retryable ApplicationError for constraint and data errors.

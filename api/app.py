@@ -11,15 +11,15 @@ Routes:
   the upgrade request's headers);
 - ``GET /healthz``: the process answers; ``GET /readyz``: the database, Temporal
   and the LISTEN connection answer; ``GET /metrics``: Prometheus;
-- whatever ``api.caching.install(app, settings)`` adds (the tenant page at ``/``,
-  its assets, HTTP caching of reads), when that module is present.
+- ``POST /webhooks/payments`` (``api.webhooks``);
+- the tenant page at ``/`` and its assets (``api.web``), and HTTP caching of
+  ``/graphql`` reads (``api.http_cache``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
@@ -45,23 +45,21 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Messag
 from strawberry.types import ExecutionResult
 from temporalio.client import Client
 
+from api import web, webhooks
 from api.auth import Authenticator
 from api.context import RequestContext
 from api.errors import appsync_error, request_error_body, unauthorized_body
-from api.loaders import Loaders
-from api.metrics import ApiMetrics, ObservabilityMiddleware
-from api.notify import BookingBroadcaster
+from api.http_cache import CachingMiddleware
+from api.loaders import Loaders, Reader
+from api.metrics import ObservabilityMiddleware
 from api.schema import build_schema
-from api.services import Reader, Services
-from booking.converter import DATA_CONVERTER
-from booking.db import create_pool
-from booking.errors import ConfigurationError, UnauthorizedException
+from api.services import Services, open_services
+from booking.errors import UnauthorizedException
 from booking.settings import Settings
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 2.0
-MIN_JWT_SECRET_BYTES = 32
 # GraphQL documents are small (the token limit caps them); variables carry a few ids.
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -139,7 +137,7 @@ class BookingGraphQL(GraphQL[RequestContext, None]):
         services = self.services
         return RequestContext(
             services=services,
-            loaders=Loaders(Reader(services.require_pool())),
+            loaders=Loaders(Reader(services.require_pool(), services.settings.db_timeout_seconds)),
             request_id=state.get("request_id", "-"),
             principal=state.get("principal"),
             request=request,
@@ -206,21 +204,6 @@ def _connection_headers(websocket: WebSocket, params: Mapping[str, object]) -> d
     return found
 
 
-def _check_settings(settings: Settings) -> None:
-    in_use = settings.dev_secrets_in_use()
-    if in_use and not settings.dev_mode:
-        raise ConfigurationError(
-            f"{', '.join(in_use)} hold(s) the documented development value; "
-            "set real secrets (the dev values are accepted only by `booking dev`)"
-        )
-    secret = settings.jwt_secret
-    if secret is not None and len(secret.encode()) < MIN_JWT_SECRET_BYTES and not settings.dev_mode:
-        # RFC 7518 3.2: an HS256 key shorter than the hash is guessable offline.
-        raise ConfigurationError(
-            f"BOOKING_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes"
-        )
-
-
 async def _readiness(services: Services) -> dict[str, str]:
     checks: dict[str, str] = {}
 
@@ -254,9 +237,8 @@ def create_app(
     client: Client | None = None,
 ) -> Starlette:
     """The API; ``pool`` and ``client`` may be injected, else the lifespan opens them."""
-    _check_settings(settings)
-    metrics = ApiMetrics()
-    services = Services(settings=settings, authenticator=Authenticator(settings), metrics=metrics)
+    settings.refuse_unsafe_secrets("API")
+    services = Services(settings=settings, authenticator=Authenticator(settings))
     graphql = BookingGraphQL(
         services,
         graphql_ide="graphiql" if settings.dev_mode else None,
@@ -265,37 +247,9 @@ def create_app(
     )
 
     @contextlib.asynccontextmanager
-    async def lifespan(app_: Starlette) -> AsyncIterator[None]:
-        dsn = settings.require_database_url()
-        opened_pool = None
-        if pool is None:
-            opened_pool = await create_pool(
-                dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max
-            )
-        services.pool = pool or opened_pool
-        services.client = client or await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            data_converter=DATA_CONVERTER,
-        )
-        # Shared with the plug-ins (the payment webhook signals through it).
-        app_.state.temporal_client = services.client
-        app_.state.pool = services.pool
-        broadcaster = BookingBroadcaster(dsn)
-        await broadcaster.start()
-        services.broadcaster = broadcaster
-        log.info(
-            "API ready (Temporal %s, namespace %s)",
-            settings.temporal_address,
-            settings.temporal_namespace,
-        )
-        try:
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        async with open_services(services, pool=pool, client=client):
             yield
-        finally:
-            await broadcaster.stop()
-            services.broadcaster = None
-            if opened_pool is not None:
-                await opened_pool.close()
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -310,10 +264,12 @@ def create_app(
 
     async def metrics_endpoint(_request: Request) -> Response:
         return PlainTextResponse(
-            generate_latest(metrics.registry).decode(), media_type=CONTENT_TYPE_LATEST
+            generate_latest(services.metrics.registry).decode(), media_type=CONTENT_TYPE_LATEST
         )
 
     routes: list[BaseRoute] = [
+        webhooks.route(settings, services.require_client),
+        *web.routes(settings),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         Route("/healthz", healthz, methods=["GET"]),
@@ -322,24 +278,6 @@ def create_app(
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
-    _install_plugins(app, settings)
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    app.add_middleware(CachingMiddleware, settings=settings)
+    app.add_middleware(ObservabilityMiddleware, metrics=services.metrics)
     return app
-
-
-def _install_plugins(app: Starlette, settings: Settings) -> None:
-    """Mount the optional modules other parts of the project provide, if present.
-
-    ``api.caching.install(app, settings)`` adds HTTP caching of reads and the
-    tenant page; ``api.webhooks.install(app, settings)`` the payment webhook.
-    """
-    for name in ("api.caching", "api.webhooks"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:
-                raise
-            continue
-        install = getattr(module, "install", None)
-        if callable(install):
-            install(app, settings)

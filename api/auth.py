@@ -17,10 +17,10 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import jwt
 
-from api.context import Principal
 from booking.errors import UnauthorizedException
 from booking.settings import Settings
 
@@ -29,6 +29,38 @@ log = logging.getLogger(__name__)
 MISSING = "Valid authorization header not provided."
 DENIED = "You are not authorized to make this call."
 _LEEWAY_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: an API key (trusted backend) or a user's JWT."""
+
+    user_id: str | None
+    groups: frozenset[str]
+    trusted: bool  # an x-api-key caller: every operation, in anyone's name
+
+    @property
+    def is_admin(self) -> bool:
+        return self.trusted or "Admins" in self.groups
+
+    @property
+    def sees_all_bookings(self) -> bool:
+        # Caretakers run the buildings, so they see every booking of an
+        # apartment; tenants see their own only.
+        return self.is_admin or "Caretakers" in self.groups
+
+    @property
+    def actor(self) -> str:
+        """Who made a change, as the audit trails record it."""
+        return "api-key" if self.trusted else f"user:{self.user_id}"
+
+    def may_act_for(self, user_id: str) -> bool:
+        return self.is_admin or self.user_id == user_id
+
+    def may_read_account(self, user_id: str) -> bool:
+        # Caretakers look after the tenants of their buildings, so they read any
+        # account; tenants read their own only, wherever the account is nested.
+        return self.is_admin or "Caretakers" in self.groups or self.user_id == user_id
 
 
 class Authenticator:

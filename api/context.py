@@ -1,40 +1,14 @@
-"""Who is calling, and what one request may use."""
+"""What one GraphQL operation may use: the process's services, its caller and its loaders."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from api.loaders import Loaders
-    from api.services import Services
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated caller: an API key (trusted backend) or a user's JWT."""
-
-    user_id: str | None
-    groups: frozenset[str]
-    trusted: bool  # an x-api-key caller: every operation, in anyone's name
-
-    @property
-    def is_admin(self) -> bool:
-        return self.trusted or "Admins" in self.groups
-
-    @property
-    def sees_all_bookings(self) -> bool:
-        # Caretakers run the buildings, so they see every booking of an
-        # apartment; tenants see their own only.
-        return self.is_admin or "Caretakers" in self.groups
-
-    def may_act_for(self, user_id: str) -> bool:
-        return self.is_admin or self.user_id == user_id
-
-    def may_read_account(self, user_id: str) -> bool:
-        # Caretakers look after the tenants of their buildings, so they read any
-        # account; tenants read their own only, wherever the account is nested.
-        return self.is_admin or "Caretakers" in self.groups or self.user_id == user_id
+from api.auth import MISSING, Principal
+from api.loaders import Loaders
+from api.services import Services
+from booking.errors import UnauthorizedException
 
 
 @dataclass
@@ -60,13 +34,9 @@ class RequestContext:
         A WebSocket connection lives for hours; loaders shared by its operations
         would answer every later query from the first one's cache.
         """
-        from api.loaders import Loaders
-
-        return replace(self, loaders=Loaders(self.loaders.reader.fresh()))
+        return replace(self, loaders=self.loaders.fresh())
 
     def caller(self) -> Principal:
-        from booking.errors import UnauthorizedException
-
         if self.principal is None:
-            raise UnauthorizedException("Valid authorization header not provided.")
+            raise UnauthorizedException(MISSING)
         return self.principal

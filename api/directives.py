@@ -15,7 +15,8 @@ import strawberry
 from strawberry.schema_directive import Location
 from strawberry.types import Info
 
-from api.context import Principal, RequestContext
+from api.auth import Principal
+from api.context import RequestContext
 from booking.errors import Unauthorized
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -21,7 +21,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
 from temporalio.exceptions import ApplicationError
 
-from booking.errors import DOMAIN_ERRORS, DomainError
+from booking.errors import DOMAIN_ERRORS, DomainError, UnauthorizedException, ValidationError
 
 log = logging.getLogger("api.errors")
 
@@ -36,8 +36,8 @@ class ServiceUnavailable(DomainError):
     """
 
 
-INTERNAL_FAILURE = "InternalFailure"
-VALIDATION_ERROR = "ValidationError"
+INTERNAL_FAILURE = "InternalFailure"  # no class: it names a bug, never raised on purpose
+VALIDATION_ERROR = ValidationError.error_type
 _APPSYNC_KEYS = ("errorType", "errorInfo", "data")
 
 
@@ -150,7 +150,7 @@ def appsync_error(formatted: dict[str, Any]) -> dict[str, Any]:
 
 def unauthorized_body(message: str) -> dict[str, Any]:
     """The HTTP 401 body AppSync sends when credentials are missing or wrong."""
-    return {"errors": [{"errorType": "UnauthorizedException", "message": message}]}
+    return {"errors": [{"errorType": UnauthorizedException.error_type, "message": message}]}
 
 
 def request_error_body(message: str, error_type: str = VALIDATION_ERROR) -> dict[str, Any]:

@@ -1,10 +1,12 @@
-"""Every write the API makes, each one a Temporal call (the API never writes SQL).
+"""Every change of booking state the API asks for, each one a Temporal call.
 
-Bookings: ``reserve`` is update-with-start (start the booking workflow, or join
-the one already running for the same idempotency key, and wait on its
-``wait_for_hold`` update), so the caller hears about the hold as soon as it is
-in place, with no polling. ``pay`` and ``cancel`` are updates that answer
-with the outcome. Catalog writes go through ``CatalogWorkflow``.
+``reserve`` is update-with-start (start the booking workflow, or join the one
+already running for the same idempotency key, and wait on its ``wait_for_hold``
+update), so the caller hears about the hold as soon as it is in place, with no
+polling; it is the one place that checks a booking's input (``booking_problem``)
+and the one that answers for an execution that has already closed. ``pay`` and
+``cancel`` are updates that answer with the outcome. (Catalog rows are written
+through ``booking.catalog``, not here: they are no booking state.)
 
 Temporal carries domain errors as ``ApplicationError.type``; they come back
 here wrapped (``WorkflowUpdateFailedError``, ``WorkflowFailureError``) and are
@@ -19,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
@@ -35,6 +36,19 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ServiceUnavailable, domain_error_from
+from api.loaders import Reader
+from booking.contract import (
+    CANCELLED,
+    EXPIRED,
+    WORKFLOW_TYPE,
+    BookingInput,
+    BookingState,
+    PaymentInput,
+    StayLimits,
+    booking_problem,
+    start_search_attributes,
+    workflow_id_for,
+)
 from booking.demo import DEMO_APARTMENT_ID, DEMO_TENANT_ID
 from booking.errors import (
     ApartmentUnavailable,
@@ -44,19 +58,9 @@ from booking.errors import (
     ValidationError,
 )
 from booking.settings import Settings
+from booking.store import reads
 from booking.store.bookings import BookingRow
-from workflows.booking import (
-    EXPIRED,
-    ApartmentBookingWorkflow,
-    BookingInput,
-    BookingState,
-    PaymentInput,
-    booking_id_for,
-    start_search_attributes,
-    validation_error,
-    workflow_id_for,
-)
-from workflows.catalog import CatalogRequest, CatalogResult, run_catalog_write
+from workflows.booking import ApartmentBookingWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ _DEMO_STAY = timedelta(days=30)
 
 
 def step_function_arn(namespace: str) -> str:
-    return f"arn:temporal:{namespace}:workflow-type/ApartmentBookingWorkflow"
+    return f"arn:temporal:{namespace}:workflow-type/{WORKFLOW_TYPE}"
 
 
 async def _unwrap(call: Awaitable[T], *, deadline: float, retry_hint: str) -> T:
@@ -99,28 +103,19 @@ async def _unwrap(call: Awaitable[T], *, deadline: float, retry_hint: str) -> T:
 
 
 IDEMPOTENCY_CONFLICT = "idempotencyKey already used for a different booking"
+SPENT_KEY = "idempotencyKey was used by an earlier request that placed no hold; use a new key"
 
 
 def check_same_booking(
-    request: ReserveRequest, apartment_id: str, start_date: date, end_date: date
+    booking: BookingInput, apartment_id: str, start_date: date, end_date: date
 ) -> None:
     """Refuse a key reused for another stay: its booking id is the earlier request's."""
     if (apartment_id, start_date, end_date) != (
-        request.apartment_id,
-        request.start_date,
-        request.end_date,
+        booking.apartment_id,
+        booking.start_date,
+        booking.end_date,
     ):
         raise ValidationError(IDEMPOTENCY_CONFLICT)
-
-
-@dataclass(frozen=True)
-class ReserveRequest:
-    apartment_id: str
-    user_id: str
-    start_date: date
-    end_date: date
-    hold_seconds: int
-    idempotency_key: str | None
 
 
 class BookingCommands:
@@ -128,34 +123,40 @@ class BookingCommands:
         self._client = client
         self._settings = settings
 
-    async def reserve(self, request: ReserveRequest) -> str:
-        """Place the hold (or join the one placed for the same key); return the booking id."""
-        booking_id = booking_id_for(request.user_id, request.idempotency_key)
-        booking_input = BookingInput(
-            booking_id=booking_id,
-            apartment_id=request.apartment_id,
-            user_id=request.user_id,
-            start_date=request.start_date,
-            end_date=request.end_date,
-            hold_seconds=request.hold_seconds,
-            idempotency_key=request.idempotency_key,
+    def stay_limits(self) -> StayLimits:
+        return StayLimits(
+            today=datetime.now(UTC).date(),
+            max_stay_days=self._settings.max_stay_days,
+            max_advance_days=self._settings.max_advance_days,
         )
-        problem = validation_error(booking_input)
+
+    async def reserve(self, booking: BookingInput, reader: Reader) -> str:
+        """Place the hold (or join the one placed for the same key); return the booking id.
+
+        ``booking.booking_id`` is ``booking_id_for(user, key)``: with a key, a repeat finds
+        the same workflow (running: joined; closed: answered from its row).
+        """
+        problem = booking_problem(booking, self.stay_limits())
         if problem is not None:
             raise ValidationError(problem)
-        # A stay that has already begun cannot be booked (issue 6: dates in the past).
-        if request.start_date < datetime.now(UTC).date():
-            raise ValidationError("startDate must not be in the past")
         hint = (
             "with the same idempotencyKey"
-            if request.idempotency_key is not None
+            if booking.idempotency_key is not None
             else "later (send an idempotencyKey, so that a retry cannot place a second hold)"
         )
-        state = await self._start_and_wait(booking_input, workflow_id_for(booking_id), hint)
-        if request.idempotency_key is not None:
+        try:
+            state = await self._start_and_wait(booking, workflow_id_for(booking.booking_id), hint)
+        except WorkflowAlreadyStartedError:
+            # The execution for this key has closed: the caller asked before.
+            row = await reader.run(reads.booking_by_id, booking.booking_id)
+            if row is None:
+                raise ValidationError(SPENT_KEY) from None
+            check_same_booking(booking, row.apartment_id, row.start_date, row.end_date)
+            return booking.booking_id
+        if booking.idempotency_key is not None:
             # USE_EXISTING joined whatever runs under this key, whatever it books.
-            check_same_booking(request, state.apartment_id, state.start_date, state.end_date)
-        return booking_id
+            check_same_booking(booking, state.apartment_id, state.start_date, state.end_date)
+        return booking.booking_id
 
     @property
     def _deadline(self) -> float:
@@ -189,8 +190,8 @@ class BookingCommands:
                 retry_hint=retry_hint,
             )
         except WorkflowAlreadyStartedError:
-            # The execution for this key has closed: the caller asked before and the
-            # resolver answers from the database (or says the key is spent).
+            # The execution for this key has closed: ``reserve`` answers from the database
+            # (or says the key is spent).
             log.info("workflow %s already closed; answering from the database", workflow_id)
             # The start's own future holds the same error; collect it so that asyncio
             # does not report it as never retrieved.
@@ -199,7 +200,7 @@ class BookingCommands:
             raise
         except RPCError as err:
             if err.status == RPCStatusCode.ALREADY_EXISTS:
-                raise WorkflowAlreadyStartedError(workflow_id, "ApartmentBookingWorkflow") from err
+                raise WorkflowAlreadyStartedError(workflow_id, WORKFLOW_TYPE) from err
             raise
 
     async def add_step_function(self, execution_id: str, arn: str) -> None:
@@ -238,7 +239,7 @@ class BookingCommands:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
             # The execution has closed: the booking is settled one way or the other.
-            if booking.booking_status == "CANCELLED" and booking.cancellation_reason == EXPIRED:
+            if booking.booking_status == CANCELLED and booking.cancellation_reason == EXPIRED:
                 raise BookingExpired("the hold is over") from None
             raise PaymentRejected(f"booking is {booking.booking_status}, not PENDING") from None
 
@@ -258,10 +259,3 @@ class BookingCommands:
             raise BookingNotCancellable(
                 f"booking cannot be cancelled: it is {booking.booking_status}"
             ) from None
-
-    async def catalog(self, request: CatalogRequest) -> CatalogResult:
-        return await _unwrap(
-            run_catalog_write(self._client, self._settings.task_queue, request),
-            deadline=self._deadline,
-            retry_hint="later",
-        )

@@ -1,21 +1,33 @@
-"""What the API process holds open for its lifetime, handed to every request."""
+"""What the API process holds open for its lifetime, handed to every request.
+
+:func:`open_services` is the one place that builds them (the app's lifespan calls it): the
+asyncpg pool, the Temporal client with the production data converter, the LISTEN
+connection that feeds subscriptions, and the booking commands on that client.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 from temporalio.client import Client
 
 from api.auth import Authenticator
+from api.errors import ServiceUnavailable
 from api.metrics import ApiMetrics
+from api.notify import BookingBroadcaster
+from api.operations import BookingCommands
+from booking.converter import DATA_CONVERTER
+from booking.db import create_pool
 from booking.settings import Settings
 from booking.store import Conn
 
-if TYPE_CHECKING:
-    from api.notify import BookingBroadcaster
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -25,10 +37,11 @@ T = TypeVar("T")
 class Services:
     settings: Settings
     authenticator: Authenticator
-    metrics: ApiMetrics
+    metrics: ApiMetrics = field(default_factory=ApiMetrics)
     pool: asyncpg.Pool | None = None
     client: Client | None = None
     broadcaster: BookingBroadcaster | None = None
+    commands: BookingCommands | None = None
 
     def require_pool(self) -> asyncpg.Pool:
         if self.pool is None:
@@ -40,35 +53,58 @@ class Services:
             raise RuntimeError("the Temporal client is not connected (lifespan not started)")
         return self.client
 
+    def require_commands(self) -> BookingCommands:
+        if self.commands is None:
+            raise RuntimeError("the booking commands are not ready (lifespan not started)")
+        return self.commands
 
-class Reader:
-    """Runs read functions from ``booking.store.reads`` on pooled connections.
-
-    One per request; ``queries`` counts the round trips, which is how the
-    tests prove that nested fields are batched, and what the
-    ``booking_api_db_queries_per_request`` histogram reports.
-    """
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self.queries = 0
-
-    def fresh(self) -> Reader:
-        """A reader on the same pool with its own count (one per operation)."""
-        return Reader(self._pool)
-
-    async def run(
+    async def write(
         self, fn: Callable[Concatenate[Conn, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        self.queries += 1
-        async with self._pool.acquire() as conn:
-            try:
-                return await fn(conn, *args, **kwargs)
-            except asyncpg.DataError as err:
-                # A value Postgres cannot even compare (a NUL character, found by the
-                # fuzz tests) is the caller's mistake, not ours.
-                from booking.errors import ValidationError
+        """Run one of ``booking.catalog``'s writes (a transaction of its own) on a pooled
+        connection, bounded like every read."""
+        try:
+            async with asyncio.timeout(self.settings.db_timeout_seconds):
+                async with self.require_pool().acquire() as conn:
+                    return await fn(conn, *args, **kwargs)
+        except (TimeoutError, OSError, asyncpg.InterfaceError) as err:
+            raise ServiceUnavailable("the database did not answer in time; retry shortly") from err
 
-                raise ValidationError(
-                    "an argument holds a value that cannot be stored (for example a NUL character)"
-                ) from err
+
+@contextlib.asynccontextmanager
+async def open_services(
+    services: Services,
+    *,
+    pool: asyncpg.Pool | None = None,
+    client: Client | None = None,
+) -> AsyncIterator[Services]:
+    """Open what ``services`` lacks (``pool`` and ``client`` may be injected), close it after."""
+    settings = services.settings
+    dsn = settings.require_database_url()
+    opened_pool = None
+    if pool is None:
+        opened_pool = await create_pool(
+            dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        )
+    services.pool = pool or opened_pool
+    services.client = client or await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=DATA_CONVERTER,
+    )
+    services.commands = BookingCommands(services.client, settings)
+    broadcaster = BookingBroadcaster(dsn)
+    await broadcaster.start()
+    services.broadcaster = broadcaster
+    log.info(
+        "API ready (Temporal %s, namespace %s)",
+        settings.temporal_address,
+        settings.temporal_namespace,
+    )
+    try:
+        yield services
+    finally:
+        await broadcaster.stop()
+        services.broadcaster = None
+        if opened_pool is not None:
+            await opened_pool.close()

@@ -33,16 +33,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -52,16 +50,16 @@ from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from booking.converter import DATA_CONVERTER
+from api.errors import INTERNAL_FAILURE, ServiceUnavailable
+from booking.contract import PaymentInput, payment_problem, text_problem, workflow_id_for
+from booking.errors import BookingNotFound, ValidationError
 from booking.settings import Settings
-from booking.temporal import connect
 from booking.webhook_signing import (
     DEFAULT_TOLERANCE_SECONDS,
     SIGNATURE_HEADER,
     SignatureError,
     verify_signature,
 )
-from workflows.booking import PaymentInput, workflow_id_for
 
 log = logging.getLogger("booking.webhooks")
 
@@ -72,10 +70,6 @@ EVENT_HEADER = "booking-webhook-event-id"
 # Fixed namespace for uuid5(request id) so every API process derives the same
 # request id from the same event id.
 _REQUEST_ID_NAMESPACE = uuid.UUID("6f1d3c52-5b7e-4c1e-9a53-0c1f8e1f2b7a")
-_MAX_ID_LENGTH = 200
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-# Larger than any rent in minor units; keeps amounts inside Postgres bigint.
-MAX_AMOUNT = 10**12
 _LRU_SIZE = 10_000
 _RPC_TIMEOUT = timedelta(seconds=10)
 
@@ -103,14 +97,11 @@ class PaymentEvent:
 
 def _text_field(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
         raise WebhookRejected(422, "invalid_event", f"{name} must be a non-empty string")
-    if any(ord(c) < 0x20 for c in value):
-        raise WebhookRejected(422, "invalid_event", f"{name} must not hold control characters")
-    if len(value) > _MAX_ID_LENGTH:
-        raise WebhookRejected(
-            422, "invalid_event", f"{name} is longer than {_MAX_ID_LENGTH} characters"
-        )
+    problem = text_problem(name, value)
+    if problem is not None:
+        raise WebhookRejected(422, "invalid_event", problem)
     return value
 
 
@@ -118,25 +109,24 @@ def parse_event(body: bytes, received_at: datetime | None = None) -> PaymentEven
     """The event in ``body`` or WebhookRejected (400 not JSON, 422 wrong fields)."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the parser's stack (a hostile body).
         raise WebhookRejected(400, "malformed_json", "body is not JSON") from exc
     if not isinstance(data, dict):
         raise WebhookRejected(400, "malformed_json", "body must be a JSON object")
-    amount = data.get("amount")
-    # bool is an int in Python; true is not an amount.
-    if not isinstance(amount, int) or isinstance(amount, bool):
-        raise WebhookRejected(422, "invalid_event", "amount must be an integer (minor units)")
-    if amount <= 0 or amount > MAX_AMOUNT:
-        raise WebhookRejected(422, "invalid_event", f"amount must be between 1 and {MAX_AMOUNT}")
-    currency = data.get("currency")
-    if not isinstance(currency, str) or not _CURRENCY.match(currency):
-        raise WebhookRejected(422, "invalid_event", "currency must be an ISO 4217 code like EUR")
+    event_id = _text_field(data, "id")
+    booking_id = _text_field(data, "bookingId")
+    reference = _text_field(data, "paymentReference")
+    payment = PaymentInput(data.get("amount"), data.get("currency"), reference)  # type: ignore[arg-type]
+    problem = payment_problem(payment)
+    if problem is not None:
+        raise WebhookRejected(422, "invalid_event", problem)
     return PaymentEvent(
-        id=_text_field(data, "id"),
-        booking_id=_text_field(data, "bookingId"),
-        amount=amount,
-        currency=currency,
-        payment_reference=_text_field(data, "paymentReference"),
+        id=event_id,
+        booking_id=booking_id,
+        amount=payment.amount,
+        currency=payment.currency,
+        payment_reference=reference,
         received_at=received_at or datetime.now(UTC),
     )
 
@@ -186,7 +176,8 @@ class _SeenEvents:
             self._ids.popitem(last=False)
 
 
-ClientSource = Callable[[], Awaitable[Client]]
+# The app's Temporal client (``Services.require_client``): the webhook keeps none of its own.
+ClientSource = Callable[[], Client]
 
 
 class PaymentWebhook:
@@ -250,7 +241,7 @@ class PaymentWebhook:
                 "payment webhook failed unexpectedly: event=%s",
                 _short(event.id) if event else "-",
             )
-            return _error(503, "InternalFailure", "payment not accepted; retry later")
+            return _error(503, INTERNAL_FAILURE, "payment not accepted; retry later")
         log.info(
             "payment webhook accepted: event=%s booking=%s reference=%s",
             _short(event.id),
@@ -288,7 +279,7 @@ class PaymentWebhook:
 
     async def _client(self) -> Client:
         try:
-            return await self._client_source()
+            return self._client_source()
         except Exception as exc:
             log.exception("payment webhook: Temporal is not reachable")
             raise WebhookRejected(
@@ -376,14 +367,14 @@ _ERROR_TYPES = {
     "bad_signature": "SignatureInvalid",
     "stale_signature": "SignatureExpired",
     "too_large": "PayloadTooLarge",
-    "bad_content_length": "ValidationError",
-    "client_disconnected": "ValidationError",
-    "malformed_json": "ValidationError",
-    "invalid_event": "ValidationError",
-    "unknown_booking": "BookingNotFound",
+    "bad_content_length": ValidationError.error_type,
+    "client_disconnected": ValidationError.error_type,
+    "malformed_json": ValidationError.error_type,
+    "invalid_event": ValidationError.error_type,
+    "unknown_booking": BookingNotFound.error_type,
     "booking_closed": "BookingClosed",
     "duplicate_event": "DuplicateEvent",
-    "temporal_unavailable": "ServiceUnavailable",
+    "temporal_unavailable": ServiceUnavailable.error_type,
 }
 
 
@@ -405,38 +396,11 @@ def _error(status: int, error_type: str, message: str) -> JSONResponse:
     )
 
 
-def _connecting_source(app: Starlette, settings: Settings) -> ClientSource:
-    """Use the app's Temporal client when its lifespan made one, else connect once."""
-    lock = asyncio.Lock()
-    own: list[Client] = []
+def route(settings: Settings, client_source: ClientSource) -> Route:
+    """``POST /webhooks/payments``, signalling through the client ``client_source`` gives.
 
-    async def source() -> Client:
-        shared = getattr(app.state, "temporal_client", None)
-        if isinstance(shared, Client):
-            return shared
-        async with lock:
-            if not own:
-                own.append(
-                    await connect(
-                        settings.temporal_address,
-                        settings.temporal_namespace,
-                        data_converter=DATA_CONVERTER,
-                    )
-                )
-            return own[0]
-
-    return source
-
-
-def install(
-    app: Starlette, settings: Settings, *, client_source: ClientSource | None = None
-) -> None:
-    """Add ``POST /webhooks/payments`` to ``app``.
-
-    Without ``BOOKING_WEBHOOK_SECRET`` the route still exists and answers 503,
-    so a misconfigured deployment is visible instead of silently 404.
+    Without ``BOOKING_WEBHOOK_SECRET`` the route still exists and answers 503, so a
+    misconfigured deployment is visible instead of silently 404.
     """
-    handler = PaymentWebhook(settings, client_source or _connecting_source(app, settings))
-    # First, so that no catch-all mount (static files, GraphQL) shadows it.
-    route = Route(PATH, handler.handle, methods=["POST"], name="payment_webhook")
-    app.router.routes.insert(0, route)
+    handler = PaymentWebhook(settings, client_source)
+    return Route(PATH, handler.handle, methods=["POST"], name="payment_webhook")

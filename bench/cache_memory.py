@@ -4,7 +4,8 @@ Why it matters: a hold's expiry is cheap when its workflow is still in the worke
 and costly when it was evicted (its history is fetched again and replayed), and the cache
 is bounded by the worker's memory. This measures what one cached booking workflow costs.
 
-It starts Postgres and a dev server (in memory), runs the booking worker in this process
+It starts Postgres and a dev server (in memory) with ``booking.devstack.Stack``, runs the
+booking worker in this process
 with a cache larger than all of them, places ``--holds`` holds the way the API's reserve does
 (start, then the ``wait_for_hold`` update) and prints the growth of the process's RSS per
 cached workflow, then places as many again while tracing Python's allocations
@@ -29,22 +30,18 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner
 
 from bench import store
 from bench.procs import rss_bytes
 from bench.scenarios import start_hold
-from booking.converter import DATA_CONVERTER
+from booking.contract import BookingInput
 from booking.db import create_pool, migrate
-from booking.devstack.binaries import find_binary
-from booking.devstack.postgres import EmbeddedPostgres, free_port
-from booking.devstack.temporal_server import TemporalDevServer
+from booking.devstack.stack import Stack
 from booking.settings import Settings
 from booking.temporal import register_search_attributes
-from workflows.booking import ApartmentBookingWorkflow, BookingInput
+from workflows.booking import ApartmentBookingWorkflow
 
-HOST = "127.0.0.1"
 TASK_QUEUE = "bench-cache-memory"
 # Placed before the baseline is taken, so that one-off costs (imports, pools, the first
 # sandbox) are not counted per workflow.
@@ -66,37 +63,16 @@ def _own_rss() -> int:
     return value
 
 
-async def _connect(address: str) -> Client:
-    for _ in range(150):
-        try:
-            return await Client.connect(address, data_converter=DATA_CONVERTER)
-        except RuntimeError:
-            await asyncio.sleep(0.2)
-    raise SystemExit(f"no Temporal server answered at {address}")
-
-
 async def measure(holds: int, *, unsandboxed: bool, root: Path) -> dict[str, Any]:
     import worker as booking_worker  # the production worker factory and tuning
 
-    postgres = EmbeddedPostgres(data_dir=root / "postgres", durable=False)
-    await asyncio.to_thread(postgres.start)
-    server = TemporalDevServer(
-        binary=find_binary("temporal"),
-        host=HOST,
-        port=free_port(HOST),
-        ui_port=free_port(HOST),
-        metrics_port=free_port(HOST),
-        db_file=None,
-    )
-    log = (root / "temporal.log").open("wb")
-    temporal = await asyncio.create_subprocess_exec(
-        *server.args(), stdout=log, stderr=asyncio.subprocess.STDOUT
-    )
+    stack = Stack(root)
     try:
-        await migrate(postgres.dsn)
-        client = await _connect(server.address)
+        dsn = await stack.start_postgres(durable=False)
+        client = await stack.start_temporal(db_file=None)
+        await migrate(dsn)
         await register_search_attributes(client, client.namespace)
-        pool = await create_pool(postgres.dsn, min_size=2, max_size=IN_FLIGHT + 2)
+        pool = await create_pool(dsn, min_size=2, max_size=IN_FLIGHT + 2)
         tenant, building = "bench-cache-tenant", "bench-cache-building"
         apartments = [f"bench-cache-{i}" for i in range(WARMUP + 2 * holds)]
         async with pool.acquire() as conn, conn.transaction():
@@ -144,10 +120,7 @@ async def measure(holds: int, *, unsandboxed: bool, root: Path) -> dict[str, Any
             tracemalloc.stop()
         await pool.close()
     finally:
-        temporal.terminate()
-        await asyncio.wait_for(temporal.wait(), timeout=15)
-        log.close()
-        await asyncio.to_thread(postgres.stop)
+        await asyncio.to_thread(stack.stop)
     return {
         "holds": holds,
         "sandbox": not unsandboxed,

@@ -20,8 +20,11 @@ OCCUPIED_AFTER_LEASE     apartment OCCUPIED by a tenant whose lease here ended  
 ======================== ====================================================== ==========
 
 Only the two repairs that give back an apartment nobody can use are automatic: money
-(a missing payment) and tenancies (a lease) need a human. Repairs run through
-``activities.repair`` (one idempotent transaction each, with a ``booking_events`` row).
+(a missing payment) and tenancies (a lease) need a human. They are the only writes of booking
+state outside a booking workflow, and only for bookings no workflow will ever settle: each is
+one idempotent transaction that re-checks, under row locks, the condition the doctor saw (so a
+repair raced by a workflow that healed the drift itself changes nothing) and appends a
+``booking_events`` row with reason ``DRIFT_REPAIRED``.
 
 A workflow that is running is never second-guessed, even when its hold is overdue (the
 worker may simply be down: it will settle the hold when it is back).
@@ -43,13 +46,13 @@ from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.repair import RepairActivities
+from booking.contract import CANCELLED, PENDING, WORKFLOW_TYPE
 from booking.converter import DATA_CONVERTER
 from booking.db import check_reachable, create_pool
 from booking.settings import Settings
+from booking.store import bookings as booking_store
 from booking.store import doctor as store
 from booking.temporal import connect
-from workflows.booking import WORKFLOW_TYPE
 
 ORPHANED_RESERVATION = "ORPHANED_RESERVATION"
 ABANDONED_HOLD = "ABANDONED_HOLD"
@@ -57,6 +60,8 @@ PENDING_NOT_RESERVED = "PENDING_NOT_RESERVED"
 APPROVED_WITHOUT_PAYMENT = "APPROVED_WITHOUT_PAYMENT"
 LEASE_WITHOUT_WORKFLOW = "LEASE_WITHOUT_WORKFLOW"
 OCCUPIED_AFTER_LEASE = "OCCUPIED_AFTER_LEASE"
+
+DRIFT_REPAIRED = "DRIFT_REPAIRED"
 
 EXIT_OK = 0
 EXIT_DRIFT = 1
@@ -200,20 +205,77 @@ async def examine(pool: asyncpg.Pool, client: Client) -> list[Finding]:
     return findings
 
 
+@dataclass(frozen=True)
+class RepairOutcome:
+    changed: bool  # False: nothing to do any more (repaired before, or healed meanwhile)
+    detail: str
+
+
+async def release_orphaned_apartment(pool: asyncpg.Pool, apartment_id: str) -> RepairOutcome:
+    """RESERVED -> VACANT for an apartment that no PENDING booking holds."""
+    async with pool.acquire() as conn, conn.transaction():
+        status = await store.lock_apartment(conn, apartment_id)
+        if status != "RESERVED":
+            return RepairOutcome(False, f"apartment is {status}")
+        if not await store.release_orphaned_reservation(conn, apartment_id):
+            return RepairOutcome(False, "a PENDING booking holds the apartment")
+        latest = await store.latest_booking(conn, apartment_id)
+        if latest is not None:
+            # The event log is per booking; the last booking of the apartment is the one
+            # whose hold was orphaned.
+            booking_id, booking_status = latest
+            await booking_store.append_event(
+                conn,
+                booking_id,
+                booking_status,
+                booking_status,
+                DRIFT_REPAIRED,
+                {"apartmentId": apartment_id, "apartment": "RESERVED -> VACANT"},
+            )
+    return RepairOutcome(True, "apartment RESERVED -> VACANT")
+
+
+async def cancel_abandoned_booking(pool: asyncpg.Pool, booking_id: str) -> RepairOutcome:
+    """PENDING -> CANCELLED(DRIFT_REPAIRED) for a booking whose workflow is gone.
+
+    The caller has established that no workflow will ever settle the booking; its apartment
+    is released in the same transaction if it is still RESERVED.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        booking = await booking_store.get_booking(conn, booking_id, for_update=True)
+        if booking is None:
+            return RepairOutcome(False, "no such booking")
+        if booking.booking_status != PENDING:
+            return RepairOutcome(False, f"booking is {booking.booking_status}")
+        await booking_store.cancel_booking(conn, booking.id, DRIFT_REPAIRED)
+        released = await booking_store.release_reserved_apartment(conn, booking.apartment_id)
+        await booking_store.append_event(
+            conn,
+            booking.id,
+            PENDING,
+            CANCELLED,
+            DRIFT_REPAIRED,
+            {"workflowId": booking.workflow_id, "apartmentReleased": released},
+        )
+    detail = f"booking PENDING -> CANCELLED ({DRIFT_REPAIRED})"
+    if released:
+        detail += f"; apartment {booking.apartment_id} RESERVED -> VACANT"
+    return RepairOutcome(True, detail)
+
+
 async def repair(pool: asyncpg.Pool, findings: list[Finding]) -> None:
     """Apply the safe repairs, marking each finding; abandoned holds first.
 
     Cancelling an abandoned hold also releases its apartment, so doing those first leaves
     fewer orphaned reservations to release separately.
     """
-    activities = RepairActivities(pool)
     for finding in (f for f in findings if f.kind == ABANDONED_HOLD):
         assert finding.booking_id is not None
-        outcome = await activities.cancel_abandoned_booking(finding.booking_id)
+        outcome = await cancel_abandoned_booking(pool, finding.booking_id)
         finding.repaired = True
         finding.repair_detail = outcome.detail if outcome.changed else f"no-op: {outcome.detail}"
     for finding in (f for f in findings if f.kind == ORPHANED_RESERVATION):
-        outcome = await activities.release_orphaned_apartment(finding.apartment_id)
+        outcome = await release_orphaned_apartment(pool, finding.apartment_id)
         finding.repaired = True
         finding.repair_detail = outcome.detail if outcome.changed else f"no-op: {outcome.detail}"
 

@@ -1,10 +1,8 @@
 """Demo data for `booking seed` and `booking dev`: apartment 1234567 and friends.
 
-Every row is written by the catalog activities (the same code the worker runs),
-called directly rather than through a workflow so that seeding needs no
-running worker. The creates are idempotent on the record's id: seeding twice
-changes nothing, and a re-seed never resets an apartment that a booking has
-since reserved or let.
+Every row is written by ``booking.catalog`` (the same checked transactions the API uses).
+The creates are idempotent on the record's id: seeding twice changes nothing, and a re-seed
+never resets an apartment that a booking has since reserved or let.
 """
 
 from __future__ import annotations
@@ -13,7 +11,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from activities.catalog import CatalogActivities
+from booking import catalog
+from booking.catalog import CatalogResult
 from booking.db import create_pool
 from booking.demo import (
     DEMO_ADMIN_ID,
@@ -22,7 +21,9 @@ from booking.demo import (
     DEMO_CARETAKER_ID,
     DEMO_TENANT_ID,
 )
-from workflows.catalog import ApartmentData, BuildingData, CatalogResult, UserData
+from booking.store.catalog import ApartmentData, BuildingData, UserData
+
+ACTOR = "seed"
 
 USERS = (
     UserData(DEMO_ADMIN_ID, "Ada", "Admin", "admin@example.com", True, "ADMIN"),
@@ -110,14 +111,14 @@ class SeedReport:
 
 async def seed(pool: asyncpg.Pool) -> SeedReport:
     """Write the demo users, building and apartments that are missing."""
-    activities = CatalogActivities(pool)
     report = SeedReport()
-    for user in USERS:
-        report.add("user", await activities.create_user(user))
-    for building in BUILDINGS:
-        report.add("building", await activities.create_building(building))
-    for apartment in APARTMENTS:
-        report.add("apartment", await activities.create_apartment(apartment))
+    async with pool.acquire() as conn:
+        for user in USERS:
+            report.add("user", await catalog.create_user(conn, user, actor=ACTOR))
+        for building in BUILDINGS:
+            report.add("building", await catalog.create_building(conn, building, actor=ACTOR))
+        for apartment in APARTMENTS:
+            report.add("apartment", await catalog.create_apartment(conn, apartment, actor=ACTOR))
     return report
 
 

@@ -12,14 +12,14 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from booking.contract import MAX_HOLD_SECONDS, MIN_HOLD_SECONDS
 from booking.errors import ConfigurationError
 
 DEV_API_KEY = "dev-api-key"
 DEV_JWT_SECRET = "dev-jwt-secret"  # noqa: S105 - the documented, dev-only value
 DEV_WEBHOOK_SECRET = "dev-webhook-secret"  # noqa: S105 - the documented, dev-only value
-
-MIN_HOLD_SECONDS = 1
-MAX_HOLD_SECONDS = 24 * 60 * 60
+# RFC 7518 3.2: an HS256 key shorter than the hash is guessable offline.
+MIN_JWT_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     introspection: bool = Field(default=True, validation_alias="BOOKING_GRAPHQL_INTROSPECTION")
     log_level: str = Field(default="INFO", validation_alias="BOOKING_LOG_LEVEL")
     # Freshness a CDN may give public GraphQL reads (buildings, apartments and
-    # their availability); see api/caching.py and README "Caching and CDN".
+    # their availability); see api/http_cache.py and docs/caching.md.
     cache_max_age: int = Field(default=5, ge=0, le=3600, validation_alias="BOOKING_CACHE_MAX_AGE")
     cache_stale_while_revalidate: int = Field(
         default=10, ge=0, le=86400, validation_alias="BOOKING_CACHE_STALE_WHILE_REVALIDATE"
@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     # answers ServiceUnavailable; without it, no worker means a request that hangs.
     temporal_call_timeout_seconds: float = Field(
         default=20, gt=0, le=600, validation_alias="BOOKING_TEMPORAL_CALL_TIMEOUT_SECONDS"
+    )
+    # Longest a database call of the API may take (waiting for a pooled connection, then the
+    # statement) before it answers ServiceUnavailable; /readyz has its own, shorter budget.
+    db_timeout_seconds: float = Field(
+        default=5, gt=0, le=300, validation_alias="BOOKING_DB_TIMEOUT_SECONDS"
+    )
+    # A stay is at most this long, and starts at most this far ahead (ValidationError beyond).
+    max_stay_days: int = Field(
+        default=1830, ge=1, le=3660, validation_alias="BOOKING_MAX_STAY_DAYS"
+    )
+    max_advance_days: int = Field(
+        default=730, ge=0, le=3660, validation_alias="BOOKING_MAX_ADVANCE_DAYS"
     )
     # When set, Authorization JWTs must carry this `iss` / `aud` (unset: not checked).
     jwt_issuer: str | None = Field(default=None, validation_alias="BOOKING_JWT_ISSUER")
@@ -75,6 +87,28 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    def refuse_unsafe_secrets(self, process: str) -> None:
+        """Outside ``booking dev``, refuse to start ``process`` with secrets anyone can guess.
+
+        The one check every long-running process (``booking api``, ``booking worker``,
+        ``python worker.py``) makes before it opens anything.
+        """
+        if self.dev_mode:
+            return
+        found = self.dev_secrets_in_use()
+        if found:
+            raise ConfigurationError(
+                f"refusing to start the {process}: {', '.join(found)} still hold the documented "
+                "dev value, which anyone can read in the README. Set your own secret(s), or use "
+                "`booking dev` for local development"
+            )
+        secret = self.jwt_secret
+        if secret is not None and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ConfigurationError(
+                f"refusing to start the {process}: BOOKING_JWT_SECRET must be at least "
+                f"{MIN_JWT_SECRET_BYTES} bytes"
+            )
 
     def dev_secrets_in_use(self) -> list[str]:
         """Names of settings that still hold a documented dev value."""

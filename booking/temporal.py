@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -10,13 +13,29 @@ from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
 from booking.errors import ConfigurationError
-from workflows.search_attributes import ALL_KEYS
+from booking.search_attributes import ALL_KEYS
+
+log = logging.getLogger(__name__)
+
+# What a server still starting up answers (the namespace not created yet, its search
+# attribute mapping not loaded yet): worth waiting for. Anything else is a real refusal.
+_TRANSIENT = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.NOT_FOUND,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.INTERNAL,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.ABORTED,
+    }
+)
 
 
 async def connect(
@@ -40,6 +59,49 @@ async def connect(
         raise ConfigurationError(
             f"cannot reach Temporal at {address}: {exc or type(exc).__name__}"
         ) from exc
+
+
+async def prepare_namespace(
+    address: str,
+    namespace: str,
+    *,
+    within: float = 300.0,
+    interval: float = 2.0,
+    say: Callable[[str], None] = log.info,
+) -> list[str]:
+    """Wait until ``namespace`` exists on ``address``, then register our search attributes.
+
+    What ``booking setup`` runs: a server that is still starting (refuses connections), a
+    namespace that a separate step creates a little later, and a search attribute mapping
+    that is not loaded yet are all waited for, for at most ``within`` seconds; a real
+    refusal (permission, a bad argument) fails at once. Idempotent: a second run finds
+    everything in place and changes nothing. Returns the attributes it registered.
+    """
+    deadline = time.monotonic() + within
+    last = "no answer yet"
+    while True:
+        try:
+            client = await connect(address, namespace, wait_seconds=min(10.0, within))
+            await client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace=namespace)
+            )
+            return await register_search_attributes(client, namespace)
+        except ConfigurationError as exc:
+            last = str(exc)
+        except RPCError as exc:
+            if exc.status not in _TRANSIENT:
+                raise ConfigurationError(
+                    f"Temporal at {address} refused namespace {namespace!r}: "
+                    f"{exc.status.name}: {exc.message}"
+                ) from exc
+            last = f"{exc.status.name}: {exc.message}"
+        if time.monotonic() + interval > deadline:
+            raise ConfigurationError(
+                f"namespace {namespace!r} on Temporal at {address} was not ready within "
+                f"{within:.0f} s (last answer: {last})"
+            )
+        say(f"waiting for namespace {namespace!r} on {address} ({last})")
+        await asyncio.sleep(interval)
 
 
 async def register_search_attributes(client: Client, namespace: str) -> list[str]:

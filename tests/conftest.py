@@ -10,9 +10,11 @@
   search attributes).
 
 Every client uses the production data converter. Postgres is ``DATABASE_URL``
-when set, else an embedded server for the session (fsync off). Every test gets
-a fresh task queue; tests that need clean rows make their own apartments, users
-and bookings with unique ids.
+when set, else an embedded server for the session (fsync off, started by
+``booking.devstack.Stack`` like every stack of ours). Every test gets a fresh
+task queue; tests that need clean rows make their own apartments, users and
+bookings with unique ids. ``client`` is the environment's client with the
+production converter, ``worker`` the production worker on the test's queue.
 """
 
 from __future__ import annotations
@@ -20,20 +22,24 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from booking.converter import DATA_CONVERTER
 from booking.db import create_pool, migrate
 from booking.devstack.binaries import find_binary
-from booking.devstack.postgres import EmbeddedPostgres
+from booking.devstack.stack import Stack
 from booking.devstack.temporal_server import dev_server_config_flags
+from booking.settings import Settings
 from booking.temporal import dev_server_search_attribute_flags, register_search_attributes
+from tests.helpers import booking_client
+from worker import create_worker
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -45,18 +51,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+async def database_url() -> AsyncIterator[str]:
     url = os.environ.get("DATABASE_URL")
     if url:
         yield url
         return
-    root = Path(tempfile.mkdtemp(prefix="booking-test-pg-"))
-    server = EmbeddedPostgres(data_dir=root / "data", durable=False)
-    server.start()
+    stack = Stack(Path(tempfile.mkdtemp(prefix="booking-test-pg-")))
     try:
-        yield server.dsn
+        yield await stack.start_postgres(durable=False)
     finally:
-        server.stop()
+        stack.stop()
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +113,17 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironme
 @pytest.fixture
 def task_queue() -> str:
     return f"tq-{uuid.uuid4()}"
+
+
+@pytest.fixture
+def client(env: WorkflowEnvironment) -> Client:
+    return booking_client(env)
+
+
+@pytest.fixture
+async def worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[Worker]:
+    async with create_worker(client, pool, Settings(), task_queue=task_queue) as running:
+        yield running
 
 
 _exit_status: int | None = None

@@ -1,13 +1,13 @@
 """A whole booking system made of real processes, for the fault tests (tests/test_faults.py).
 
-Every part is its own OS process, so a fault is real: ``kill -9`` of the worker, a stop and
-start of the Temporal dev server on its persisted SQLite file, a stop and start of Postgres
-on its data directory, a restart of the API process. Nothing is mocked.
+Built with ``booking.devstack.Stack``, like every stack of ours: every part is its own OS
+process, so a fault is real: ``kill -9`` of the worker, a crash and restart of the Temporal
+dev server on its persisted SQLite file, a stop and start of Postgres on its data directory,
+a restart of the API process. Nothing is mocked.
 
-- Postgres: ``EmbeddedPostgres`` on a data directory and port of its own;
-- Temporal: ``temporal server start-dev --db-filename`` (``TemporalDevServer``);
-- the worker: ``python worker.py``; the API: ``python -m booking.cli api``, both configured
-  only through the environment, as in production.
+The worker runs as ``python worker.py`` (the other entry point runs in every other stack),
+the API as ``booking api``, both configured only through the environment, as in production.
+Nothing restarts a part here but the test itself.
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -31,70 +28,15 @@ import asyncpg
 import httpx
 from temporalio.client import Client
 
-from booking.converter import DATA_CONVERTER
 from booking.db import create_pool, migrate
-from booking.devstack.binaries import find_binary
-from booking.devstack.net import tcp_open
-from booking.devstack.postgres import EmbeddedPostgres, free_port
-from booking.devstack.temporal_server import TemporalDevServer
+from booking.devstack.stack import ApiProcess, Stack, tail
 from booking.webhook_signing import SIGNATURE_HEADER, webhook_signature
+from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "fault-api-key-0123456789"
 JWT_SECRET = "fault-jwt-secret-0123456789abcdef"
-WEBHOOK_SECRET = "fault-webhook-secret-0123456789"
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-@dataclass
-class Proc:
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            out.write(f"\n=== start {time.strftime('%H:%M:%S')} ===\n".encode())
-            out.flush()
-            self.process = subprocess.Popen(
-                self.args,
-                env=self.env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no drain, no goodbye."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 25) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
-    def tail(self) -> str:
-        return f"--- {self.name} ({self.log}) ---\n{_tail(self.log)}"
+WEBHOOK_SECRET = "fault-webhook-secret-0123456789-0123456789"
 
 
 @dataclass
@@ -110,140 +52,95 @@ class Timings:
 class FaultStack:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.postgres = EmbeddedPostgres(data_dir=root / "pg", durable=True)
-        self.temporal_port = free_port()
-        self.temporal = TemporalDevServer(
-            binary=find_binary("temporal"),
-            host="127.0.0.1",
-            port=self.temporal_port,
-            ui_port=free_port(),
-            metrics_port=free_port(),
-            db_file=root / "temporal.db",
-        )
-        self.api_port = free_port()
-        self.task_queue = f"faults-{uuid.uuid4().hex[:8]}"
-        self.temporal_proc = Proc(
-            "temporal", self.temporal.args(), dict(os.environ), root / "temporal.log"
-        )
-        self.worker: Proc | None = None
-        self.api: Proc | None = None
+        self.parts = Stack(root)
+        self.parts.task_queue = f"faults-{uuid.uuid4().hex[:8]}"
         self.pool: asyncpg.Pool | None = None
-        self.client: Client | None = None
+        self.api: ApiProcess | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     @property
     def dsn(self) -> str:
-        return self.postgres.dsn
+        return self.parts.dsn
+
+    @property
+    def client(self) -> Client:
+        return self.parts.temporal
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        assert self.api is not None
+        return self.api.url
 
-    def child_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKING_")}
-        env.update(
+    async def start(self) -> None:
+        await self.parts.start_postgres(data_dir=self.root / "pg")
+        await migrate(self.dsn)
+        self.pool = await create_pool(self.dsn, min_size=1, max_size=20)
+        await self.parts.start_temporal(db_file=self.root / "temporal.db", within=60)
+        env = self.parts.child_env(
             {
-                "DATABASE_URL": self.dsn,
-                "TEMPORAL_ADDRESS": self.temporal.address,
-                "TEMPORAL_NAMESPACE": "default",
-                "BOOKING_TASK_QUEUE": self.task_queue,
                 "BOOKING_API_KEYS": API_KEY,
                 "BOOKING_JWT_SECRET": JWT_SECRET,
                 "BOOKING_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                "BOOKING_API_HOST": "127.0.0.1",
-                "BOOKING_API_PORT": str(self.api_port),
                 "BOOKING_LOG_LEVEL": "INFO",
                 "BOOKING_DB_POOL_MIN": "1",
                 "BOOKING_DB_POOL_MAX": "20",
-                "PYTHONUNBUFFERED": "1",
             }
         )
-        return env
-
-    async def start(self) -> None:
-        self.postgres.start()
-        await migrate(self.dsn)
-        self.pool = await create_pool(self.dsn, min_size=1, max_size=20)
-        await self.start_temporal()
-        self.worker = Proc(
-            "worker",
-            [sys.executable, str(ROOT / "worker.py")],
-            self.child_env(),
-            self.root / "worker.log",
+        self.parts.spawn_worker(
+            env,
+            command=[sys.executable, str(ROOT / "worker.py")],
+            log_file=self.root / "worker.log",
         )
-        self.api = Proc(
-            "api",
-            [sys.executable, "-m", "booking.cli", "api"],
-            self.child_env(),
-            self.root / "api.log",
-        )
-        self.worker.start()
-        await self.start_api()
+        self.api = self.parts.spawn_api(env, log_file=self.root / "api.log")
+        await self.parts.wait_ready(["api"])
 
-    async def start_temporal(self) -> None:
-        self.temporal_proc.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if not self.temporal_proc.alive():
-                raise RuntimeError(f"Temporal dev server exited\n{self.temporal_proc.tail()}")
-            try:
-                client = await Client.connect(self.temporal.address, data_converter=DATA_CONVERTER)
-                await client.service_client.check_health()
-                self.client = client
-                return
-            except Exception:
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"Temporal dev server did not start\n{self.temporal_proc.tail()}")
+    # Faults and recoveries, each on one part.
+
+    def kill_worker(self) -> None:
+        """SIGKILL: no drain, no goodbye."""
+        self.parts.kill("worker")
+
+    async def start_worker(self) -> None:
+        await self.parts.restart("worker", wait=False)
 
     def kill_temporal(self) -> None:
         """A crash: nothing flushed or closed (its SQLite file must recover from its log)."""
-        self.temporal_proc.kill()
+        self.parts.kill("temporal")
+
+    async def start_temporal(self) -> None:
+        await self.parts.restart("temporal")
+
+    def kill_api(self) -> None:
+        self.parts.kill("api")
 
     async def start_api(self) -> None:
-        assert self.api is not None
-        self.api.start()
-        await self.wait_api_ready()
-
-    async def wait_api_ready(self, limit: float = 60) -> None:
-        assert self.api is not None
-        deadline = time.monotonic() + limit
-        async with httpx.AsyncClient(timeout=2) as http:
-            while time.monotonic() < deadline:
-                if not self.api.alive():
-                    raise RuntimeError(f"API exited\n{self.api.tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"{self.api_url}/readyz")).status_code == 200:
-                        return
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"API not ready\n{self.api.tail()}")
+        await self.parts.restart("api")
 
     def stop_postgres(self) -> None:
-        self.postgres.stop()
+        self.parts.stop_postgres()
 
     def start_postgres(self) -> None:
-        deadline = time.monotonic() + 20
-        while tcp_open(self.postgres.host, self.postgres.port) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.postgres.start()
+        self.parts.restart_postgres()
+
+    def alive(self, name: str) -> bool:
+        return self.parts.child(name).alive()
 
     async def close(self) -> None:
-        for proc in (self.api, self.worker):
-            if proc is not None:
-                proc.stop(signal.SIGTERM, timeout=15)
         if self.pool is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.close(), 10)
-        self.temporal_proc.stop(signal.SIGTERM)
-        self.postgres.stop()
+        await asyncio.to_thread(self.parts.stop)
         # The logs stay (small, and what one reads after a failure); the data goes.
-        shutil.rmtree(self.postgres.data_dir, ignore_errors=True)
+        shutil.rmtree(self.root / "pg", ignore_errors=True)
         for leftover in self.root.glob("temporal.db*"):
             leftover.unlink(missing_ok=True)
 
     def tails(self) -> str:
-        procs = [p for p in (self.worker, self.api, self.temporal_proc) if p is not None]
-        return "\n".join(p.tail() for p in procs)
+        return "\n".join(
+            f"--- {child.name} ({child.log_file}) ---\n{tail(child.log_file, 30)}"
+            for child in self.parts.supervisor.children
+        )
 
     # -- data and traffic --------------------------------------------------------------
 
@@ -370,20 +267,26 @@ class FaultStack:
 
     async def wait_settled(self, booking_ids: list[str], limit: float) -> float:
         """Wait until none of the bookings is PENDING; return the seconds it took."""
-        assert self.pool is not None
+        pool = self.pool
+        assert pool is not None
         started = time.monotonic()
-        deadline = started + limit
-        while time.monotonic() < deadline:
+
+        async def pending() -> int | None:
+            # Postgres itself may be the part that is down.
             with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                pending = await self.pool.fetchval(
+                count: int = await pool.fetchval(
                     "SELECT count(*) FROM bookings WHERE id = ANY($1::text[]) "
                     "AND booking_status = 'PENDING'",
                     booking_ids,
                 )
-                if pending == 0:
-                    return time.monotonic() - started
-            await asyncio.sleep(0.25)
-        raise AssertionError(f"bookings still PENDING after {limit} s\n{self.tails()}")
+                return count
+            return None
+
+        try:
+            await eventually(pending, lambda n: n == 0, within=limit, interval=0.25)
+        except AssertionError as exc:
+            raise AssertionError(f"bookings still PENDING: {exc}\n{self.tails()}") from None
+        return time.monotonic() - started
 
     async def outcome(self, booking_ids: list[str]) -> dict[str, dict[str, Any]]:
         """booking id -> status, reason, apartment status, payments [(reference, outcome)]."""

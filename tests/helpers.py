@@ -18,13 +18,16 @@ test asserts what ran whichever way the workflow ran it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 from temporalio.api.enums.v1 import EventType
@@ -33,18 +36,56 @@ from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 
+from booking.contract import BookingInput, BookingState, start_search_attributes, workflow_id_for
 from booking.converter import DATA_CONVERTER
-from workflows.booking import (
-    ApartmentBookingWorkflow,
-    BookingInput,
-    BookingState,
-    start_search_attributes,
-    workflow_id_for,
-)
+from workflows.booking import ApartmentBookingWorkflow
+
+T = TypeVar("T")
 
 HISTORIES = Path(__file__).parent / "histories"
 # The marker sdk-core records for a local activity's result (there are no ActivityTask* events).
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool] = bool,
+    *,
+    within: float = 10.0,
+    interval: float = 0.05,
+    what: str = "the condition",
+) -> T:
+    """Call ``probe`` until ``done`` holds for its answer; return that answer.
+
+    Raises AssertionError naming ``what`` and the last answer once ``within`` seconds passed.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {within:.0f} s (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+def eventually_sync(
+    probe: Callable[[], T],
+    done: Callable[[T], bool] = bool,
+    *,
+    within: float = 10.0,
+    interval: float = 0.1,
+    what: str = "the condition",
+) -> T:
+    """:func:`eventually` for tests that run no event loop (subprocess tests)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = probe()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {within:.0f} s (last: {value!r})")
+        time.sleep(interval)
 
 
 @dataclass(frozen=True)

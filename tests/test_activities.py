@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -20,25 +19,9 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
-from temporalio.worker import Worker
 
 from activities.booking import AttemptBounds, BookingActivities
-from booking.db import create_pool
-from booking.settings import Settings
-from booking.store import Conn
-from tests.helpers import (
-    activity_steps,
-    apartment_row,
-    booking_client,
-    booking_input,
-    booking_row,
-    events,
-    make_rental,
-    start_booking,
-)
-from worker import create_worker
-from workflows.booking import (
-    ApartmentBookingWorkflow,
+from booking.contract import (
     BookingInput,
     BookingState,
     ConfirmRequest,
@@ -50,32 +33,40 @@ from workflows.booking import (
     start_search_attributes,
     workflow_id_for,
 )
+from booking.db import create_pool
+from booking.store import Conn
+from tests.helpers import (
+    activity_steps,
+    apartment_row,
+    booking_input,
+    booking_row,
+    events,
+    eventually,
+    make_rental,
+    start_booking,
+)
+from workflows.booking import ApartmentBookingWorkflow
 
 
-@pytest.fixture
-def client(env: WorkflowEnvironment) -> Client:
-    return booking_client(env)
-
-
-@pytest.fixture
-async def worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[Worker]:
-    async with create_worker(client, pool, Settings(), task_queue=task_queue) as running:
-        yield running
-
-
-def _reserve_request(apartment_id: str, user_id: str, **overrides: object) -> ReserveRequest:
+def _reserve_request(
+    apartment_id: str,
+    user_id: str,
+    *,
+    hold_expires_at: datetime = datetime(2030, 12, 1, 12, 0, tzinfo=UTC),
+    **overrides: object,
+) -> ReserveRequest:
     booking_id = str(uuid.uuid4())
     fields: dict[str, object] = {
         "booking_id": booking_id,
-        "workflow_id": workflow_id_for(booking_id),
         "apartment_id": apartment_id,
         "user_id": user_id,
         "start_date": date(2031, 1, 1),
         "end_date": date(2031, 7, 1),
-        "hold_expires_at": datetime(2030, 12, 1, 12, 0, tzinfo=UTC),
+        "hold_seconds": 900,
     }
     fields.update(overrides)
-    return ReserveRequest(**fields)  # type: ignore[arg-type]
+    booking = BookingInput(**fields)  # type: ignore[arg-type]
+    return ReserveRequest(booking, workflow_id_for(booking_id), hold_expires_at)
 
 
 async def _activity_error(call: object) -> ApplicationError:
@@ -107,14 +98,14 @@ async def test_reserve_confirm_end_lease_are_idempotent(pool: asyncpg.Pool) -> N
 
     paid_at = datetime(2030, 12, 1, 11, 0, tzinfo=UTC)
     payment = PaymentInput(50_000, "SEK", f"pay-{uuid.uuid4()}")
-    confirm = ConfirmRequest(request.booking_id, payment, paid_at)
+    confirm = ConfirmRequest(request.booking.booking_id, payment, paid_at)
     await run(acts.confirm_booking, confirm)
     await run(acts.confirm_booking, confirm)
     ended = datetime(2031, 7, 1, tzinfo=UTC)
-    await run(acts.end_lease, EndLeaseRequest(request.booking_id, ended))
-    await run(acts.end_lease, EndLeaseRequest(request.booking_id, ended))
+    await run(acts.end_lease, EndLeaseRequest(request.booking.booking_id, ended))
+    await run(acts.end_lease, EndLeaseRequest(request.booking.booking_id, ended))
 
-    row = await booking_row(pool, request.booking_id)
+    row = await booking_row(pool, request.booking.booking_id)
     assert row is not None
     assert (row["booking_status"], row["paid_at"], row["lease_ended_at"]) == (
         "APPROVED",
@@ -123,11 +114,11 @@ async def test_reserve_confirm_end_lease_are_idempotent(pool: asyncpg.Pool) -> N
     )
     assert (
         await pool.fetchval(
-            "SELECT count(*) FROM payments WHERE booking_id = $1", request.booking_id
+            "SELECT count(*) FROM payments WHERE booking_id = $1", request.booking.booking_id
         )
         == 1
     )
-    assert await events(pool, request.booking_id) == [
+    assert await events(pool, request.booking.booking_id) == [
         (None, "PENDING", "RESERVED"),
         ("PENDING", "APPROVED", "PAID"),
         ("APPROVED", "APPROVED", "LEASE_ENDED"),
@@ -140,16 +131,20 @@ async def test_release_and_refund_are_idempotent(pool: asyncpg.Pool) -> None:
     acts = BookingActivities(pool)
     run = ActivityEnvironment().run
     request = _reserve_request(rental.apartment_id, rental.user_id)
-    assert not await run(acts.release_booking, ReleaseRequest(request.booking_id, "EXPIRED"))
+    assert not await run(
+        acts.release_booking, ReleaseRequest(request.booking.booking_id, "EXPIRED")
+    )
 
     await run(acts.reserve_apartment, request)
-    assert await run(acts.release_booking, ReleaseRequest(request.booking_id, "EXPIRED"))
-    assert not await run(acts.release_booking, ReleaseRequest(request.booking_id, "EXPIRED"))
+    assert await run(acts.release_booking, ReleaseRequest(request.booking.booking_id, "EXPIRED"))
+    assert not await run(
+        acts.release_booking, ReleaseRequest(request.booking.booking_id, "EXPIRED")
+    )
     apartment = await apartment_row(pool, rental.apartment_id)
     assert apartment["apartment_status"] == "VACANT"
 
     late = PaymentInput(rental.monthly_rent, rental.currency, f"pay-{uuid.uuid4()}")
-    refund = RefundRequest(request.booking_id, late, "HOLD_OVER", datetime.now(UTC))
+    refund = RefundRequest(request.booking.booking_id, late, "HOLD_OVER", datetime.now(UTC))
     first = await run(acts.refund_payment, refund)
     second = await run(acts.refund_payment, refund)
     assert first.created and not second.created
@@ -161,15 +156,15 @@ async def test_release_and_refund_are_idempotent(pool: asyncpg.Pool) -> None:
     error = await _activity_error(
         run(
             acts.refund_payment,
-            RefundRequest(other.booking_id, late, "HOLD_OVER", datetime.now(UTC)),
+            RefundRequest(other.booking.booking_id, late, "HOLD_OVER", datetime.now(UTC)),
         )
     )
     assert (error.type, error.non_retryable) == ("PaymentRejected", True)
     error = await _activity_error(
-        run(acts.confirm_booking, ConfirmRequest(other.booking_id, late, datetime.now(UTC)))
+        run(acts.confirm_booking, ConfirmRequest(other.booking.booking_id, late, datetime.now(UTC)))
     )
     assert (error.type, error.non_retryable) == ("PaymentRejected", True)
-    row = await booking_row(pool, other.booking_id)
+    row = await booking_row(pool, other.booking.booking_id)
     assert row is not None and row["booking_status"] == "PENDING"  # rolled back
 
 
@@ -242,16 +237,13 @@ async def test_transient_database_failure_is_retried(
             "SELECT 1 FROM apartments WHERE id = $1 FOR UPDATE", rental.apartment_id
         )
         handle = await start_booking(client, data, task_queue)
-        victim = None
-        for _ in range(200):
-            victim = await locker.fetchval(
+        victim = await eventually(
+            lambda: locker.fetchval(
                 """SELECT pid FROM pg_stat_activity
                     WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid))"""
-            )
-            if victim is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert victim is not None, "the reserve never blocked on the row lock"
+            ),
+            what="the reserve blocking on the row lock",
+        )
         assert await locker.fetchval("SELECT pg_terminate_backend($1)", victim)
         await tx.rollback()
 
@@ -302,7 +294,7 @@ async def test_hold_deadline_is_stored_as_given(pool: asyncpg.Pool) -> None:
     deadline = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=15)
     request = _reserve_request(rental.apartment_id, rental.user_id, hold_expires_at=deadline)
     await ActivityEnvironment().run(BookingActivities(pool).reserve_apartment, request)
-    row = await booking_row(pool, request.booking_id)
+    row = await booking_row(pool, request.booking.booking_id)
     assert row is not None
     assert (row["hold_expires_at"], row["amount_due"], row["currency"].strip()) == (
         deadline,
@@ -353,9 +345,11 @@ async def test_abandoned_attempt_and_its_retry_hold_one_reservation(pool: asyncp
     rows = await pool.fetch(
         "SELECT id, booking_status FROM bookings WHERE apartment_id = $1", rental.apartment_id
     )
-    assert [(r["id"], r["booking_status"]) for r in rows] == [(request.booking_id, "PENDING")]
+    assert [(r["id"], r["booking_status"]) for r in rows] == [
+        (request.booking.booking_id, "PENDING")
+    ]
     assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "RESERVED"
-    assert await events(pool, request.booking_id) == [(None, "PENDING", "RESERVED")]
+    assert await events(pool, request.booking.booking_id) == [(None, "PENDING", "RESERVED")]
 
 
 async def test_attempt_blocked_past_its_bound_fails_retryably_and_writes_nothing(
@@ -379,14 +373,14 @@ async def test_attempt_blocked_past_its_bound_fails_retryably_and_writes_nothing
         error = await _activity_error(ActivityEnvironment().run(acts.reserve_apartment, request))
         waited = asyncio.get_running_loop().time() - started
         # Still holding the lock: the attempt gave up by itself, it did not wait for us.
-        assert await booking_row(pool, request.booking_id) is None
+        assert await booking_row(pool, request.booking.booking_id) is None
         await tx.rollback()
 
     assert (error.type, error.non_retryable) == ("DatabaseBusy", False)
     assert isinstance(error.__cause__, asyncpg.LockNotAvailableError)
     assert waited < 3
     assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
-    assert await events(pool, request.booking_id) == []
+    assert await events(pool, request.booking.booking_id) == []
     # The retry, with the lock gone, places the hold.
     placed = await ActivityEnvironment().run(acts.reserve_apartment, request)
     assert placed.created
@@ -408,7 +402,7 @@ async def test_attempt_waiting_for_a_connection_fails_retryably(
     finally:
         await tiny.close()
     assert (error.type, error.non_retryable) == ("DatabaseBusy", False)
-    assert await booking_row(pool, request.booking_id) is None
+    assert await booking_row(pool, request.booking.booking_id) is None
 
 
 def test_attempt_bounds_end_before_temporal_retries() -> None:

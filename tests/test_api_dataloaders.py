@@ -10,12 +10,12 @@ from typing import Any
 
 import asyncpg
 
-from api.auth import Authenticator
-from api.context import Principal, RequestContext
-from api.loaders import Loaders
+from api.auth import Authenticator, Principal
+from api.context import RequestContext
+from api.loaders import Loaders, Reader
 from api.metrics import ApiMetrics
 from api.schema import build_schema
-from api.services import Reader, Services
+from api.services import Services
 from booking.settings import Settings
 from tests.helpers import insert_user, unique
 
@@ -56,7 +56,7 @@ API_KEY = Principal(user_id=None, groups=frozenset(), trusted=True)
 async def _run(
     pool: asyncpg.Pool, query: str, principal: Principal = API_KEY, **variables: Any
 ) -> tuple[dict[str, Any], int]:
-    reader = Reader(pool)
+    reader = Reader(pool, timeout=5)
     settings = Settings()
     context = RequestContext(
         services=Services(

@@ -13,12 +13,12 @@ from graphql import GraphQLError
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
-from api.auth import Authenticator
-from api.context import Principal, RequestContext
+from api.auth import Authenticator, Principal
+from api.context import RequestContext
 from api.errors import ServiceUnavailable, appsync_error, classify, domain_error_from
-from api.loaders import Loaders
+from api.loaders import Loaders, Reader
 from api.metrics import ApiMetrics
-from api.operations import ReserveRequest, check_same_booking
+from api.operations import check_same_booking
 from api.pagination import MAX_LIMIT, decode_token, encode_token, page_limit
 from api.scalars import (
     parse_aws_date,
@@ -26,7 +26,8 @@ from api.scalars import (
     serialize_aws_date,
     serialize_aws_datetime,
 )
-from api.services import Reader, Services
+from api.services import Services
+from booking.contract import BookingInput
 from booking.errors import (
     ApartmentUnavailable,
     BookingExpired,
@@ -231,7 +232,7 @@ async def test_unset_issuer_and_audience_are_not_checked() -> None:
 
 def test_each_operation_gets_fresh_loaders_and_the_same_caller() -> None:
     settings = Settings()
-    reader = Reader(cast("asyncpg.Pool", object()))
+    reader = Reader(cast("asyncpg.Pool", object()), timeout=5)
     reader.queries = 7
     principal = Principal(user_id="t1", groups=frozenset({"Tenants"}), trusted=False)
     connection = RequestContext(
@@ -267,7 +268,8 @@ def test_who_may_read_an_account() -> None:
 
 
 def test_a_key_reused_for_another_stay_is_refused() -> None:
-    request = ReserveRequest(
+    request = BookingInput(
+        booking_id="b",
         apartment_id="a",
         user_id="u",
         start_date=date(2031, 1, 1),

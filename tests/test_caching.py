@@ -1,4 +1,4 @@
-"""Unit tests of api.caching: the middleware around a fake GraphQL endpoint.
+"""Unit tests of api.http_cache, api.persisted_queries and api.web around a fake endpoint.
 
 The fake endpoint only echoes what reached it, so these tests pin the HTTP
 behaviour (headers, 304s, persisted queries) of the middleware alone; the real
@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from api import caching
+from api import http_cache, persisted_queries, web
 from booking.settings import Settings
 
 SECRET = "a-test-secret-of-at-least-32-bytes!"
@@ -64,8 +64,10 @@ class FakeGraphQL:
 
 def make_app(settings: Settings) -> tuple[Starlette, FakeGraphQL]:
     fake = FakeGraphQL()
-    app = Starlette(routes=[Route("/graphql", fake.handle, methods=["GET", "POST"])])
-    caching.install(app, settings)
+    app = Starlette(
+        routes=[*web.routes(settings), Route("/graphql", fake.handle, methods=["GET", "POST"])]
+    )
+    app.add_middleware(http_cache.CachingMiddleware, settings=settings)
     return app, fake
 
 
@@ -108,7 +110,7 @@ def apq(query_hash: str) -> str:
     ],
 )
 def test_catalogue_reads_are_public(query: str) -> None:
-    assert caching.classify(query, None) == "public"
+    assert http_cache.classify(query, None) == "public"
 
 
 @pytest.mark.parametrize(
@@ -133,7 +135,7 @@ def test_catalogue_reads_are_public(query: str) -> None:
     ],
 )
 def test_everything_else_is_private(query: str) -> None:
-    assert caching.classify(query, None) == "private"
+    assert http_cache.classify(query, None) == "private"
 
 
 def test_operation_name_picks_the_operation() -> None:
@@ -142,11 +144,11 @@ def test_operation_name_picks_the_operation() -> None:
         'query Priv { getBooking(id: "1") { id } } '
         'mutation M { cancelBooking(id: "1") { id } }'
     )
-    assert caching.classify(document, "Pub") == "public"
-    assert caching.classify(document, "Priv") == "private"
-    assert caching.classify(document, "M") == "mutation"
-    assert caching.classify(document, None) == "private"  # ambiguous without a name
-    assert caching.classify(document, "Missing") == "private"
+    assert http_cache.classify(document, "Pub") == "public"
+    assert http_cache.classify(document, "Priv") == "private"
+    assert http_cache.classify(document, "M") == "mutation"
+    assert http_cache.classify(document, None) == "private"  # ambiguous without a name
+    assert http_cache.classify(document, "Missing") == "private"
 
 
 # ------------------------------------------------------------------ headers and 304
@@ -308,7 +310,7 @@ async def test_apq_rejects_malformed_extensions(
 
 
 def test_apq_store_is_bounded_lru() -> None:
-    store = caching.PersistedQueryStore(max_entries=2)
+    store = persisted_queries.PersistedQueryStore(max_entries=2)
     store.put("a", "qa")
     store.put("b", "qb")
     assert store.get("a") == "qa"  # a is now the most recent
@@ -350,11 +352,11 @@ async def test_page_links_hashed_immutable_assets(client_and_fake: Any) -> None:
 
 
 def test_asset_names_follow_content(tmp_path: Any) -> None:
-    for name in caching.ASSET_SOURCES:
+    for name in web.ASSET_SOURCES:
         (tmp_path / name).write_text("one")
-    before = caching.build_assets(tmp_path)
+    before = web.build_assets(tmp_path)
     (tmp_path / "app.js").write_text("two")
-    after = caching.build_assets(tmp_path)
+    after = web.build_assets(tmp_path)
     assert before["app.js"].url_name != after["app.js"].url_name
     assert before["app.css"].url_name == after["app.css"].url_name
 

@@ -13,8 +13,8 @@ import jwt
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from booking.cli import build_parser
 from booking.settings import DEV_JWT_SECRET
+from cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ def booking(
     base.pop("TEMPORAL_ADDRESS", None)
     base.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "booking.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env=base,
         capture_output=True,
         text=True,

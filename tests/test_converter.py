@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from booking.contract import BookingInput, BookingState, PaymentInput, Reservation
 from booking.converter import DATA_CONVERTER, BookingPayloadConverter
-from workflows.booking import BookingInput, BookingState, PaymentInput, Reservation
 
 VALUES: list[Any] = [
     BookingInput("b-1", "apt-1", "user-1", date(2031, 1, 1), date(2031, 7, 1), 900, "key", None),

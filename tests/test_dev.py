@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from booking.devstack.postgres import free_port
+from booking.devstack.net import free_port
+from tests.helpers import eventually_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 UP_WITHIN_SECONDS = 15.0
@@ -62,7 +63,7 @@ class Ports:
 
 def dev_command(data_dir: Path, ports: Ports, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "booking.cli", "dev",
+        sys.executable, "-m", "cli", "dev",
         "--data-dir", str(data_dir), *ports.flags(), *extra,
     ]  # fmt: skip
 
@@ -118,7 +119,7 @@ def test_a_missing_temporal_binary_is_a_clear_error(tmp_path: Path) -> None:
     # The binary is looked up beside the interpreter and on PATH: point both elsewhere.
     script = (
         "import sys; sys.executable = '/nonexistent/bin/python'; "
-        "from booking.cli import main; main(sys.argv[1:])"
+        "from cli.main import main; main(sys.argv[1:])"
     )
     result = subprocess.run(
         [sys.executable, "-c", script, *dev_command(tmp_path / "data", Ports.free())[3:]],
@@ -261,11 +262,13 @@ def dev_processes() -> Iterator[list[DevProcess]]:
 
 
 def assert_all_gone(pids: set[int], output: str) -> None:
-    deadline = time.monotonic() + 15
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = sorted(pid for pid in pids if alive(pid))
-    assert not left, f"processes left behind: {left}\n{output}"
+    left = eventually_sync(
+        lambda: sorted(pid for pid in pids if alive(pid)),
+        lambda left: not left,
+        within=15,
+        what=f"every process stopping\n{output}\n",
+    )
+    assert not left
 
 
 RESERVE = """
@@ -319,10 +322,13 @@ def test_dev_starts_everything_stops_everything_and_resumes_holds(
     state = second.query(get)["data"]["getBooking"]
     assert state == {"bookingStatus": "PENDING", "cancellationReason": None}, state
 
-    deadline = time.monotonic() + 60
-    while state["bookingStatus"] == "PENDING" and time.monotonic() < deadline:
-        time.sleep(0.5)
-        state = second.query(get)["data"]["getBooking"]
+    state = eventually_sync(
+        lambda: second.query(get)["data"]["getBooking"],
+        lambda state: state["bookingStatus"] != "PENDING",
+        within=60,
+        interval=0.5,
+        what="the resumed hold expiring",
+    )
     assert state == {"bookingStatus": "CANCELLED", "cancellationReason": "EXPIRED"}, state
     apartment = second.query('{ getApartment(id: "1234567") { apartmentStatus } }')
     assert apartment["data"]["getApartment"]["apartmentStatus"] == "VACANT"
@@ -341,11 +347,13 @@ def test_sigterm_while_starting_stops_what_was_started(
 ) -> None:
     dev = DevProcess(tmp_path / "data", Ports.free(), tmp_path / "dev.log")
     dev_processes.append(dev)
-    deadline = time.monotonic() + 30
-    while "[ok] Temporal" not in dev.output():  # Postgres and Temporal are running
-        assert time.monotonic() < deadline, dev.output()
+
+    def starting() -> str:
         assert dev.process.poll() is None, dev.output()
-        time.sleep(0.05)
+        return dev.output()
+
+    # Postgres and Temporal are running.
+    eventually_sync(starting, lambda out: "[ok] Temporal" in out, within=30, interval=0.05)
     pids = dev.stop()
     assert len(pids) >= 2, pids
     assert_all_gone(pids, dev.output())

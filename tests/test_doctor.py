@@ -22,7 +22,6 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.repair import RepairActivities
 from booking.db import create_pool, migrate
 from booking.doctor import (
     ABANDONED_HOLD,
@@ -32,11 +31,12 @@ from booking.doctor import (
     ORPHANED_RESERVATION,
     PENDING_NOT_RESERVED,
     Finding,
+    cancel_abandoned_booking,
     examine,
+    release_orphaned_apartment,
     repair,
     run_doctor,
 )
-from booking.settings import Settings
 from tests.helpers import (
     Rental,
     apartment_row,
@@ -47,18 +47,6 @@ from tests.helpers import (
     make_rental,
     start_and_hold,
 )
-from worker import create_worker
-
-
-@pytest.fixture
-def client(env: WorkflowEnvironment) -> Client:
-    return booking_client(env)
-
-
-@pytest.fixture
-async def worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[None]:
-    async with create_worker(client, pool, Settings(), task_queue=task_queue):
-        yield
 
 
 async def _hand_made_booking(
@@ -260,25 +248,24 @@ async def test_every_kind_of_drift_is_found_and_the_safe_ones_repaired(
 async def test_repairs_are_idempotent_and_refuse_healed_drift(
     env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    repairs = RepairActivities(pool)
     rental = await make_rental(pool)
     handle, held = await start_and_hold(client, await booking_input(env, rental), task_queue)
 
     # The apartment is RESERVED by a live PENDING booking: not orphaned, nothing done.
-    outcome = await repairs.release_orphaned_apartment(rental.apartment_id)
+    outcome = await release_orphaned_apartment(pool, rental.apartment_id)
     assert not outcome.changed
     assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "RESERVED"
 
     await handle.terminate("operator mistake")
-    first = await repairs.cancel_abandoned_booking(held.booking_id)
-    second = await repairs.cancel_abandoned_booking(held.booking_id)
+    first = await cancel_abandoned_booking(pool, held.booking_id)
+    second = await cancel_abandoned_booking(pool, held.booking_id)
     assert first.changed and not second.changed
     assert [e for e in await events(pool, held.booking_id) if e[2] == "DRIFT_REPAIRED"] == [
         ("PENDING", "CANCELLED", "DRIFT_REPAIRED")
     ]
     # Already VACANT: releasing again changes nothing.
-    assert not (await repairs.release_orphaned_apartment(rental.apartment_id)).changed
-    assert not (await repairs.cancel_abandoned_booking("no-such-booking")).changed
+    assert not (await release_orphaned_apartment(pool, rental.apartment_id)).changed
+    assert not (await cancel_abandoned_booking(pool, "no-such-booking")).changed
 
 
 @pytest.fixture
@@ -314,7 +301,7 @@ async def test_cli_exit_status_follows_the_drift_left(
 
         def doctor(*flags: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [sys.executable, "-m", "booking.cli", "doctor", *flags],
+                [sys.executable, "-m", "cli", "doctor", *flags],
                 env=cli_env,
                 capture_output=True,
                 text=True,

@@ -34,6 +34,7 @@ import pytest
 
 from booking.doctor import examine
 from tests.fault_stack import FaultStack
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.faults
 
@@ -145,7 +146,7 @@ def _assert_outcome(
 
 
 async def _assert_no_drift(stack: FaultStack, ids: set[str]) -> None:
-    assert stack.pool is not None and stack.client is not None
+    assert stack.pool is not None
     findings = await examine(stack.pool, stack.client)
     mine = [f for f in findings if f.booking_id in ids or f.apartment_id in ids]
     assert mine == [], mine
@@ -197,11 +198,10 @@ async def test_worker_killed_while_holds_are_open_and_payments_arrive(stack: Fau
 
         paying = asyncio.gather(*(pay(i, b) for i, b in enumerate(paid_bookings)))
         await asyncio.sleep(spread * 0.25)
-        assert stack.worker is not None
-        stack.worker.kill()
+        stack.kill_worker()
         killed_at = time.monotonic()
         await asyncio.sleep(3)
-        stack.worker.start()
+        await stack.start_worker()
         restarted_at = time.monotonic()
         restarted_after = restarted_at - killed_at
         await paying
@@ -246,8 +246,7 @@ async def test_worker_down_across_the_deadline_keeps_on_time_payments(stack: Fau
     pairs = await stack.make_apartments(holds)
     bookings = await _reserve_all(stack, pairs, hold_seconds)
     on_time, late = bookings[: holds // 2], bookings[holds // 2 :]
-    assert stack.worker is not None
-    stack.worker.kill()
+    stack.kill_worker()
     killed_at = time.monotonic()
     references = {b["id"]: f"pay-{uuid.uuid4().hex}" for b in bookings}
     async with httpx.AsyncClient(timeout=30) as http:
@@ -260,20 +259,22 @@ async def test_worker_down_across_the_deadline_keeps_on_time_payments(stack: Fau
             reference = references[booking["id"]]
             response = await stack.pay_webhook(http, booking, reference, f"evt-{reference}")
             assert response.status_code == 202, response.text
-    stack.worker.start()
+    await stack.start_worker()
     down = time.monotonic() - killed_at
     ids = [b["id"] for b in bookings]
     settle_seconds = await stack.wait_settled(ids, limit=60)
     late_ids = [b["id"] for b in late]
     # The refund is written after the release; wait for it as well.
     assert stack.pool is not None
-    for _ in range(200):
-        refunds = await stack.pool.fetchval(
+    pool = stack.pool
+    await eventually(
+        lambda: pool.fetchval(
             "SELECT count(*) FROM refunds WHERE booking_id = ANY($1::text[])", late_ids
-        )
-        if refunds == len(late):
-            break
-        await asyncio.sleep(0.1)
+        ),
+        lambda refunds: refunds == len(late),
+        within=20,
+        what="a refund for every late payment",
+    )
     outcome = await stack.outcome(ids)
     for booking in on_time:
         assert outcome[booking["id"]] == {
@@ -414,8 +415,8 @@ async def test_postgres_unavailable_while_confirmations_run(stack: FaultStack) -
     settle_seconds = await stack.wait_settled(ids, limit=hold_seconds + 90)
     _assert_outcome(await stack.outcome(ids), references, [b["id"] for b in unpaid])
     await _assert_no_drift(stack, set(ids) | {p[0] for p in pairs})
-    assert stack.worker is not None and stack.worker.alive()
-    assert stack.api is not None and stack.api.alive()
+    assert stack.alive("worker")
+    assert stack.alive("api")
     _report(
         "Postgres unavailable",
         holds=holds,
@@ -477,8 +478,7 @@ async def test_api_restarted_mid_traffic(stack: FaultStack) -> None:
 
     traffic = asyncio.gather(*(client(a, u) for a, u in pairs))
     await asyncio.sleep(1.0)
-    assert stack.api is not None
-    stack.api.kill()
+    stack.kill_api()
     killed_at = time.monotonic()
     await asyncio.sleep(0.5)
     await stack.start_api()

@@ -34,7 +34,7 @@ def _run(command: str, **env: str) -> subprocess.CompletedProcess[str]:
         }
     )
     return subprocess.run(
-        [sys.executable, "-m", "booking.cli", command],
+        [sys.executable, "-m", "cli", command],
         env=base,
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
 """POST /webhooks/payments against a real worker, real Postgres and the Temporal test server.
 
-The route is mounted on a bare Starlette app (``api.webhooks.install``) and called over
+The route is mounted on a bare Starlette app (``api.webhooks.route``) and called over
 ASGI; tests/e2e and tests/test_faults*.py call it over real HTTP through the full API.
 Every refusal is checked for "nothing changed": no payment row, booking still PENDING, no
 ``payment_received`` signal in the workflow's history.
@@ -24,7 +24,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from api.webhooks import MAX_BODY_BYTES, PATH, install
+from api.webhooks import MAX_BODY_BYTES, PATH, route
+from booking.contract import BookingState, workflow_id_for
 from booking.settings import Settings
 from booking.webhook_signing import (
     SIGNATURE_HEADER,
@@ -35,39 +36,21 @@ from booking.webhook_signing import (
 )
 from tests.helpers import (
     apartment_row,
-    booking_client,
     booking_input,
     booking_row,
+    eventually,
     make_rental,
     start_and_hold,
 )
-from worker import create_worker
-from workflows.booking import BookingState, workflow_id_for
 
 SECRET = "whsec-test-0123456789abcdef"
 
 Post = Callable[..., Awaitable[httpx.Response]]
 
 
-@pytest.fixture
-def client(env: WorkflowEnvironment) -> Client:
-    return booking_client(env)
-
-
-@pytest.fixture
-async def worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[None]:
-    async with create_worker(client, pool, Settings(), task_queue=task_queue):
-        yield
-
-
 def _app(client: Client, secret: str | None = SECRET) -> Starlette:
-    app = Starlette()
-
-    async def source() -> Client:
-        return client
-
-    install(app, Settings(BOOKING_WEBHOOK_SECRET=secret), client_source=source)  # type: ignore[call-arg]
-    return app
+    settings = Settings(BOOKING_WEBHOOK_SECRET=secret)  # type: ignore[call-arg]
+    return Starlette(routes=[route(settings, lambda: client)])
 
 
 @pytest.fixture
@@ -102,12 +85,13 @@ async def _post(http: httpx.AsyncClient, body: bytes, headers: dict[str, str]) -
 
 
 async def _wait_for(pool: asyncpg.Pool, booking_id: str, status: str) -> asyncpg.Record:
-    for _ in range(200):
-        row = await booking_row(pool, booking_id)
-        if row is not None and row["booking_status"] == status:
-            return row
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"booking {booking_id} never became {status}")
+    row = await eventually(
+        lambda: booking_row(pool, booking_id),
+        lambda row: row is not None and row["booking_status"] == status,
+        what=f"booking {booking_id} becoming {status}",
+    )
+    assert row is not None
+    return row
 
 
 async def _payments(pool: asyncpg.Pool, booking_id: str) -> list[tuple[str, str, str | None]]:
@@ -275,11 +259,8 @@ async def test_late_payment_goes_to_the_refund_path(
     response = await _post(http, body, signed(body))
     assert response.status_code == 202
     reference = json.loads(body)["paymentReference"]
-    for _ in range(200):
-        if await _payments(pool, state.booking_id):
-            break
-        await asyncio.sleep(0.05)
-    assert await _payments(pool, state.booking_id) == [(reference, "REFUNDED", "HOLD_OVER")]
+    payments = await eventually(lambda: _payments(pool, state.booking_id), what="a payment row")
+    assert payments == [(reference, "REFUNDED", "HOLD_OVER")]
     assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
 
 
@@ -296,11 +277,8 @@ async def test_wrong_amount_is_refunded_and_the_hold_stays(
     body = event_body(state, amount=state.amount_due - 1)
     assert (await _post(http, body, signed(body))).status_code == 202
     reference = json.loads(body)["paymentReference"]
-    for _ in range(200):
-        if await _payments(pool, state.booking_id):
-            break
-        await asyncio.sleep(0.05)
-    assert await _payments(pool, state.booking_id) == [(reference, "REFUNDED", "WRONG_AMOUNT")]
+    payments = await eventually(lambda: _payments(pool, state.booking_id), what="a payment row")
+    assert payments == [(reference, "REFUNDED", "WRONG_AMOUNT")]
     row = await booking_row(pool, state.booking_id)
     assert row is not None and row["booking_status"] == "PENDING"
 

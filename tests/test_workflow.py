@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
@@ -23,12 +22,17 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from booking.settings import Settings
+from booking.contract import (
+    BookingState,
+    PaymentInput,
+    booking_id_for,
+    start_search_attributes,
+    workflow_id_for,
+)
+from booking.search_attributes import APARTMENT_ID, BOOKING_STATUS, HOLD_EXPIRES_AT, TENANT_ID
 from tests.helpers import (
     apartment_row,
-    booking_client,
     booking_input,
     booking_row,
     events,
@@ -37,29 +41,9 @@ from tests.helpers import (
     reserve_with_start,
     start_and_hold,
 )
-from worker import create_worker
-from workflows.booking import (
-    ApartmentBookingWorkflow,
-    BookingState,
-    PaymentInput,
-    booking_id_for,
-    start_search_attributes,
-    workflow_id_for,
-)
-from workflows.search_attributes import APARTMENT_ID, BOOKING_STATUS, HOLD_EXPIRES_AT, TENANT_ID
+from workflows.booking import ApartmentBookingWorkflow
 
 Handle = WorkflowHandle[ApartmentBookingWorkflow, BookingState]
-
-
-@pytest.fixture
-def client(env: WorkflowEnvironment) -> Client:
-    return booking_client(env)
-
-
-@pytest.fixture
-async def worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[Worker]:
-    async with create_worker(client, pool, Settings(), task_queue=task_queue) as running:
-        yield running
 
 
 def _payment(state: BookingState, **overrides: object) -> PaymentInput:

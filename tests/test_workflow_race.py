@@ -33,6 +33,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from booking.contract import BookingState, PaymentInput
 from booking.devstack.binaries import find_binary
 from booking.settings import Settings
 from booking.temporal import register_search_attributes
@@ -42,12 +43,13 @@ from tests.helpers import (
     booking_client,
     booking_input,
     booking_row,
+    eventually,
     make_rental,
     record_history,
     start_and_hold,
 )
 from worker import create_worker
-from workflows.booking import ApartmentBookingWorkflow, BookingState, PaymentInput
+from workflows.booking import ApartmentBookingWorkflow
 
 Handle = WorkflowHandle[ApartmentBookingWorkflow, BookingState]
 HOLD = 3  # seconds: long enough to stop the worker, short enough to wait for
@@ -123,11 +125,12 @@ async def _settled(handle: Handle, *, refunds: int) -> BookingState:
 async def _until_past(env: WorkflowEnvironment, deadline: datetime | None) -> None:
     assert deadline is not None
     assert await env.get_current_time() < deadline, "the hold ended before the worker stopped"
-    for _ in range(100):
-        if await env.get_current_time() > deadline + timedelta(milliseconds=200):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the server clock did not pass the deadline")
+    await eventually(
+        env.get_current_time,
+        lambda now: now > deadline + timedelta(milliseconds=200),
+        interval=0.1,
+        what="the server clock passing the deadline",
+    )
 
 
 async def test_signal_in_the_same_task_as_the_timer_is_refunded(
@@ -211,11 +214,11 @@ async def test_signal_received_before_the_deadline_wins_over_the_timer(
     await handle.signal(ApartmentBookingWorkflow.payment_received, payment)
 
     async with _worker(client, pool, task_queue):
-        for _ in range(200):
-            final = await handle.query(ApartmentBookingWorkflow.state)
-            if final.status != "PENDING":
-                break
-            await asyncio.sleep(0.05)
+        final = await eventually(
+            lambda: handle.query(ApartmentBookingWorkflow.state),
+            lambda state: state.status != "PENDING",
+            what="the booking settling",
+        )
 
     batches = _task_batches((await handle.fetch_history()).events)
     assert any(

@@ -21,30 +21,18 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.booking import AttemptBounds, BookingActivities
+from booking.contract import BookingState, Reservation, ReserveRequest, reserve_rejection_details
 from booking.errors import DOMAIN_ERRORS, ReservationFailed
 from tests.helpers import (
     activity_steps,
     apartment_row,
-    booking_client,
     booking_input,
     booking_row,
     make_rental,
     record_history,
     start_booking,
 )
-from workflows.booking import (
-    RESERVE_SWEEP_DELAY,
-    ApartmentBookingWorkflow,
-    BookingState,
-    Reservation,
-    ReserveRequest,
-    reserve_rejection_details,
-)
-
-
-@pytest.fixture
-def client(env: WorkflowEnvironment) -> Client:
-    return booking_client(env)
+from workflows.booking import RESERVE_SWEEP_DELAY, ApartmentBookingWorkflow
 
 
 def _worker(
@@ -97,7 +85,7 @@ async def test_refusal_on_a_retry_releases_the_abandoned_attempts_hold(
         # The abandoned attempt 1 commits late, and its retry is refused as old code did.
         await real.reserve_apartment(request)
         raise ApplicationError(
-            f"apartment {request.apartment_id} is RESERVED, not VACANT",
+            f"apartment {request.booking.apartment_id} is RESERVED, not VACANT",
             reserve_rejection_details((), attempt),
             type="ApartmentUnavailable",
             non_retryable=True,

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from tests.helpers import booking_client, booking_input, make_rental, start_and_hold
+from tests.helpers import booking_client, booking_input, eventually, make_rental, start_and_hold
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,13 +56,16 @@ async def test_worker_process_serves_exports_metrics_and_drains(
         assert held.status == "PENDING"
 
         async with httpx.AsyncClient() as http:
-            body = ""
-            for _ in range(50):
-                body = (await http.get(f"http://{metrics}/metrics")).text
-                if "activity_execution_latency" in body:
-                    break
-                await asyncio.sleep(0.1)
-        assert "activity_execution_latency" in body
+
+            async def scrape() -> str:
+                return (await http.get(f"http://{metrics}/metrics")).text
+
+            body = await eventually(
+                scrape,
+                lambda text: "activity_execution_latency" in text,
+                within=5,
+                what="the worker's activity metrics",
+            )
         assert task_queue in body
         await handle.terminate("test done")
 

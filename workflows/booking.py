@@ -33,69 +33,87 @@ Status values of :class:`BookingState`: the booking's own ``PENDING`` / ``APPROV
 (the reserve activity has not answered yet) and ``REJECTED`` (no hold was placed;
 ``error_type`` / ``error_message`` say why).
 
-This module is imported by the API: it must not import ``activities`` (activities are called
-by name) and everything at module level must be cheap and deterministic.
+Its input, state and activity requests, the statuses and the activity names are the
+contract in ``booking.contract``. This module is imported by the API (for typed workflow
+handles): it must not import ``activities`` (activities are called by name) and everything at
+module level must be cheap and deterministic.
 """
 
 from __future__ import annotations
 
 import contextlib
-import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import (
-    RetryPolicy,
-    SearchAttributePair,
-    SearchAttributeUpdate,
-    TypedSearchAttributes,
-)
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
-from workflows.search_attributes import APARTMENT_ID, BOOKING_STATUS, HOLD_EXPIRES_AT, TENANT_ID
-
-with workflow.unsafe.imports_passed_through():
-    from booking.settings import MAX_HOLD_SECONDS, MIN_HOLD_SECONDS
-
-WORKFLOW_TYPE = "ApartmentBookingWorkflow"
-
-RESERVING = "RESERVING"
-PENDING = "PENDING"
-APPROVED = "APPROVED"
-CANCELLED = "CANCELLED"
-REJECTED = "REJECTED"
-
-EXPIRED = "EXPIRED"
-TENANT_CANCELLED = "TENANT_CANCELLED"
-RESERVATION_FAILED = "RESERVATION_FAILED"
-
-# Refund reasons (refunds.reason).
-REFUND_LATE = "HOLD_OVER"
-REFUND_WRONG_AMOUNT = "WRONG_AMOUNT"
-REFUND_WRONG_CURRENCY = "WRONG_CURRENCY"
-REFUND_ALREADY_PAID = "ALREADY_PAID"
-REFUND_NOT_PENDING = "NOT_PENDING"
+from booking.contract import (
+    ACTIVITY_TIMEOUT,
+    APPROVED,
+    CANCELLED,
+    CONFIRM_BOOKING,
+    END_LEASE,
+    EXPIRED,
+    PENDING,
+    REFUND_ALREADY_PAID,
+    REFUND_LATE,
+    REFUND_NOT_PENDING,
+    REFUND_PAYMENT,
+    REFUND_WRONG_AMOUNT,
+    REFUND_WRONG_CURRENCY,
+    REJECTED,
+    RELEASE_BOOKING,
+    RESERVATION_FAILED,
+    RESERVE_APARTMENT,
+    RESERVE_REJECTIONS,
+    RESERVING,
+    TENANT_CANCELLED,
+    WORKFLOW_TYPE,
+    BookingInput,
+    BookingState,
+    ConfirmRequest,
+    EndLeaseRequest,
+    PaymentInput,
+    RefundRequest,
+    RefundResult,
+    ReleaseRequest,
+    Reservation,
+    ReserveRequest,
+    booking_problem,
+    refusing_attempt,
+)
+from booking.errors import (
+    ApartmentNotFound,
+    ApartmentUnavailable,
+    BookingExpired,
+    BookingNotCancellable,
+    BookingNotFound,
+    PaymentRejected,
+    ReservationFailed,
+    UserNotFound,
+    ValidationError,
+)
+from booking.search_attributes import APARTMENT_ID, BOOKING_STATUS, HOLD_EXPIRES_AT, TENANT_ID
 
 # A provider may deliver a payment days after the hold ended; while the workflow is open the
 # money is recorded and refunded, afterwards the signal has nowhere to go.
 LATE_PAYMENT_WINDOW = timedelta(days=7)
 
-# Reserve failures that the caller of wait_for_hold sees by type (no booking row exists).
-RESERVE_REJECTIONS = frozenset(
-    {"ApartmentUnavailable", "ApartmentNotFound", "ValidationError", "UserNotFound"}
-)
 _NON_RETRYABLE = [
-    "ApartmentUnavailable",
-    "ApartmentNotFound",
-    "ValidationError",
-    "UserNotFound",
-    "BookingNotFound",
-    "BookingNotCancellable",
-    "PaymentRejected",
+    error.error_type
+    for error in (
+        ApartmentUnavailable,
+        ApartmentNotFound,
+        ValidationError,
+        UserNotFound,
+        BookingNotFound,
+        BookingNotCancellable,
+        PaymentRejected,
+    )
 ]
 
 # Transient database trouble is retried with backoff for as long as it lasts; the database
@@ -106,7 +124,6 @@ ACTIVITY_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=_NON_RETRYABLE,
 )
-ACTIVITY_TIMEOUT = timedelta(seconds=15)
 # Reserving longer than this is pointless: the caller has given up and the hold would be short.
 RESERVE_DEADLINE = timedelta(seconds=60)
 # Every reserve attempt commits within AttemptBounds.total (< ACTIVITY_TIMEOUT) of its start
@@ -118,170 +135,6 @@ RESERVE_SWEEP_PATCH = "reserve-sweep-after-failure"
 # Executions recorded before this patch ran reserve, confirm and release as ordinary
 # activities; they keep doing so (see ``_step``).
 LOCAL_STEPS_PATCH = "reserve-confirm-release-as-local-activities"
-_ATTEMPT = "attempt"
-
-_BOOKING_ID_NAMESPACE = uuid.UUID("6f1d6a52-5d1b-4f0e-9a57-2b0c1f5e8a11")
-
-
-@dataclass
-class BookingInput:
-    booking_id: str
-    apartment_id: str
-    user_id: str
-    start_date: date
-    end_date: date
-    hold_seconds: int
-    idempotency_key: str | None = None
-    step_function_arn: str | None = None
-
-
-@dataclass
-class PaymentInput:
-    amount: int  # minor units
-    currency: str  # ISO 4217
-    payment_reference: str
-    # When our own edge (the webhook endpoint) took the money, by its clock. A signal can
-    # wait in Temporal while no worker runs; judging it by this time instead of the time
-    # the workflow gets to it means a tenant who paid before the deadline keeps the
-    # apartment even if every worker was down at that moment. Never set from client input.
-    received_at: datetime | None = None
-
-
-@dataclass
-class BookingState:
-    booking_id: str
-    workflow_id: str
-    apartment_id: str
-    user_id: str
-    status: str  # RESERVING | PENDING | APPROVED | CANCELLED | REJECTED
-    amount_due: int | None
-    currency: str | None
-    hold_expires_at: datetime | None
-    paid_at: datetime | None
-    cancellation_reason: str | None
-    lease_ended_at: datetime | None
-    start_date: date
-    end_date: date
-    error_type: str | None = None  # REJECTED only
-    error_message: str | None = None
-
-
-# Activity inputs and outputs (activities/booking.py implements them, by name).
-
-
-@dataclass
-class ReserveRequest:
-    booking_id: str
-    workflow_id: str
-    apartment_id: str
-    user_id: str
-    start_date: date
-    end_date: date
-    hold_expires_at: datetime
-    idempotency_key: str | None = None
-    step_function_arn: str | None = None
-
-
-@dataclass
-class Reservation:
-    amount_due: int
-    currency: str
-    hold_expires_at: datetime
-    created: bool  # False: an earlier attempt had already committed it
-
-
-@dataclass
-class ConfirmRequest:
-    booking_id: str
-    payment: PaymentInput
-    paid_at: datetime
-
-
-@dataclass
-class ReleaseRequest:
-    booking_id: str
-    reason: str  # EXPIRED | TENANT_CANCELLED | RESERVATION_FAILED
-
-
-@dataclass
-class RefundRequest:
-    booking_id: str
-    payment: PaymentInput
-    reason: str
-    received_at: datetime
-
-
-@dataclass
-class RefundResult:
-    payment_id: int
-    refund_id: int
-    created: bool
-
-
-@dataclass
-class EndLeaseRequest:
-    booking_id: str
-    ended_at: datetime
-
-
-def workflow_id_for(booking_id: str) -> str:
-    return f"booking-{booking_id}"
-
-
-def booking_id_for(user_id: str, idempotency_key: str | None) -> str:
-    """Same user and key -> same booking id (so a retried reserve joins the first)."""
-    if idempotency_key is None:
-        return str(uuid.uuid4())
-    return str(uuid.uuid5(_BOOKING_ID_NAMESPACE, f"{user_id}\x00{idempotency_key}"))
-
-
-def reserve_rejection_details(details: Sequence[Any], attempt: int) -> dict[str, Any]:
-    """Details of a refused reserve: the refusal's own (a dict, if any) and which attempt it was."""
-    base = details[0] if details and isinstance(details[0], dict) else {}
-    return {**base, _ATTEMPT: attempt}
-
-
-def _refusing_attempt(cause: ApplicationError) -> int | None:
-    """The attempt that refused, or None when the activity did not say (an older worker)."""
-    details = cause.details
-    if details and isinstance(details[0], dict):
-        attempt = details[0].get(_ATTEMPT)
-        if isinstance(attempt, int):
-            return attempt
-    return None
-
-
-def validation_error(input: BookingInput) -> str | None:
-    """Why this booking cannot be attempted, or None. The API checks the same before starting."""
-    if not MIN_HOLD_SECONDS <= input.hold_seconds <= MAX_HOLD_SECONDS:
-        return (
-            f"holdSeconds must be between {MIN_HOLD_SECONDS} and {MAX_HOLD_SECONDS}, "
-            f"got {input.hold_seconds}"
-        )
-    if input.end_date <= input.start_date:
-        return "endDate must be after startDate"
-    for name, value in (
-        ("bookingId", input.booking_id),
-        ("apartmentId", input.apartment_id),
-        ("userId", input.user_id),
-    ):
-        if not value.strip():
-            return f"{name} must not be empty"
-    return None
-
-
-def start_search_attributes(
-    input: BookingInput, hold_expires_at: datetime | None
-) -> TypedSearchAttributes:
-    """Search attributes for the start call, so that a booking is listable from its first moment."""
-    pairs: list[SearchAttributePair[Any]] = [
-        SearchAttributePair(BOOKING_STATUS, RESERVING),
-        SearchAttributePair(APARTMENT_ID, input.apartment_id),
-        SearchAttributePair(TENANT_ID, input.user_id),
-    ]
-    if hold_expires_at is not None:
-        pairs.append(SearchAttributePair(HOLD_EXPIRES_AT, hold_expires_at))
-    return TypedSearchAttributes(pairs)
 
 
 def _arrival(payment: PaymentInput) -> datetime:
@@ -333,27 +186,17 @@ class ApartmentBookingWorkflow:
     async def run(self, input: BookingInput) -> BookingState:
         # Decided once, first thing, so that one execution never mixes the two ways.
         self._local_steps = workflow.patched(LOCAL_STEPS_PATCH)
-        problem = validation_error(input)
+        problem = booking_problem(input)
         if problem is not None:
-            self._reject("ValidationError", problem)
+            self._reject(ValidationError.error_type, problem)
             return await self._finish()
 
         hold_expires_at = workflow.now() + timedelta(seconds=input.hold_seconds)
         self._state.hold_expires_at = hold_expires_at
         try:
             reservation: Reservation = await self._step(
-                "reserve_apartment",
-                ReserveRequest(
-                    booking_id=input.booking_id,
-                    workflow_id=self._state.workflow_id,
-                    apartment_id=input.apartment_id,
-                    user_id=input.user_id,
-                    start_date=input.start_date,
-                    end_date=input.end_date,
-                    hold_expires_at=hold_expires_at,
-                    idempotency_key=input.idempotency_key,
-                    step_function_arn=input.step_function_arn,
-                ),
+                RESERVE_APARTMENT,
+                ReserveRequest(input, self._state.workflow_id, hold_expires_at),
                 result_type=Reservation,
                 schedule_to_close_timeout=RESERVE_DEADLINE,
                 summary=f"reserve apartment {input.apartment_id} for {input.user_id}",
@@ -361,15 +204,15 @@ class ApartmentBookingWorkflow:
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type in RESERVE_REJECTIONS:
-                self._reject(cause.type or "ValidationError", cause.message)
+                self._reject(cause.type or ValidationError.error_type, cause.message)
                 # A refusal on the first attempt has no abandoned attempt behind it.
-                if _refusing_attempt(cause) != 1 and workflow.patched(RESERVE_SWEEP_PATCH):
+                if refusing_attempt(cause.details) != 1 and workflow.patched(RESERVE_SWEEP_PATCH):
                     await self._sweep_reservation()
                 return await self._finish()
             if workflow.patched(RESERVE_SWEEP_PATCH):
                 reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
                 self._reject(
-                    "ReservationFailed",
+                    ReservationFailed.error_type,
                     f"apartment {input.apartment_id} could not be reserved in time ({reason}); "
                     "nothing is held, please try again",
                 )
@@ -378,7 +221,9 @@ class ApartmentBookingWorkflow:
             # The reservation may have committed with its answer lost (a timeout): undo it
             # so the apartment is never left RESERVED by a booking nobody holds.
             await self._release(RESERVATION_FAILED)
-            self._reject("ReservationFailed", f"the reservation could not be completed: {err}")
+            self._reject(
+                ReservationFailed.error_type, f"the reservation could not be completed: {err}"
+            )
             return await self._finish()
 
         self._state.status = PENDING
@@ -415,14 +260,14 @@ class ApartmentBookingWorkflow:
                 assert paid_at is not None
                 try:
                     await self._step(
-                        "confirm_booking",
+                        CONFIRM_BOOKING,
                         ConfirmRequest(self._input.booking_id, payment, paid_at),
                         summary=f"confirm payment {payment.payment_reference}",
                     )
                 except ActivityError as err:
                     if not (
                         isinstance(err.cause, ApplicationError)
-                        and err.cause.type == "PaymentRejected"
+                        and err.cause.type == PaymentRejected.error_type
                     ):
                         raise
                     # The payment could not be applied (its reference is another booking's):
@@ -493,7 +338,7 @@ class ApartmentBookingWorkflow:
             # Why: payment_received keeps refunding duplicate payments during the lease.
             await workflow.sleep(remaining, summary=f"lease until {lease_end.isoformat()}")
         await workflow.execute_activity(
-            "end_lease",
+            END_LEASE,
             EndLeaseRequest(self._input.booking_id, lease_end),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
@@ -504,7 +349,7 @@ class ApartmentBookingWorkflow:
 
     async def _release(self, reason: str) -> None:
         released: bool = await self._step(
-            "release_booking",
+            RELEASE_BOOKING,
             ReleaseRequest(self._input.booking_id, reason),
             result_type=bool,
             summary=f"release apartment {self._input.apartment_id} ({reason})",
@@ -523,7 +368,7 @@ class ApartmentBookingWorkflow:
         await workflow.sleep(RESERVE_SWEEP_DELAY, summary="let abandoned reserve attempts end")
         try:
             released: bool = await workflow.execute_activity(
-                "release_booking",
+                RELEASE_BOOKING,
                 ReleaseRequest(self._input.booking_id, RESERVATION_FAILED),
                 result_type=bool,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
@@ -582,24 +427,28 @@ class ApartmentBookingWorkflow:
         ``at`` (default: now)."""
         status = self._state.status
         if status in (RESERVING, REJECTED):
-            return "PaymentRejected", REFUND_NOT_PENDING, f"booking is {status}, not PENDING"
+            return (
+                PaymentRejected.error_type,
+                REFUND_NOT_PENDING,
+                f"booking is {status}, not PENDING",
+            )
         if status == APPROVED or self._accepted is not None:
-            return "PaymentRejected", REFUND_ALREADY_PAID, "booking is already paid"
+            return PaymentRejected.error_type, REFUND_ALREADY_PAID, "booking is already paid"
         if status == CANCELLED and self._state.cancellation_reason == EXPIRED:
-            return "BookingExpired", REFUND_LATE, "the hold is over"
+            return BookingExpired.error_type, REFUND_LATE, "the hold is over"
         if status == CANCELLED or self._cancel_requested:
-            return "PaymentRejected", REFUND_NOT_PENDING, "booking is cancelled"
+            return PaymentRejected.error_type, REFUND_NOT_PENDING, "booking is cancelled"
         if not self._hold_open(at):
-            return "BookingExpired", REFUND_LATE, "the hold is over"
+            return BookingExpired.error_type, REFUND_LATE, "the hold is over"
         if payment.currency != self._state.currency:
             return (
-                "PaymentRejected",
+                PaymentRejected.error_type,
                 REFUND_WRONG_CURRENCY,
                 f"currency must be {self._state.currency}, got {payment.currency}",
             )
         if payment.amount != self._state.amount_due:
             return (
-                "PaymentRejected",
+                PaymentRejected.error_type,
                 REFUND_WRONG_AMOUNT,
                 f"amount must be {self._state.amount_due}, got {payment.amount}",
             )
@@ -614,7 +463,7 @@ class ApartmentBookingWorkflow:
         received_at = workflow.now()
         try:
             await workflow.execute_activity(
-                "refund_payment",
+                REFUND_PAYMENT,
                 RefundRequest(self._input.booking_id, payment, reason, received_at),
                 result_type=RefundResult,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
@@ -679,7 +528,7 @@ class ApartmentBookingWorkflow:
         error = self._confirm_error
         raise ApplicationError(
             error.message if error else f"payment not applied: booking is {self._state.status}",
-            type="PaymentRejected",
+            type=PaymentRejected.error_type,
             non_retryable=True,
         )
 
@@ -688,7 +537,9 @@ class ApartmentBookingWorkflow:
         if payment.payment_reference in self._references:
             return
         if not payment.payment_reference.strip():
-            raise ApplicationError("paymentReference must not be empty", type="ValidationError")
+            raise ApplicationError(
+                "paymentReference must not be empty", type=ValidationError.error_type
+            )
         problem = self._payment_problem(payment)
         if problem is not None:
             raise ApplicationError(problem[2], type=problem[0], non_retryable=True)
@@ -703,7 +554,9 @@ class ApartmentBookingWorkflow:
         if self._state.cancellation_reason == TENANT_CANCELLED:
             return self._snapshot()
         raise ApplicationError(
-            f"booking is {self._state.status}", type="BookingNotCancellable", non_retryable=True
+            f"booking is {self._state.status}",
+            type=BookingNotCancellable.error_type,
+            non_retryable=True,
         )
 
     @cancel.validator
@@ -720,7 +573,7 @@ class ApartmentBookingWorkflow:
                 why = "the hold is over"
             raise ApplicationError(
                 f"booking cannot be cancelled: {why}",
-                type="BookingNotCancellable",
+                type=BookingNotCancellable.error_type,
                 non_retryable=True,
             )
 

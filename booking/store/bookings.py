@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from booking.contract import BookingInput
 from booking.store import Conn
 
 
@@ -111,33 +112,28 @@ async def apartment_status(conn: Conn, apartment_id: str) -> str | None:
 
 async def insert_booking(
     conn: Conn,
+    booking: BookingInput,
     *,
-    booking_id: str,
     workflow_id: str,
-    user_id: str,
-    apartment_id: str,
-    start_date: date,
-    end_date: date,
     amount_due: int,
     currency: str,
     hold_expires_at: datetime,
-    idempotency_key: str | None,
 ) -> None:
     await conn.execute(
         """INSERT INTO bookings (id, workflow_id, user_id, apartment_id, start_date, end_date,
                                  booking_status, amount_due, currency, hold_expires_at,
                                  idempotency_key)
            VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $8, $9, $10)""",
-        booking_id,
+        booking.booking_id,
         workflow_id,
-        user_id,
-        apartment_id,
-        start_date,
-        end_date,
+        booking.user_id,
+        booking.apartment_id,
+        booking.start_date,
+        booking.end_date,
         amount_due,
         currency,
         hold_expires_at,
-        idempotency_key,
+        booking.idempotency_key,
     )
 
 
@@ -226,16 +222,6 @@ async def append_event(
         reason,
         json.dumps(details or {}),
     )
-
-
-async def list_events(conn: Conn, booking_id: str) -> list[tuple[str | None, str, str]]:
-    """(from, to, reason) of every transition, oldest first."""
-    records = await conn.fetch(
-        """SELECT from_status, to_status, reason FROM booking_events
-            WHERE booking_id = $1 ORDER BY id""",
-        booking_id,
-    )
-    return [(r["from_status"], r["to_status"], r["reason"]) for r in records]
 
 
 async def get_payment_by_reference(conn: Conn, reference: str) -> PaymentRow | None:

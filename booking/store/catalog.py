@@ -1,16 +1,63 @@
 """SQL for users, buildings and apartments (the write side; reads are in ``reads``).
 
-Each function takes a connection so that the caller chooses the transaction.
-Creates are idempotent on the record's id: a retried activity finds its row
-and reports ``changed=False`` instead of failing.
+Each function takes a connection so that the caller (``booking.catalog``) chooses the
+transaction. Creates are idempotent on the record's id: a retried request finds its row and
+reports ``changed=False`` instead of failing.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from booking.store import Conn
-from workflows.catalog import ApartmentData, BuildingData, UserData, UserUpdate
+
+
+@dataclass(frozen=True)
+class UserData:
+    id: str
+    first_name: str
+    last_name: str
+    email: str
+    verified: bool
+    user_type: str  # ADMIN | TENANT | CARETAKER
+
+
+@dataclass(frozen=True)
+class UserUpdate:
+    id: str
+    first_name: str
+    last_name: str
+    verified: bool
+    user_type: str
+
+
+@dataclass(frozen=True)
+class BuildingData:
+    id: str
+    user_id: str
+    name: str
+    street_address: str
+    postal_code: str
+    city: str
+    country: str
+    number_of_apartments: int
+
+
+@dataclass(frozen=True)
+class ApartmentData:
+    id: str
+    apartment_number: str
+    building_id: str
+    number_of_rooms: int
+    kitchen: bool
+    apartment_type: str  # SINGLE_ROOM | DOUBLE_ROOM | VILLA
+    apartment_status: str  # VACANT | OCCUPIED (RESERVED only through a booking)
+    monthly_rent: int  # minor units
+    currency: str  # ISO 4217
+    caretaker_id: str | None = None
 
 
 async def insert_user(conn: Conn, user: UserData) -> tuple[bool, datetime]:
@@ -60,21 +107,12 @@ async def user_has_history(conn: Conn, user_id: str) -> bool:
     return found
 
 
-async def delete_user(conn: Conn, user_id: str) -> bool:
-    status: str = await conn.execute("DELETE FROM users WHERE id = $1", user_id)
-    return status == "DELETE 1"
-
-
-async def user_exists(conn: Conn, user_id: str) -> bool:
-    found: bool = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id)
-    return found
-
-
-async def building_exists(conn: Conn, building_id: str) -> bool:
-    found: bool = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM buildings WHERE id = $1)", building_id
+async def delete_user(conn: Conn, user_id: str) -> datetime | None:
+    """The time of the delete, or None when there was no such user."""
+    deleted: datetime | None = await conn.fetchval(
+        "DELETE FROM users WHERE id = $1 RETURNING now()", user_id
     )
-    return found
+    return deleted
 
 
 async def insert_building(conn: Conn, building: BuildingData) -> tuple[bool, datetime]:
@@ -122,3 +160,21 @@ async def insert_apartment(conn: Conn, apartment: ApartmentData) -> tuple[bool, 
         return True, row["created_on"]
     existing = await conn.fetchval("SELECT created_on FROM apartments WHERE id = $1", apartment.id)
     return False, existing
+
+
+async def append_event(
+    conn: Conn,
+    operation: str,
+    target_id: str,
+    actor: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """One row of the catalog's audit trail (``catalog_events``), in the caller's transaction."""
+    await conn.execute(
+        """INSERT INTO catalog_events (operation, target_id, actor, details)
+           VALUES ($1, $2, $3, $4::jsonb)""",
+        operation,
+        target_id,
+        actor,
+        json.dumps(details or {}),
+    )

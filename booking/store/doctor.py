@@ -1,6 +1,6 @@
 """SQL for ``booking doctor``: finding drift between rows and workflows, and the safe repairs.
 
-The finders only read. The two repair statements are used by ``activities.repair`` only,
+The finders only read. The repair statements are used by ``booking.doctor``'s repairs only,
 inside its transactions; each carries its own guard in the WHERE clause, so a repair run
 against a database that healed in the meantime changes nothing.
 """
@@ -140,7 +140,7 @@ async def occupied_after_lease(conn: Conn) -> list[ApartmentDrift]:
     ]
 
 
-# -- repairs (activities.repair only) ------------------------------------------------------
+# -- repairs (booking.doctor only) ---------------------------------------------------------
 
 
 async def lock_apartment(conn: Conn, apartment_id: str) -> str | None:

@@ -92,11 +92,6 @@ def _apartment(r: asyncpg.Record) -> ApartmentRow:
     return ApartmentRow(**values)
 
 
-async def ping(conn: Conn) -> bool:
-    value: int = await conn.fetchval("SELECT 1")
-    return value == 1
-
-
 async def users_by_ids(conn: Conn, ids: list[str]) -> list[UserRow]:
     rows = await conn.fetch(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ANY($1::text[])", ids)
     return [_user(r) for r in rows]
@@ -193,13 +188,6 @@ async def step_function_execution(conn: Conn, execution_id: str) -> StepFunction
     return None if row is None else StepFunctionRow(**dict(row.items()))
 
 
-async def booking_id_for_workflow(conn: Conn, workflow_id: str) -> str | None:
-    value: str | None = await conn.fetchval(
-        "SELECT id FROM bookings WHERE workflow_id = $1", workflow_id
-    )
-    return value
-
-
 async def buildings_page(conn: Conn, *, limit: int, after_id: str | None) -> list[BuildingRow]:
     rows = await conn.fetch(
         f"""SELECT {_BUILDING_COLUMNS} FROM buildings
@@ -210,7 +198,3 @@ async def buildings_page(conn: Conn, *, limit: int, after_id: str | None) -> lis
         limit,
     )
     return [_building(r) for r in rows]
-
-
-async def apartments_of_building(conn: Conn, building_id: str) -> list[ApartmentRow]:
-    return await apartments_by_building_ids(conn, [building_id])

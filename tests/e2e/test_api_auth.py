@@ -9,13 +9,13 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.e2e.conftest import (
+from tests.e2e.helpers import (
     JWT_SECRET,
     PAY,
     RESERVE,
     RSA_KID,
+    E2EStack,
     Gql,
-    Stack,
     create_apartment,
     create_user,
     error_types,
@@ -56,7 +56,7 @@ def _bad_credentials() -> dict[str, dict[str, str]]:
 
 
 @pytest.mark.parametrize("case", list(_bad_credentials()))
-async def test_no_or_invalid_credentials_are_401(stack: Stack, case: str) -> None:
+async def test_no_or_invalid_credentials_are_401(stack: E2EStack, case: str) -> None:
     headers = _bad_credentials()[case]
     async with stack.api.client(headers) as http:
         response = await http.post("/graphql", json=QUERY)
@@ -70,7 +70,7 @@ async def test_no_or_invalid_credentials_are_401(stack: Stack, case: str) -> Non
         assert response.status_code == 401
 
 
-async def test_rs256_token_from_jwks_is_accepted_and_a_wrong_key_is_not(stack: Stack) -> None:
+async def test_rs256_token_from_jwks_is_accepted_and_a_wrong_key_is_not(stack: E2EStack) -> None:
     claims = _claims(sub="rs-user", **{"cognito:groups": ["Tenants"]})
     token = jwt.encode(claims, stack.rsa_private_key, algorithm="RS256", headers={"kid": RSA_KID})
     async with stack.api.client({"Authorization": f"Bearer {token}"}) as http:
@@ -85,7 +85,7 @@ async def test_rs256_token_from_jwks_is_accepted_and_a_wrong_key_is_not(stack: S
         assert response.status_code == 401
 
 
-async def test_jwt_without_bearer_prefix_is_accepted(stack: Stack) -> None:
+async def test_jwt_without_bearer_prefix_is_accepted(stack: E2EStack) -> None:
     async with stack.api.client({"Authorization": stack.token("x", ["Tenants"])}) as http:
         assert (await http.post("/graphql", json=QUERY)).status_code == 200
 
@@ -94,7 +94,7 @@ USERS_PAGE = "query { getAllUserAccounts(pagination: {limit: 1}) { items { id } 
 CREATE_BUILDING = """mutation ($input: BuildingInput!) { createBuilding(input: $input) { id } }"""
 
 
-async def _as(stack: Stack, user: str, *groups: str) -> Gql:
+async def _as(stack: E2EStack, user: str, *groups: str) -> Gql:
     http = stack.api.client(stack.bearer(user, *groups))
     return Gql(http)
 
@@ -104,7 +104,7 @@ async def _as(stack: Stack, user: str, *groups: str) -> Gql:
     [((), False), (("Tenants",), False), (("Caretakers",), True), (("Admins",), True)],
 )
 async def test_get_all_user_accounts_needs_admins_or_caretakers(
-    stack: Stack, groups: tuple[str, ...], allowed: bool
+    stack: E2EStack, groups: tuple[str, ...], allowed: bool
 ) -> None:
     gql = await _as(stack, "u-groups", *groups)
     async with gql.http:
@@ -124,7 +124,7 @@ async def test_get_all_user_accounts_needs_admins_or_caretakers(
     [(("Tenants",), False), (("Caretakers",), False), (("Admins",), True)],
 )
 async def test_create_building_needs_admins(
-    stack: Stack, admin: Gql, groups: tuple[str, ...], allowed: bool
+    stack: E2EStack, admin: Gql, groups: tuple[str, ...], allowed: bool
 ) -> None:
     owner = await create_user(admin, "ADMIN")
     gql = await _as(stack, owner, *groups)
@@ -141,7 +141,7 @@ async def test_create_building_needs_admins(
         assert error_types(body) == ["Unauthorized"]
 
 
-async def test_create_apartment_booking_needs_tenants(stack: Stack, admin: Gql) -> None:
+async def test_create_apartment_booking_needs_tenants(stack: E2EStack, admin: Gql) -> None:
     tenant = await create_user(admin)
     _, apartment = await create_apartment(admin)
     mutation = (
@@ -164,7 +164,7 @@ async def test_create_apartment_booking_needs_tenants(stack: Stack, admin: Gql) 
         assert error_types(await gql(mutation, booking)) == ["Unauthorized"]
 
 
-async def test_tenants_act_only_on_their_own_bookings(stack: Stack, admin: Gql) -> None:
+async def test_tenants_act_only_on_their_own_bookings(stack: E2EStack, admin: Gql) -> None:
     owner, other = await create_user(admin), await create_user(admin)
     _, apartment = await create_apartment(admin, rent=7_000)
 
@@ -209,7 +209,7 @@ async def test_tenants_act_only_on_their_own_bookings(stack: Stack, admin: Gql) 
         assert paid["data"]["payBooking"]["bookingStatus"] == "APPROVED"
 
 
-async def test_user_accounts_are_their_owners(stack: Stack, admin: Gql) -> None:
+async def test_user_accounts_are_their_owners(stack: E2EStack, admin: Gql) -> None:
     me = f"self-{uuid.uuid4().hex[:8]}"
     gql = await _as(stack, me)
     async with gql.http:
@@ -251,7 +251,7 @@ async def test_user_accounts_are_their_owners(stack: Stack, admin: Gql) -> None:
         ] == {"deleteUserAccount": True}
 
 
-async def test_step_functions_need_an_api_key_or_admins(stack: Stack) -> None:
+async def test_step_functions_need_an_api_key_or_admins(stack: E2EStack) -> None:
     gql = await _as(stack, "t", "Tenants")
     async with gql.http:
         body = await gql("query { getStepFunctions { id } }")

@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 import pytest
 
 from api.operations import step_function_arn
-from tests.e2e.conftest import (
+from tests.e2e.helpers import (
     APARTMENT_STATUS,
     BOOKING_FIELDS,
     CANCEL,
     PAY,
     RESERVE,
+    E2EStack,
     Gql,
-    Stack,
     create_apartment,
     create_user,
     error_types,
@@ -33,7 +33,7 @@ async def _status(gql: Gql, apartment_id: str) -> str:
     return status
 
 
-async def test_reserve_then_pay_approves_and_occupies(stack: Stack, admin: Gql) -> None:
+async def test_reserve_then_pay_approves_and_occupies(stack: E2EStack, admin: Gql) -> None:
     tenant = await create_user(admin)
     _, apartment = await create_apartment(admin, rent=99_000, currency="EUR")
     async with stack.api.client(stack.bearer(tenant, "Tenants")) as http:
@@ -97,7 +97,7 @@ async def test_reserve_then_pay_approves_and_occupies(stack: Stack, admin: Gql) 
         assert got["data"]["getBooking"]["user"] == {"id": tenant}
 
 
-async def test_second_reserve_is_unavailable_and_cancel_frees(stack: Stack, admin: Gql) -> None:
+async def test_second_reserve_is_unavailable_and_cancel_frees(stack: E2EStack, admin: Gql) -> None:
     first, second = await create_user(admin), await create_user(admin)
     _, apartment = await create_apartment(admin)
     body = await admin(RESERVE, reserve_input(apartment, first))
@@ -164,7 +164,7 @@ async def test_hold_expires_in_real_time(admin: Gql) -> None:
     assert await _status(admin, apartment) == "VACANT"
 
 
-async def test_create_apartment_booking_places_a_hold(stack: Stack, admin: Gql) -> None:
+async def test_create_apartment_booking_places_a_hold(stack: E2EStack, admin: Gql) -> None:
     tenant = await create_user(admin)
     _, apartment = await create_apartment(admin)
     mutation = (
@@ -222,7 +222,7 @@ async def test_bad_booking_input_is_a_validation_error(admin: Gql) -> None:
     assert await _status(admin, apartment) == "VACANT"
 
 
-async def test_step_functions_tutorial_call_works_unchanged(stack: Stack, admin: Gql) -> None:
+async def test_step_functions_tutorial_call_works_unchanged(stack: E2EStack, admin: Gql) -> None:
     arn = step_function_arn(stack.settings.temporal_namespace)
     execution = f"tutorial-{uuid.uuid4().hex[:8]}"
     # The tutorial's exact mutation document.

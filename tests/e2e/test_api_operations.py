@@ -13,18 +13,18 @@ from temporalio.client import Client
 
 from api.app import create_app
 from booking.converter import DATA_CONVERTER
-from tests.e2e.conftest import (
+from booking.devstack.net import free_port
+from tests.e2e.helpers import (
     API_KEY,
     APPSYNC_ERROR_KEYS,
     RESERVE,
     USER_FIELDS,
+    E2EStack,
     Gql,
-    Stack,
-    _Served,
+    ServedApp,
     create_apartment,
     create_user,
     error_types,
-    free_port,
     reserve_input,
 )
 
@@ -38,7 +38,7 @@ def _assert_appsync_errors(body: dict[str, Any]) -> None:
         assert error["message"]
 
 
-async def test_health_readiness_and_metrics(stack: Stack, admin: Gql) -> None:
+async def test_health_readiness_and_metrics(stack: E2EStack, admin: Gql) -> None:
     async with stack.api.client() as http:  # no credentials needed
         health = await http.get("/healthz")
         assert health.status_code == 200 and health.json() == {"status": "ok"}
@@ -62,12 +62,12 @@ async def test_health_readiness_and_metrics(stack: Stack, admin: Gql) -> None:
     assert "booking_api_db_queries_per_request_count" in metrics
 
 
-async def test_readiness_reports_an_unreachable_temporal(stack: Stack) -> None:
+async def test_readiness_reports_an_unreachable_temporal(stack: E2EStack) -> None:
     dead = await Client.connect(
         f"127.0.0.1:{free_port()}", lazy=True, data_converter=DATA_CONVERTER
     )
     app = create_app(stack.settings, client=dead)
-    async with _Served(app) as served, stack.api.client() as http:
+    async with ServedApp(app) as served, stack.api.client() as http:
         response = await http.get(f"http://127.0.0.1:{served.port}/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["temporal"] == "unavailable"
@@ -75,7 +75,7 @@ async def test_readiness_reports_an_unreachable_temporal(stack: Stack) -> None:
 
 
 async def test_unexpected_errors_are_masked_and_logged_with_the_request_id(
-    stack: Stack, admin: Gql, caplog: pytest.LogCaptureFixture
+    stack: E2EStack, admin: Gql, caplog: pytest.LogCaptureFixture
 ) -> None:
     tenant = await create_user(admin)
     _, apartment = await create_apartment(admin)
@@ -84,7 +84,7 @@ async def test_unexpected_errors_are_masked_and_logged_with_the_request_id(
     )
     caplog.set_level(logging.ERROR, logger="api.errors")
     app = create_app(stack.settings, client=dead)
-    async with _Served(app) as served, stack.api.client(stack.key) as http:
+    async with ServedApp(app) as served, stack.api.client(stack.key) as http:
         response = await http.post(
             f"http://127.0.0.1:{served.port}/graphql",
             json={"query": RESERVE, "variables": reserve_input(apartment, tenant)},
@@ -139,7 +139,7 @@ async def test_query_depth_and_size_limits(admin: Gql) -> None:
     assert error_types(body)[0] == "ValidationError"
 
 
-async def test_get_queries_and_refused_get_mutations(stack: Stack) -> None:
+async def test_get_queries_and_refused_get_mutations(stack: E2EStack) -> None:
     async with stack.api.client(stack.key) as http:
         response = await http.get(
             "/graphql", params={"query": 'query { getApartment(id: "1234567") { id } }'}
@@ -158,21 +158,21 @@ async def test_get_queries_and_refused_get_mutations(stack: Stack) -> None:
         _assert_appsync_errors(response.json())
 
 
-async def test_introspection_can_be_switched_off(stack: Stack) -> None:
+async def test_introspection_can_be_switched_off(stack: E2EStack) -> None:
     query = {"query": "{ __schema { queryType { name } } }"}
     async with stack.api.client(stack.key) as http:
         assert (await http.post("/graphql", json=query)).json()["data"] == {
             "__schema": {"queryType": {"name": "Query"}}
         }
     closed = stack.settings.model_copy(update={"introspection": False})
-    async with _Served(create_app(closed)) as served, stack.api.client(stack.key) as http:
+    async with ServedApp(create_app(closed)) as served, stack.api.client(stack.key) as http:
         body = (await http.post(f"http://127.0.0.1:{served.port}/graphql", json=query)).json()
     assert error_types(body) and set(error_types(body)) == {"ValidationError"}
     assert "introspection" in body["errors"][0]["message"].lower()
     assert body["data"] is None
 
 
-def test_dev_secrets_are_refused_outside_dev(stack: Stack) -> None:
+def test_dev_secrets_are_refused_outside_dev(stack: E2EStack) -> None:
     from booking.errors import ConfigurationError
 
     for update in (
@@ -351,14 +351,14 @@ async def test_buildings_list_and_booking_pages(admin: Gql) -> None:
     assert pages == [ids[:2], ids[2:]]
 
 
-async def test_api_key_header_is_required_exactly(stack: Stack) -> None:
+async def test_api_key_header_is_required_exactly(stack: E2EStack) -> None:
     for near_miss in (API_KEY + "x", API_KEY[:-1], API_KEY.upper()):
         async with stack.api.client({"x-api-key": near_miss}) as http:
             response = await http.post("/graphql", json={"query": "{ __typename }"})
             assert response.status_code == 401
 
 
-async def test_oversized_bodies_are_refused(stack: Stack) -> None:
+async def test_oversized_bodies_are_refused(stack: E2EStack) -> None:
     big = b'{"query": "{ __typename }", "variables": {"x": "' + b"a" * (2 * 1024 * 1024) + b'"}}'
     async with stack.api.client(stack.key) as http:
         declared = await http.post(

@@ -14,16 +14,17 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from api.notify import APPLICATION_NAME
-from tests.e2e.conftest import (
+from tests.e2e.helpers import (
     CANCEL,
     PAY,
     RESERVE,
+    E2EStack,
     Gql,
-    Stack,
     create_apartment,
     create_user,
     reserve_input,
 )
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +68,7 @@ async def _next(ws: ClientConnection, within: float = 10) -> dict[str, Any]:
         return dict(message)
 
 
-async def _reserved(stack: Stack, admin: Gql, rent: int) -> tuple[str, str, Gql]:
+async def _reserved(stack: E2EStack, admin: Gql, rent: int) -> tuple[str, str, Gql]:
     """A tenant's fresh PENDING booking, and a client signed in as that tenant (unopened)."""
     tenant = await create_user(admin)
     _, apartment = await create_apartment(admin, rent=rent)
@@ -79,7 +80,7 @@ async def _reserved(stack: Stack, admin: Gql, rent: int) -> tuple[str, str, Gql]
     )
 
 
-async def test_subscriber_sees_pending_then_approved(stack: Stack, admin: Gql) -> None:
+async def test_subscriber_sees_pending_then_approved(stack: E2EStack, admin: Gql) -> None:
     tenant, booking_id, gql = await _reserved(stack, admin, 4_200)
     # Subscribe on the *other* API instance: the change is made through the first one,
     # so only Postgres' NOTIFY can carry it across.
@@ -117,7 +118,7 @@ async def test_subscriber_sees_pending_then_approved(stack: Stack, admin: Gql) -
         await ws.send(json.dumps({"id": "1", "type": "complete"}))
 
 
-async def test_subscriber_sees_pending_then_cancelled(stack: Stack, admin: Gql) -> None:
+async def test_subscriber_sees_pending_then_cancelled(stack: E2EStack, admin: Gql) -> None:
     tenant, booking_id, gql = await _reserved(stack, admin, 3_000)
     ws = await _open(stack.api.ws_url, {"headers": {"x-api-key": stack.key["x-api-key"]}})
     async with ws, gql.http:
@@ -138,7 +139,9 @@ async def test_subscriber_sees_pending_then_cancelled(stack: Stack, admin: Gql) 
         }
 
 
-async def test_subscription_to_another_tenants_booking_is_refused(stack: Stack, admin: Gql) -> None:
+async def test_subscription_to_another_tenants_booking_is_refused(
+    stack: E2EStack, admin: Gql
+) -> None:
     _, booking_id, gql = await _reserved(stack, admin, 1_000)
     ws = await _open(stack.api.ws_url, {"Authorization": stack.token("intruder", ["Tenants"])})
     async with ws, gql.http:
@@ -154,7 +157,7 @@ async def test_subscription_to_another_tenants_booking_is_refused(stack: Stack, 
     "payload", [{}, {"x-api-key": "wrong"}, {"Authorization": "Bearer not-a-jwt"}]
 )
 async def test_websocket_without_valid_credentials_is_closed(
-    stack: Stack, payload: dict[str, Any]
+    stack: E2EStack, payload: dict[str, Any]
 ) -> None:
     async with connect(stack.api.ws_url, subprotocols=[PROTOCOL]) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
@@ -164,7 +167,7 @@ async def test_websocket_without_valid_credentials_is_closed(
     assert closed.value.rcvd.code == 4403
 
 
-async def test_subscription_validation_errors_have_appsync_shape(stack: Stack) -> None:
+async def test_subscription_validation_errors_have_appsync_shape(stack: E2EStack) -> None:
     ws = await _open(stack.api.ws_url, stack.key)
     async with ws:
         await ws.send(
@@ -181,7 +184,7 @@ async def test_subscription_validation_errors_have_appsync_shape(stack: Stack) -
     assert [e["errorType"] for e in message["payload"]] == ["ValidationError"]
 
 
-async def test_updates_survive_a_lost_listen_connection(stack: Stack, admin: Gql) -> None:
+async def test_updates_survive_a_lost_listen_connection(stack: E2EStack, admin: Gql) -> None:
     tenant, booking_id, gql = await _reserved(stack, admin, 2_500)
     ws = await _open(stack.api.ws_url, {"Authorization": stack.token(tenant, ["Tenants"])})
     async with ws, gql.http:
@@ -197,12 +200,11 @@ async def test_updates_survive_a_lost_listen_connection(stack: Stack, admin: Gql
         assert killed >= 1
         # The API notices, reconnects and reports ready again.
         async with stack.api.client() as http:
-            for _ in range(100):
-                ready = await http.get("/readyz")
-                if ready.status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            assert ready.status_code == 200, ready.text
+            await eventually(
+                lambda: http.get("/readyz"),
+                lambda ready: ready.status_code == 200,
+                what="the API reporting ready again",
+            )
         paid = await gql(
             PAY,
             {

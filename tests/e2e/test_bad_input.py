@@ -16,14 +16,14 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.e2e.conftest import (
+from tests.e2e.helpers import (
     APARTMENT_STATUS,
     CANCEL,
     JWT_SECRET,
     PAY,
     RESERVE,
+    E2EStack,
     Gql,
-    Stack,
     create_apartment,
     create_user,
     error_types,
@@ -45,7 +45,7 @@ def _clean(body: dict[str, Any]) -> None:
             assert marker not in text, (marker, error)
 
 
-async def _state(stack: Stack, apartment_id: str) -> tuple[str, int, int]:
+async def _state(stack: E2EStack, apartment_id: str) -> tuple[str, int, int]:
     """(apartment status, bookings on it, payments on them)."""
     status = await stack.pool.fetchval(
         "SELECT apartment_status FROM apartments WHERE id = $1", apartment_id
@@ -61,7 +61,9 @@ async def _state(stack: Stack, apartment_id: str) -> tuple[str, int, int]:
     return status, bookings, payments
 
 
-async def test_reservation_input_is_refused_and_nothing_is_held(stack: Stack, admin: Gql) -> None:
+async def test_reservation_input_is_refused_and_nothing_is_held(
+    stack: E2EStack, admin: Gql
+) -> None:
     tenant = await create_user(admin)
     _, apartment = await create_apartment(admin)
     today = date.today()
@@ -110,7 +112,7 @@ async def test_reservation_input_is_refused_and_nothing_is_held(stack: Stack, ad
     assert await _state(stack, apartment) == ("VACANT", 0, 0)
 
 
-async def test_payment_input_is_refused_and_nothing_is_paid(stack: Stack, admin: Gql) -> None:
+async def test_payment_input_is_refused_and_nothing_is_paid(stack: E2EStack, admin: Gql) -> None:
     tenant = await create_user(admin)
     _, apartment = await create_apartment(admin, rent=125_000, currency="EUR")
     held = await admin(RESERVE, reserve_input(apartment, tenant))
@@ -195,7 +197,9 @@ async def test_deep_and_huge_queries_are_refused(admin: Gql) -> None:
     "case",
     ["bad-signature", "expired", "alg-none", "no-sub", "garbage"],
 )
-async def test_bad_tokens_are_401_and_change_nothing(stack: Stack, admin: Gql, case: str) -> None:
+async def test_bad_tokens_are_401_and_change_nothing(
+    stack: E2EStack, admin: Gql, case: str
+) -> None:
     tenant = await create_user(admin)
     _, apartment = await create_apartment(admin)
     now = int(time.time())
@@ -218,7 +222,7 @@ async def test_bad_tokens_are_401_and_change_nothing(stack: Stack, admin: Gql, c
     assert await _state(stack, apartment) == ("VACANT", 0, 0)
 
 
-async def test_a_tenant_cannot_act_for_another(stack: Stack, admin: Gql) -> None:
+async def test_a_tenant_cannot_act_for_another(stack: E2EStack, admin: Gql) -> None:
     alice = await create_user(admin)
     mallory = await create_user(admin)
     _, apartment = await create_apartment(admin)

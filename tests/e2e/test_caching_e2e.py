@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Stack
+from tests.e2e.helpers import E2EStack
 from tests.helpers import Rental, make_rental
 
 pytestmark = pytest.mark.e2e
@@ -90,7 +90,7 @@ async def reserve(http: httpx.AsyncClient, rental: Rental) -> dict[str, Any]:
     return booking
 
 
-async def test_public_read_headers_and_304(stack: Stack) -> None:
+async def test_public_read_headers_and_304(stack: E2EStack) -> None:
     rental = await make_rental(stack.pool)
     async with stack.api.client(stack.bearer(rental.user_id, "Tenants")) as http:
         first = await read_availability(http, rental)
@@ -110,7 +110,7 @@ async def test_public_read_headers_and_304(stack: Stack) -> None:
         assert again.headers["cache-control"].startswith("public")
 
 
-async def test_a_hold_and_a_payment_show_in_public_reads_within_max_age(stack: Stack) -> None:
+async def test_a_hold_and_a_payment_show_in_public_reads_within_max_age(stack: E2EStack) -> None:
     rental = await make_rental(stack.pool)
     async with stack.api.client(stack.bearer(rental.user_id, "Tenants")) as http:
         before = await read_availability(http, rental)
@@ -149,7 +149,7 @@ async def test_a_hold_and_a_payment_show_in_public_reads_within_max_age(stack: S
         assert time.monotonic() - paid_at < window
 
 
-async def test_persisted_queries_against_the_real_api(stack: Stack) -> None:
+async def test_persisted_queries_against_the_real_api(stack: E2EStack) -> None:
     rental = await make_rental(stack.pool)
     variables = {"buildingId": rental.building_id}
     async with stack.api.client(stack.key) as http:
@@ -186,7 +186,7 @@ async def test_persisted_queries_against_the_real_api(stack: Stack) -> None:
         assert mismatch.json()["errors"][0]["errorType"] == "ValidationError"
 
 
-async def test_no_private_answer_is_ever_public(stack: Stack) -> None:
+async def test_no_private_answer_is_ever_public(stack: E2EStack) -> None:
     """Every Query field of the served schema, asked over GET by each kind of
     caller: only the catalogue allowlist may come back public, and never with errors."""
     rental = await make_rental(stack.pool)
@@ -277,7 +277,7 @@ async def test_no_private_answer_is_ever_public(stack: Stack) -> None:
         assert clean.headers["cache-control"].startswith("public")
 
 
-async def test_mutations_are_never_cached(stack: Stack) -> None:
+async def test_mutations_are_never_cached(stack: E2EStack) -> None:
     rental = await make_rental(stack.pool)
     async with stack.api.client(stack.key) as http:
         over_get = await http.get(
@@ -297,7 +297,7 @@ async def test_mutations_are_never_cached(stack: Stack) -> None:
         assert "etag" not in cancelled.headers
 
 
-async def test_page_and_assets_from_the_real_api(stack: Stack) -> None:
+async def test_page_and_assets_from_the_real_api(stack: E2EStack) -> None:
     async with stack.api.client() as http:
         page = await http.get("/")
         assert page.status_code == 200

@@ -5,7 +5,7 @@ and without the cache (the figures go to test-artifacts/cache-measurement.json
 and the README), and checks that a hold placed behind the cache's back is
 visible through it within max-age (+ one stale-while-revalidate refresh).
 
-Needs /usr/sbin/nginx (``apt-get install nginx``; .ci/run installs it).
+Needs Debian's nginx, which ``tests.system_packages`` installs on first use.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -28,12 +27,13 @@ import httpx
 import pytest
 
 from api.app import create_app
-from tests.e2e.conftest import Stack, _Served, free_port
+from booking.devstack.net import free_port
+from tests.e2e.helpers import E2EStack, ServedApp
 from tests.helpers import make_rental
+from tests.system_packages import NGINX, ensure
 
 pytestmark = pytest.mark.e2e
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 MAX_AGE = 2
 STALE_WHILE_REVALIDATE = 2
@@ -93,7 +93,7 @@ class Measured:
 
 
 @pytest.fixture(scope="module")
-async def origin(stack: Stack) -> AsyncIterator[Measured]:
+async def origin(stack: E2EStack) -> AsyncIterator[Measured]:
     """One more API instance whose pool logs every statement it runs."""
     queries: list[str] = []
 
@@ -110,7 +110,7 @@ async def origin(stack: Stack) -> AsyncIterator[Measured]:
         }
     )
     try:
-        async with _Served(create_app(settings, pool=pool, client=stack.client)) as served:
+        async with ServedApp(create_app(settings, pool=pool, client=stack.client)) as served:
             yield Measured(f"http://127.0.0.1:{served.port}", queries, MAX_AGE)
     finally:
         await pool.close()
@@ -133,7 +133,7 @@ async def nginx(origin: Measured, tmp_path_factory: pytest.TempPathFactory) -> A
         )
     )
     process = await asyncio.create_subprocess_exec(
-        NGINX,
+        ensure(NGINX),
         "-p",
         str(root),
         "-c",
@@ -196,7 +196,7 @@ async def burst(base_url: str, building_id: str, credentials: list[dict[str, str
 
 
 async def test_cache_in_front_shields_the_database(
-    stack: Stack, origin: Measured, nginx: str
+    stack: E2EStack, origin: Measured, nginx: str
 ) -> None:
     rental = await make_rental(stack.pool)
     one_key = [stack.key]
@@ -239,7 +239,7 @@ async def test_cache_in_front_shields_the_database(
 
 
 async def test_a_hold_is_visible_through_the_cache_within_max_age(
-    stack: Stack, origin: Measured, nginx: str
+    stack: E2EStack, origin: Measured, nginx: str
 ) -> None:
     rental = await make_rental(stack.pool)
     headers = stack.bearer(rental.user_id, "Tenants")

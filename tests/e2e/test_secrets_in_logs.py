@@ -18,7 +18,7 @@ import jwt
 import pytest
 
 from booking.webhook_signing import SIGNATURE_HEADER, webhook_signature
-from tests.e2e.conftest import API_KEY, JWT_SECRET, Stack, _Served
+from tests.e2e.helpers import API_KEY, JWT_SECRET, E2EStack, ServedApp
 
 pytestmark = pytest.mark.e2e
 
@@ -26,16 +26,16 @@ WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdef"
 
 
 @pytest.fixture
-async def api_with_webhook(stack: Stack) -> AsyncIterator[str]:
+async def api_with_webhook(stack: E2EStack) -> AsyncIterator[str]:
     from api.app import create_app
 
     settings = stack.settings.model_copy(update={"webhook_secret": WEBHOOK_SECRET})
-    async with _Served(create_app(settings)) as served:
+    async with ServedApp(create_app(settings)) as served:
         yield f"http://127.0.0.1:{served.port}"
 
 
 async def test_failed_auth_and_webhooks_leave_no_secret_in_the_logs(
-    stack: Stack, api_with_webhook: str, caplog: pytest.LogCaptureFixture
+    stack: E2EStack, api_with_webhook: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     now = int(time.time())
@@ -108,7 +108,7 @@ async def test_failed_auth_and_webhooks_leave_no_secret_in_the_logs(
         assert secret not in logged  # ... and nothing secret with them
 
 
-async def test_cross_origin_callers_get_no_cors_grant(stack: Stack) -> None:
+async def test_cross_origin_callers_get_no_cors_grant(stack: E2EStack) -> None:
     origin = "https://evil.example"
     async with stack.api.client() as http:
         preflight = await http.options(

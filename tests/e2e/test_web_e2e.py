@@ -12,24 +12,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
-from tests.e2e.conftest import Stack
+from tests.e2e.helpers import E2EStack
 from tests.helpers import Rental, make_rental
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TIMEOUT_MS = 20_000
 
@@ -37,18 +26,6 @@ RESERVE = """mutation R($input: ReserveApartmentInput!) {
   reserveApartment(input: $input) { id bookingStatus amountDue currency }
 }"""
 PAY = """mutation P($input: PayBookingInput!) { payBooking(input: $input) { id bookingStatus } }"""
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.fixture
@@ -69,21 +46,21 @@ async def shot(page: Page, name: str) -> None:
     await page.screenshot(path=str(ARTIFACTS / f"web-{name}.png"), full_page=True)
 
 
-async def open_signed_in(page: Page, stack: Stack, rental: Rental, query: str = "") -> None:
+async def open_signed_in(page: Page, stack: E2EStack, rental: Rental, query: str = "") -> None:
     await page.goto(f"{stack.api.url}/?building={rental.building_id}{query}")
     await page.get_by_test_id("token-input").fill(stack.token(rental.user_id, ["Tenants"]))
     await page.get_by_test_id("sign-in").click()
     await expect(page.get_by_test_id("whoami")).to_contain_text(rental.user_id)
 
 
-async def apartment_status(stack: Stack, apartment_id: str) -> str:
+async def apartment_status(stack: E2EStack, apartment_id: str) -> str:
     status: str = await stack.pool.fetchval(
         "SELECT apartment_status FROM apartments WHERE id = $1", apartment_id
     )
     return status
 
 
-async def test_reserve_pay_and_see_approved(stack: Stack, page: Page) -> None:
+async def test_reserve_pay_and_see_approved(stack: E2EStack, page: Page) -> None:
     rental = await make_rental(stack.pool, monthly_rent=98_765)
     await open_signed_in(page, stack, rental)
     apartment = page.locator(f'tr[data-apartment-id="{rental.apartment_id}"]')
@@ -119,7 +96,9 @@ async def test_reserve_pay_and_see_approved(stack: Stack, page: Page) -> None:
     await shot(page, "3-approved")
 
 
-async def test_short_hold_expires_and_the_apartment_is_free_again(stack: Stack, page: Page) -> None:
+async def test_short_hold_expires_and_the_apartment_is_free_again(
+    stack: E2EStack, page: Page
+) -> None:
     rental = await make_rental(stack.pool)
     await open_signed_in(page, stack, rental, "&hold=2")
     apartment = page.locator(f'tr[data-apartment-id="{rental.apartment_id}"]')
@@ -144,7 +123,7 @@ async def test_short_hold_expires_and_the_apartment_is_free_again(stack: Stack, 
     await shot(page, "5-expired")
 
 
-async def test_status_follows_a_payment_made_elsewhere(stack: Stack, page: Page) -> None:
+async def test_status_follows_a_payment_made_elsewhere(stack: E2EStack, page: Page) -> None:
     """The page's status changes with no click: a payment from another client
     (through the second API process) arrives over the subscription."""
     rental = await make_rental(stack.pool)
@@ -183,7 +162,7 @@ async def test_status_follows_a_payment_made_elsewhere(stack: Stack, page: Page)
     await shot(page, "6-paid-elsewhere")
 
 
-async def test_apartment_just_taken_is_explained(stack: Stack, page: Page) -> None:
+async def test_apartment_just_taken_is_explained(stack: E2EStack, page: Page) -> None:
     rental = await make_rental(stack.pool)
     await open_signed_in(page, stack, rental)
     apartment = page.locator(f'tr[data-apartment-id="{rental.apartment_id}"]')

@@ -21,17 +21,18 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 
 from api.webhooks import PaymentEvent, PaymentWebhook
+from booking.contract import workflow_id_for
 from booking.webhook_signing import SIGNATURE_HEADER, webhook_signature
-from tests.e2e.conftest import (
+from tests.e2e.helpers import (
     RESERVE,
+    E2EStack,
     Gql,
-    Stack,
-    _Served,
+    ServedApp,
     create_apartment,
     create_user,
     reserve_input,
 )
-from workflows.booking import workflow_id_for
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -39,11 +40,11 @@ WEBHOOK_SECRET = "e2e-webhook-secret-abcdef0123456789"
 
 
 @pytest.fixture
-async def two_apis(stack: Stack) -> AsyncIterator[tuple[str, str]]:
+async def two_apis(stack: E2EStack) -> AsyncIterator[tuple[str, str]]:
     from api.app import create_app
 
     settings = stack.settings.model_copy(update={"webhook_secret": WEBHOOK_SECRET})
-    async with _Served(create_app(settings)) as one, _Served(create_app(settings)) as two:
+    async with ServedApp(create_app(settings)) as one, ServedApp(create_app(settings)) as two:
         yield f"http://127.0.0.1:{one.port}", f"http://127.0.0.1:{two.port}"
 
 
@@ -69,25 +70,25 @@ def _signed(booking: dict[str, Any], event_id: str, reference: str) -> tuple[byt
     return body, {SIGNATURE_HEADER: webhook_signature(WEBHOOK_SECRET, body, int(time.time()))}
 
 
-async def _signals(stack: Stack, booking_id: str) -> int:
+async def _signals(stack: E2EStack, booking_id: str) -> int:
     handle = stack.client.get_workflow_handle(workflow_id_for(booking_id))
     signalled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
     return len([e async for e in handle.fetch_history_events() if e.event_type == signalled])
 
 
-async def _status(stack: Stack, booking_id: str, want: str) -> str:
-    for _ in range(200):
-        status: str = await stack.pool.fetchval(
+async def _status(stack: E2EStack, booking_id: str, want: str) -> str:
+    status: str = await eventually(
+        lambda: stack.pool.fetchval(
             "SELECT booking_status FROM bookings WHERE id = $1", booking_id
-        )
-        if status == want:
-            break
-        await asyncio.sleep(0.05)
+        ),
+        lambda status: status == want,
+        what=f"booking {booking_id} becoming {want}",
+    )
     return status
 
 
 async def test_an_event_paid_through_one_api_is_a_duplicate_at_the_other(
-    stack: Stack, admin: Gql, two_apis: tuple[str, str]
+    stack: E2EStack, admin: Gql, two_apis: tuple[str, str]
 ) -> None:
     booking = await _hold(admin)
     reference = f"pay-{uuid.uuid4().hex}"
@@ -108,7 +109,7 @@ async def test_an_event_paid_through_one_api_is_a_duplicate_at_the_other(
 
 
 async def test_racing_instances_collapse_into_one_signal_on_the_server(
-    stack: Stack, admin: Gql
+    stack: E2EStack, admin: Gql
 ) -> None:
     booking = await _hold(admin)
     event = PaymentEvent(
@@ -121,7 +122,7 @@ async def test_racing_instances_collapse_into_one_signal_on_the_server(
     )
     settings = stack.settings.model_copy(update={"webhook_secret": WEBHOOK_SECRET})
 
-    async def source() -> Any:
+    def source() -> Any:
         return stack.client
 
     # Both passed the history check before either signalled: the server keeps one.

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import importlib.util
 import logging
 import os
 import sys
@@ -20,15 +18,12 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from pydantic import ValidationError as SettingsError
 
 from booking.errors import ConfigurationError
 from booking.settings import DEV_JWT_SECRET, Settings
-
-if TYPE_CHECKING:
-    from temporalio.client import Client
 
 log = logging.getLogger("booking.cli")
 
@@ -79,10 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="apply database migrations to DATABASE_URL")
     commands.add_parser("seed", help="load the demo data into DATABASE_URL (idempotent)")
-    commands.add_parser(
+    setup = commands.add_parser(
         "setup",
         help="migrate DATABASE_URL and register the search attributes on TEMPORAL_ADDRESS "
         "(what a deployment runs once before the worker and the API)",
+    )
+    setup.add_argument(
+        "--wait",
+        type=float,
+        default=300.0,
+        help="seconds to wait for Temporal and its namespace to be ready (300)",
     )
 
     doctor = commands.add_parser(
@@ -122,18 +123,6 @@ def _settings(**overrides: object) -> Settings:
     return settings.model_copy(update=updates) if updates else settings
 
 
-def _refuse_dev_secrets(settings: Settings, what: str) -> None:
-    if settings.dev_mode:
-        return
-    found = settings.dev_secrets_in_use()
-    if found:
-        raise ConfigurationError(
-            f"refusing to start the {what}: {', '.join(found)} still hold the documented dev "
-            "value, which anyone can read in the README. Set your own secret(s), or use "
-            "`booking dev` for local development"
-        )
-
-
 def _logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -144,7 +133,7 @@ def _logging(settings: Settings) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from booking.devstack.dev import DevOptions, DevStack
+    from cli.dev import DevOptions, DevStack
 
     settings = _settings()
     _logging(settings)
@@ -164,13 +153,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    settings = _settings()
-    _refuse_dev_secrets(settings, "worker")
-    _logging(settings)
-    from worker import run_worker
+    import worker
 
-    asyncio.run(run_worker(settings))
-    return EXIT_OK
+    # Exactly what `python worker.py` does.
+    return worker.main(_settings())
 
 
 async def _check_dependencies(settings: Settings) -> None:
@@ -183,7 +169,7 @@ async def _check_dependencies(settings: Settings) -> None:
 
 def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings(api_host=args.host, api_port=args.port)
-    _refuse_dev_secrets(settings, "API")
+    settings.refuse_unsafe_secrets("API")
     _logging(settings)
     import uvicorn
 
@@ -219,7 +205,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_setup(args: argparse.Namespace) -> int:
     from booking.db import migrate
-    from booking.temporal import register_search_attributes
+    from booking.temporal import prepare_namespace
 
     settings = _settings()
     _logging(settings)
@@ -227,8 +213,12 @@ def cmd_setup(args: argparse.Namespace) -> int:
     async def setup() -> None:
         applied = await migrate(settings.require_database_url())
         print(f"migrations: {len(applied)} applied" if applied else "migrations: schema up to date")
-        client = await _connect_temporal(settings)
-        added = await register_search_attributes(client, settings.temporal_namespace)
+        added = await prepare_namespace(
+            settings.temporal_address,
+            settings.temporal_namespace,
+            within=args.wait,
+            say=lambda line: print(f"booking setup: {line}", flush=True),
+        )
         print(
             f"search attributes: {', '.join(added)} registered"
             if added
@@ -237,20 +227,6 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
     asyncio.run(setup())
     return EXIT_OK
-
-
-async def _connect_temporal(settings: Settings, attempts: int = 30) -> Client:
-    """Connect, retrying for a while: in compose, Temporal may still be starting."""
-    from booking.temporal import connect
-
-    for attempt in range(attempts):
-        try:
-            return await connect(settings.temporal_address, settings.temporal_namespace)
-        except ConfigurationError:
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(2)
-    raise AssertionError("unreachable")
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
@@ -315,12 +291,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _bench(argv: list[str]) -> int:
-    if importlib.util.find_spec("bench") is None:
-        print("booking bench: not implemented yet (no bench package installed)", file=sys.stderr)
-        return EXIT_FAILED
-    bench = importlib.import_module("bench")
-    result = bench.main(argv)
-    return int(result or 0)
+    import bench
+
+    return int(bench.main(argv) or 0)
 
 
 COMMANDS = {

@@ -1,30 +1,20 @@
-"""HTTP caching of GraphQL reads for a CDN or reverse proxy, and the tenant page.
+"""HTTP caching of GraphQL reads, for a CDN or reverse proxy in front of the API.
 
-``install(app, settings)`` is the one entry point ``api.app.create_app`` calls. It adds:
+:class:`CachingMiddleware` wraps ``/graphql``: it applies automatic persisted queries
+(``api.persisted_queries``), chooses a ``Cache-Control`` per operation, sets ``Vary`` on the
+auth headers, and adds ``ETag`` / ``304 Not Modified`` to GET answers.
 
-- ``CachingMiddleware`` around ``/graphql``: automatic persisted queries (Apollo's
-  APQ protocol), a ``Cache-Control`` chosen per operation, ``Vary`` on the auth
-  headers, ``ETag`` and ``304 Not Modified``;
-- ``/`` (the tenant page) and ``/static/<name>.<hash>.<ext>`` (its assets, named by
-  content hash at startup and served ``immutable``);
-- ``POST /dev/token`` (a demo tenant token), only when ``settings.dev_mode``.
-
-The policy is an allowlist: a GET query is ``public`` only when every field it
-selects is a public catalogue field (buildings, apartments, their status and
-rent). Anything else (bookings, users, the Step Functions list, introspection,
-any error, any non-200 status, any POST) is ``private, no-store``, so an unknown or
-new field can never leak into a shared cache.
+The policy is an allowlist: a GET query is ``public`` only when every field it selects is a
+public catalogue field (buildings, apartments, their status and rent). Anything else
+(bookings, users, the Step Functions list, introspection, any error, any non-200 status, any
+POST) is ``private, no-store``, so an unknown or new field can never leak into a shared cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
 
@@ -40,12 +30,8 @@ from graphql import (
     SelectionSetNode,
     parse,
 )
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from booking.demo import DEMO_BUILDING_ID, DEMO_TENANT_ID
+from api.persisted_queries import APQError, PersistedQueryStore, resolve_persisted_query
 from booking.settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -54,9 +40,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-STATIC_DIR: Final = Path(__file__).parent / "static"
-ASSET_SOURCES: Final = ("app.js", "app.css")
-IMMUTABLE: Final = "public, max-age=31536000, immutable"
 NO_STORE: Final = "private, no-store"
 VARY: Final = "x-api-key, Authorization"
 
@@ -99,11 +82,6 @@ PUBLIC_FIELDS: Final[dict[str, dict[str, str | None]]] = {
         "currency": None,
     },
 }
-
-APQ_VERSION: Final = 1
-APQ_MAX_ENTRIES: Final = 2000
-APQ_MAX_QUERY_CHARS: Final = 20_000
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 # ---------------------------------------------------------------- policy
@@ -192,92 +170,6 @@ def public_cache_control(settings: Settings) -> str:
         f"public, max-age={settings.cache_max_age}, "
         f"stale-while-revalidate={settings.cache_stale_while_revalidate}"
     )
-
-
-# ---------------------------------------------------------------- persisted queries
-
-
-class PersistedQueryStore:
-    """Bounded LRU of hash -> query text, per process.
-
-    A miss is cheap and self-healing (the client re-sends the query with its
-    hash), so several API processes need no shared store.
-    """
-
-    def __init__(self, max_entries: int = APQ_MAX_ENTRIES) -> None:
-        self._entries: OrderedDict[str, str] = OrderedDict()
-        self._max = max_entries
-
-    def get(self, sha256_hash: str) -> str | None:
-        query = self._entries.get(sha256_hash)
-        if query is not None:
-            self._entries.move_to_end(sha256_hash)
-        return query
-
-    def put(self, sha256_hash: str, query: str) -> None:
-        self._entries[sha256_hash] = query
-        self._entries.move_to_end(sha256_hash)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-@dataclass(frozen=True)
-class APQError(Exception):
-    status: int
-    error_type: str
-    message: str
-    code: str
-
-    def body(self) -> bytes:
-        error = {
-            "message": self.message,
-            "errorType": self.error_type,
-            "errorInfo": None,
-            "path": None,
-            "locations": None,
-            "data": None,
-            # Apollo clients look at extensions.code to decide to re-send the query.
-            "extensions": {"code": self.code},
-        }
-        return json.dumps({"data": None, "errors": [error]}).encode()
-
-
-def resolve_persisted_query(
-    store: PersistedQueryStore, query: object, extensions: object
-) -> str | None:
-    """Apply APQ: return the query text to execute (None when the request uses no
-    persisted query and has none), registering a verified query on the way.
-
-    Raises APQError for an unknown hash (PersistedQueryNotFound), a hash that
-    does not match the query, or an unsupported protocol version.
-    """
-    persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
-    if persisted is None:
-        return query if isinstance(query, str) else None
-    if not isinstance(persisted, dict) or persisted.get("version") != APQ_VERSION:
-        raise APQError(400, "ValidationError", "Unsupported persisted query version", "BAD_REQUEST")
-    sha = persisted.get("sha256Hash")
-    if not isinstance(sha, str) or not _SHA256_HEX.match(sha):
-        raise APQError(
-            400, "ValidationError", "persistedQuery.sha256Hash must be 64 hex digits", "BAD_REQUEST"
-        )
-    if isinstance(query, str) and query:
-        if hashlib.sha256(query.encode()).hexdigest() != sha:
-            raise APQError(
-                400, "ValidationError", "provided sha does not match query", "BAD_REQUEST"
-            )
-        if len(query) <= APQ_MAX_QUERY_CHARS:
-            store.put(sha, query)
-        return query
-    stored = store.get(sha)
-    if stored is None:
-        raise APQError(
-            200, "PersistedQueryNotFound", "PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND"
-        )
-    return stored
 
 
 # ---------------------------------------------------------------- ETags
@@ -508,121 +400,3 @@ async def _buffered(
     headers = _set_headers(start.get("headers", []), updates)
     await send({**start, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-# ---------------------------------------------------------------- static page and assets
-
-
-@dataclass(frozen=True)
-class Asset:
-    url_name: str
-    content: bytes
-    media_type: str
-
-
-_MEDIA_TYPES: Final = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-
-
-def build_assets(static_dir: Path = STATIC_DIR) -> dict[str, Asset]:
-    """The manifest: source name -> asset served under ``name.<hash>.ext``.
-
-    Computed at startup from the files' bytes, so a changed file gets a new URL
-    and the old one can stay cached forever.
-    """
-    manifest: dict[str, Asset] = {}
-    for source in ASSET_SOURCES:
-        path = static_dir / source
-        content = path.read_bytes()
-        digest = hashlib.sha256(content).hexdigest()[:12]
-        url_name = f"{path.stem}.{digest}{path.suffix}"
-        manifest[source] = Asset(url_name, content, _MEDIA_TYPES[path.suffix])
-    return manifest
-
-
-def render_index(
-    manifest: dict[str, Asset], settings: Settings, static_dir: Path = STATIC_DIR
-) -> bytes:
-    html = (static_dir / "index.html").read_text(encoding="utf-8")
-    for source, asset in manifest.items():
-        html = html.replace("{{asset:" + source + "}}", "/static/" + asset.url_name)
-    html = html.replace("{{dev_mode}}", "true" if settings.dev_mode else "false")
-    return html.encode("utf-8")
-
-
-def _not_modified_or(
-    request: Request, content: bytes, media_type: str, cache_control: str
-) -> Response:
-    etag = etag_for(content)
-    headers = {"ETag": etag, "Cache-Control": cache_control}
-    if etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
-    return Response(content, media_type=media_type, headers=headers)
-
-
-def _static_routes(settings: Settings) -> list[Route]:
-    manifest = build_assets()
-    by_url = {asset.url_name: asset for asset in manifest.values()}
-    index = render_index(manifest, settings)
-
-    async def page(request: Request) -> Response:
-        # The page itself always revalidates (cheap 304) so a deploy is seen at once.
-        return _not_modified_or(request, index, "text/html; charset=utf-8", "no-cache")
-
-    async def asset(request: Request) -> Response:
-        found = by_url.get(request.path_params["name"])
-        if found is None:
-            return Response(
-                "not found",
-                status_code=404,
-                media_type="text/plain",
-                headers={"Cache-Control": "no-store"},
-            )
-        return _not_modified_or(request, found.content, found.media_type, IMMUTABLE)
-
-    return [
-        Route("/", page, methods=["GET", "HEAD"], name="tenant_page"),
-        Route("/static/{name}", asset, methods=["GET", "HEAD"], name="static_asset"),
-    ]
-
-
-def _dev_routes(settings: Settings) -> list[Route]:
-    if not settings.dev_mode:
-        return []
-    from booking.tokens import mint_token
-
-    async def dev_token(request: Request) -> Response:
-        if not settings.jwt_secret:
-            return JSONResponse(
-                {
-                    "errors": [
-                        {"errorType": "ValidationError", "message": "BOOKING_JWT_SECRET is not set"}
-                    ]
-                },
-                status_code=400,
-            )
-        user_id = request.query_params.get("userId") or DEMO_TENANT_ID
-        token = mint_token(
-            settings.jwt_secret,
-            user_id,
-            ["Tenants"],
-            ttl_seconds=8 * 3600,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-        )
-        return JSONResponse(
-            {"token": token, "userId": user_id, "buildingId": DEMO_BUILDING_ID},
-            headers={"Cache-Control": NO_STORE},
-        )
-
-    return [Route("/dev/token", dev_token, methods=["POST"], name="dev_token")]
-
-
-def install(app: Starlette, settings: Settings) -> None:
-    """Add the caching middleware, the tenant page, its assets and (dev only) /dev/token.
-
-    Our routes go first so that they win over any other "/" route.
-    """
-    routes = _static_routes(settings) + _dev_routes(settings)
-    for route in reversed(routes):
-        app.router.routes.insert(0, route)
-    app.add_middleware(CachingMiddleware, settings=settings)

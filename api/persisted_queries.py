@@ -1,0 +1,111 @@
+"""Automatic persisted queries (Apollo's APQ protocol), on GET and POST ``/graphql``.
+
+1. The client sends ``extensions={"persistedQuery":{"version":1,"sha256Hash":"<hex>"}}``
+   without ``query``.
+2. Unknown hash: HTTP 200 with ``PersistedQueryNotFound`` (``private, no-store``).
+3. The client repeats the request with ``query`` and the hash; the hash is checked, the query
+   stored, the request answered.
+4. From then on the hash alone works, which keeps GET URLs short and identical for
+   identical reads (what a CDN keys on).
+
+The store is a bounded in-memory LRU per API process; a miss in another process costs one
+extra round trip, so no shared store is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Final
+
+from booking.errors import ValidationError
+
+APQ_VERSION: Final = 1
+APQ_MAX_ENTRIES: Final = 2000
+APQ_MAX_QUERY_CHARS: Final = 20_000
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_INVALID = ValidationError.error_type
+
+
+class PersistedQueryStore:
+    """Bounded LRU of hash -> query text, per process.
+
+    A miss is cheap and self-healing (the client re-sends the query with its
+    hash), so several API processes need no shared store.
+    """
+
+    def __init__(self, max_entries: int = APQ_MAX_ENTRIES) -> None:
+        self._entries: OrderedDict[str, str] = OrderedDict()
+        self._max = max_entries
+
+    def get(self, sha256_hash: str) -> str | None:
+        query = self._entries.get(sha256_hash)
+        if query is not None:
+            self._entries.move_to_end(sha256_hash)
+        return query
+
+    def put(self, sha256_hash: str, query: str) -> None:
+        self._entries[sha256_hash] = query
+        self._entries.move_to_end(sha256_hash)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@dataclass(frozen=True)
+class APQError(Exception):
+    status: int
+    error_type: str
+    message: str
+    code: str
+
+    def body(self) -> bytes:
+        error = {
+            "message": self.message,
+            "errorType": self.error_type,
+            "errorInfo": None,
+            "path": None,
+            "locations": None,
+            "data": None,
+            # Apollo clients look at extensions.code to decide to re-send the query.
+            "extensions": {"code": self.code},
+        }
+        return json.dumps({"data": None, "errors": [error]}).encode()
+
+
+def resolve_persisted_query(
+    store: PersistedQueryStore, query: object, extensions: object
+) -> str | None:
+    """Apply APQ: return the query text to execute (None when the request uses no
+    persisted query and has none), registering a verified query on the way.
+
+    Raises APQError for an unknown hash (PersistedQueryNotFound), a hash that
+    does not match the query, or an unsupported protocol version.
+    """
+    persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
+    if persisted is None:
+        return query if isinstance(query, str) else None
+    if not isinstance(persisted, dict) or persisted.get("version") != APQ_VERSION:
+        raise APQError(400, _INVALID, "Unsupported persisted query version", "BAD_REQUEST")
+    sha = persisted.get("sha256Hash")
+    if not isinstance(sha, str) or not _SHA256_HEX.match(sha):
+        raise APQError(
+            400, _INVALID, "persistedQuery.sha256Hash must be 64 hex digits", "BAD_REQUEST"
+        )
+    if isinstance(query, str) and query:
+        if hashlib.sha256(query.encode()).hexdigest() != sha:
+            raise APQError(400, _INVALID, "provided sha does not match query", "BAD_REQUEST")
+        if len(query) <= APQ_MAX_QUERY_CHARS:
+            store.put(sha, query)
+        return query
+    stored = store.get(sha)
+    if stored is None:
+        raise APQError(
+            200, "PersistedQueryNotFound", "PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND"
+        )
+    return stored

@@ -1,0 +1,237 @@
+"""Bookings: the hold, the payment, the cancellation, their reads and live updates.
+
+- ``reserveApartment``, ``payBooking``, ``cancelBooking``: Tenants (their own bookings, in
+  their own name) or Admins (anyone's); ``createApartmentBooking`` (AppSync's): Tenants;
+- ``getBooking``, the booking lists and ``onBookingStatusChanged``: a tenant sees only its own
+  bookings, Admins and Caretakers all.
+
+Every change goes to the booking's workflow (``api.operations``); answers are read back from
+the database, which the workflow's activities have written by the time it answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import strawberry
+from strawberry.types import Info
+
+from api.auth import Principal
+from api.directives import ADMINS, TENANTS, authorize, cognito, resolver, subscription
+from api.pagination import encode_token
+from api.resolvers.common import ctx, given, may_act_as, page
+from api.types import (
+    Booking,
+    BookingsResult,
+    BookingStatus,
+    CreateBookingInput,
+    Pagination,
+    PayBookingInput,
+    ReserveApartmentInput,
+)
+from booking.contract import BookingInput, PaymentInput, booking_id_for, payment_problem
+from booking.errors import BookingNotFound, Unauthorized, ValidationError
+from booking.store import reads
+from booking.store.bookings import BookingRow
+
+
+def _may_see(principal: Principal, row: BookingRow) -> None:
+    if not principal.sees_all_bookings and row.user_id != principal.user_id:
+        raise Unauthorized("Not Authorized to access this booking")
+
+
+async def _row(info: Info, booking_id: str) -> BookingRow:
+    row = await ctx(info).loaders.reader.run(reads.booking_by_id, booking_id)
+    if row is None:
+        raise BookingNotFound(f"booking {booking_id} does not exist")
+    return row
+
+
+async def _reserve(info: Info, booking: BookingInput) -> Booking:
+    context = ctx(info)
+    booking_id = await context.services.require_commands().reserve(booking, context.loaders.reader)
+    return Booking.from_row(await _row(info, booking_id))
+
+
+def _booking_input(
+    user_id: str,
+    apartment_id: str,
+    start_date: object,
+    end_date: object,
+    hold_seconds: int,
+    idempotency_key: str | None,
+) -> BookingInput:
+    return BookingInput(
+        booking_id=booking_id_for(user_id, idempotency_key),
+        apartment_id=apartment_id,
+        user_id=user_id,
+        start_date=start_date,  # type: ignore[arg-type]
+        end_date=end_date,  # type: ignore[arg-type]
+        hold_seconds=hold_seconds,
+        idempotency_key=idempotency_key,
+    )
+
+
+@strawberry.type
+class BookingQueries:
+    @resolver(directives=[cognito()])
+    async def get_all_bookings_per_apartment(self, info: Info, apartment_id: str) -> list[Booking]:
+        principal = authorize(info)
+        rows = await ctx(info).loaders.reader.run(
+            reads.bookings_for_apartment,
+            apartment_id,
+            user_id=None if principal.sees_all_bookings else principal.user_id,
+            limit=None,
+            after=None,
+        )
+        return [Booking.from_row(r) for r in rows]
+
+    @resolver(directives=[cognito()])
+    async def get_booking(self, info: Info, id: strawberry.ID) -> Booking | None:
+        principal = authorize(info)
+        row = await ctx(info).loaders.bookings.load(str(id))
+        if row is None:
+            return None
+        _may_see(principal, row)
+        return Booking.from_row(row)
+
+    @resolver(
+        directives=[cognito()],
+        description="Added: getAllBookingsPerApartment, paginated (oldest first).",
+    )
+    async def list_bookings_per_apartment(
+        self, info: Info, apartment_id: str, pagination: Pagination | None = strawberry.UNSET
+    ) -> BookingsResult:
+        principal = authorize(info)
+        kind = "bookings:" + apartment_id
+        limit, cursor = page(kind, pagination)
+        after = None
+        if cursor:
+            try:
+                after = (datetime.fromisoformat(str(cursor[0])), str(cursor[1]))
+            except (ValueError, IndexError):
+                raise ValidationError("nextToken is not valid for this list") from None
+        rows = await ctx(info).loaders.reader.run(
+            reads.bookings_for_apartment,
+            apartment_id,
+            user_id=None if principal.sees_all_bookings else principal.user_id,
+            limit=limit + 1,
+            after=after,
+        )
+        items = rows[:limit]
+        token = None
+        if len(rows) > limit:
+            last = items[-1]
+            token = encode_token(kind, [last.created_on.isoformat(), last.id])
+        return BookingsResult(items=[Booking.from_row(r) for r in items], next_token=token)
+
+
+@strawberry.type
+class BookingMutations:
+    @resolver(directives=[cognito(TENANTS)])
+    async def create_apartment_booking(self, info: Info, input: CreateBookingInput) -> bool:
+        principal = authorize(info, TENANTS)
+        if input.booking_status is not BookingStatus.PENDING:
+            raise ValidationError("bookingStatus must be PENDING: a booking starts as a hold")
+        may_act_as(info, principal, input.user_id)
+        await _reserve(
+            info,
+            _booking_input(
+                input.user_id,
+                input.apartment_id,
+                input.start_date,
+                input.end_date,
+                ctx(info).services.settings.hold_seconds,
+                None,
+            ),
+        )
+        return True
+
+    @resolver(
+        directives=[cognito(TENANTS, ADMINS)],
+        description="Returns once the hold is in place: PENDING, apartment RESERVED.",
+    )
+    async def reserve_apartment(self, info: Info, input: ReserveApartmentInput) -> Booking:
+        principal = authorize(info, TENANTS, ADMINS)
+        may_act_as(info, principal, input.user_id)
+        hold_seconds = given(input.hold_seconds)
+        return await _reserve(
+            info,
+            _booking_input(
+                input.user_id,
+                input.apartment_id,
+                input.start_date,
+                input.end_date,
+                hold_seconds
+                if hold_seconds is not None
+                else ctx(info).services.settings.hold_seconds,
+                given(input.idempotency_key),
+            ),
+        )
+
+    @resolver(
+        directives=[cognito(TENANTS, ADMINS)],
+        description="APPROVED (apartment OCCUPIED), or BookingExpired / PaymentRejected.",
+    )
+    async def pay_booking(self, info: Info, input: PayBookingInput) -> Booking:
+        principal = authorize(info, TENANTS, ADMINS)
+        row = await _row(info, str(input.booking_id))
+        may_act_as(info, principal, row.user_id)
+        payment = PaymentInput(input.amount, input.currency, input.payment_reference)
+        problem = payment_problem(payment)
+        if problem is not None:
+            raise ValidationError(problem)
+        await ctx(info).services.require_commands().pay(row, payment)
+        return Booking.from_row(await _row(info, row.id))
+
+    @resolver(
+        directives=[cognito(TENANTS, ADMINS)],
+        description="CANCELLED (apartment VACANT), or BookingNotCancellable.",
+    )
+    async def cancel_booking(self, info: Info, id: strawberry.ID) -> Booking:
+        principal = authorize(info, TENANTS, ADMINS)
+        row = await _row(info, str(id))
+        may_act_as(info, principal, row.user_id)
+        await ctx(info).services.require_commands().cancel(row)
+        return Booking.from_row(await _row(info, row.id))
+
+
+@strawberry.type
+class BookingSubscriptions:
+    @subscription(
+        directives=[cognito()],
+        description="The booking now, then again on every status change.",
+    )
+    async def on_booking_status_changed(
+        self, info: Info, id: strawberry.ID
+    ) -> AsyncGenerator[Booking | None, None]:
+        principal = authorize(info)
+        context = ctx(info)
+        broadcaster = context.services.broadcaster
+        if broadcaster is None:
+            raise RuntimeError("live updates are not running (lifespan not started)")
+        booking_id = str(id)
+        last: tuple[str, object] | None = None
+        metrics = context.services.metrics
+        metrics.subscriptions.inc()
+        try:
+            # Subscribe before the first read, so no transition can fall between them.
+            with broadcaster.subscribe(booking_id) as queue:
+                while True:
+                    row = await context.loaders.reader.run(reads.booking_by_id, booking_id)
+                    if row is not None:
+                        _may_see(principal, row)
+                        version = (row.booking_status, row.update_on)
+                        if version != last:
+                            last = version
+                            # Fresh loaders: nested fields (the apartment's status) must not
+                            # come from the previous message's cache.
+                            context.loaders = context.loaders.fresh()
+                            yield Booking.from_row(row)
+                    await queue.get()
+                    # Several notices may have queued up; one read answers them all.
+                    while not queue.empty():
+                        queue.get_nowait()
+        finally:
+            metrics.subscriptions.dec()

@@ -1,0 +1,312 @@
+"""The booking workflow's contract: what the API, the workflow, its activities and the bench share.
+
+``workflows.booking`` holds the workflow itself; this module holds everything the other
+rooms must agree on with it, and nothing that runs:
+
+- names: the workflow type, its ids (``booking-<booking id>``), the activity names;
+- the statuses and reasons a booking moves through;
+- the dataclasses that travel through Temporal (the workflow's input and state, a payment,
+  and each activity's request and result), all plain and deterministic;
+- :func:`booking_problem`, the one check of a booking's input, which the API runs before it
+  starts a workflow and the workflow runs again on what it was started with.
+
+It imports nothing from the project but the error names, so every room may import it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Final
+
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from booking.errors import (
+    ApartmentNotFound,
+    ApartmentUnavailable,
+    UserNotFound,
+    ValidationError,
+)
+from booking.search_attributes import APARTMENT_ID, BOOKING_STATUS, HOLD_EXPIRES_AT, TENANT_ID
+
+WORKFLOW_TYPE: Final = "ApartmentBookingWorkflow"
+
+# -- statuses and reasons ------------------------------------------------------------------
+# BookingState.status: the booking's own PENDING / APPROVED / CANCELLED, plus two that exist
+# only in the workflow (no booking row): RESERVING (the reserve step has not answered yet)
+# and REJECTED (no hold was placed; error_type / error_message say why).
+RESERVING: Final = "RESERVING"
+PENDING: Final = "PENDING"
+APPROVED: Final = "APPROVED"
+CANCELLED: Final = "CANCELLED"
+REJECTED: Final = "REJECTED"
+
+# bookings.cancellation_reason
+EXPIRED: Final = "EXPIRED"
+TENANT_CANCELLED: Final = "TENANT_CANCELLED"
+RESERVATION_FAILED: Final = "RESERVATION_FAILED"
+
+# refunds.reason
+REFUND_LATE: Final = "HOLD_OVER"
+REFUND_WRONG_AMOUNT: Final = "WRONG_AMOUNT"
+REFUND_WRONG_CURRENCY: Final = "WRONG_CURRENCY"
+REFUND_ALREADY_PAID: Final = "ALREADY_PAID"
+REFUND_NOT_PENDING: Final = "NOT_PENDING"
+
+# -- activities ------------------------------------------------------------------------------
+# The workflow calls its activities by these names; ``activities.booking`` registers them.
+RESERVE_APARTMENT: Final = "reserve_apartment"
+CONFIRM_BOOKING: Final = "confirm_booking"
+RELEASE_BOOKING: Final = "release_booking"
+REFUND_PAYMENT: Final = "refund_payment"
+END_LEASE: Final = "end_lease"
+
+# One attempt of any activity; ``activities.booking.AttemptBounds`` keeps every attempt's
+# database work well inside it.
+ACTIVITY_TIMEOUT: Final = timedelta(seconds=15)
+
+# Reserve refusals the caller of ``wait_for_hold`` sees by type (no booking row exists).
+RESERVE_REJECTIONS: Final = frozenset(
+    {
+        ApartmentUnavailable.error_type,
+        ApartmentNotFound.error_type,
+        ValidationError.error_type,
+        UserNotFound.error_type,
+    }
+)
+
+MIN_HOLD_SECONDS: Final = 1
+MAX_HOLD_SECONDS: Final = 24 * 60 * 60
+# Ids, payment references and idempotency keys: at most this long, no control characters.
+MAX_TEXT_LENGTH: Final = 200
+# Larger than any rent in minor units; keeps amounts inside Postgres bigint.
+MAX_AMOUNT: Final = 10**12
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+_BOOKING_ID_NAMESPACE = uuid.UUID("6f1d6a52-5d1b-4f0e-9a57-2b0c1f5e8a11")
+_ATTEMPT = "attempt"
+
+
+# -- what travels through Temporal ---------------------------------------------------------
+
+
+@dataclass
+class BookingInput:
+    """The workflow's input: one booking as the caller asked for it."""
+
+    booking_id: str
+    apartment_id: str
+    user_id: str
+    start_date: date
+    end_date: date
+    hold_seconds: int
+    idempotency_key: str | None = None
+    step_function_arn: str | None = None
+
+
+@dataclass
+class PaymentInput:
+    amount: int  # minor units
+    currency: str  # ISO 4217
+    payment_reference: str
+    # When our own edge (the webhook endpoint) took the money, by its clock. A signal can
+    # wait in Temporal while no worker runs; judging it by this time instead of the time
+    # the workflow gets to it means a tenant who paid before the deadline keeps the
+    # apartment even if every worker was down at that moment. Never set from client input.
+    received_at: datetime | None = None
+
+
+@dataclass
+class BookingState:
+    """What the workflow answers (its result, its query, its updates)."""
+
+    booking_id: str
+    workflow_id: str
+    apartment_id: str
+    user_id: str
+    status: str  # RESERVING | PENDING | APPROVED | CANCELLED | REJECTED
+    amount_due: int | None
+    currency: str | None
+    hold_expires_at: datetime | None
+    paid_at: datetime | None
+    cancellation_reason: str | None
+    lease_ended_at: datetime | None
+    start_date: date
+    end_date: date
+    error_type: str | None = None  # REJECTED only
+    error_message: str | None = None
+
+
+@dataclass
+class ReserveRequest:
+    """``reserve_apartment``: place the hold for ``booking`` until ``hold_expires_at``."""
+
+    booking: BookingInput
+    workflow_id: str
+    hold_expires_at: datetime
+
+
+@dataclass
+class Reservation:
+    amount_due: int
+    currency: str
+    hold_expires_at: datetime
+    created: bool  # False: an earlier attempt had already committed it
+
+
+@dataclass
+class ConfirmRequest:
+    booking_id: str
+    payment: PaymentInput
+    paid_at: datetime
+
+
+@dataclass
+class ReleaseRequest:
+    booking_id: str
+    reason: str  # EXPIRED | TENANT_CANCELLED | RESERVATION_FAILED
+
+
+@dataclass
+class RefundRequest:
+    booking_id: str
+    payment: PaymentInput
+    reason: str
+    received_at: datetime
+
+
+@dataclass
+class RefundResult:
+    payment_id: int
+    refund_id: int
+    created: bool
+
+
+@dataclass
+class EndLeaseRequest:
+    booking_id: str
+    ended_at: datetime
+
+
+# -- ids -------------------------------------------------------------------------------------
+
+
+def workflow_id_for(booking_id: str) -> str:
+    return f"booking-{booking_id}"
+
+
+def booking_id_for(user_id: str, idempotency_key: str | None) -> str:
+    """Same user and key -> same booking id (so a retried reserve joins the first)."""
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(_BOOKING_ID_NAMESPACE, f"{user_id}\x00{idempotency_key}"))
+
+
+# -- the one check of a booking's input ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StayLimits:
+    """How far ahead a stay may start and how long it may be (from the API's settings)."""
+
+    today: date
+    max_stay_days: int
+    max_advance_days: int
+
+
+def text_problem(name: str, value: str) -> str | None:
+    """Why ``value`` cannot be an id, a payment reference or an idempotency key, or None."""
+    if not value.strip():
+        return f"{name} must not be empty"
+    if len(value) > MAX_TEXT_LENGTH:
+        return f"{name} must be at most {MAX_TEXT_LENGTH} characters"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        return f"{name} must not contain control characters"
+    return None
+
+
+def booking_problem(input: BookingInput, limits: StayLimits | None = None) -> str | None:
+    """Why this booking cannot be attempted, or None.
+
+    The API calls it with the configured :class:`StayLimits` before it starts a workflow; the
+    workflow calls it without (its checks must not depend on a configuration that may differ
+    between the worker that started an execution and the one that replays it).
+    """
+    if not MIN_HOLD_SECONDS <= input.hold_seconds <= MAX_HOLD_SECONDS:
+        return (
+            f"holdSeconds must be between {MIN_HOLD_SECONDS} and {MAX_HOLD_SECONDS}, "
+            f"got {input.hold_seconds}"
+        )
+    if input.end_date <= input.start_date:
+        return "endDate must be after startDate"
+    texts = [
+        ("bookingId", input.booking_id),
+        ("apartmentId", input.apartment_id),
+        ("userId", input.user_id),
+    ]
+    if input.idempotency_key is not None:
+        texts.append(("idempotencyKey", input.idempotency_key))
+    for name, value in texts:
+        problem = text_problem(name, value)
+        if problem is not None:
+            return problem
+    if limits is None:
+        return None
+    if input.start_date < limits.today:
+        return "startDate must not be in the past"
+    if (input.start_date - limits.today).days > limits.max_advance_days:
+        return (
+            f"startDate must be at most {limits.max_advance_days} days ahead "
+            "(BOOKING_MAX_ADVANCE_DAYS)"
+        )
+    if (input.end_date - input.start_date).days > limits.max_stay_days:
+        return f"a stay may last at most {limits.max_stay_days} days (BOOKING_MAX_STAY_DAYS)"
+    return None
+
+
+def payment_problem(payment: PaymentInput) -> str | None:
+    """Why ``payment`` cannot be a payment at all (whatever booking it is for), or None."""
+    amount = payment.amount
+    # bool is an int in Python; true is not an amount.
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        return "amount must be an integer (minor units)"
+    if not 0 < amount <= MAX_AMOUNT:
+        return f"amount must be between 1 and {MAX_AMOUNT} (minor units)"
+    if not isinstance(payment.currency, str) or not _CURRENCY.match(payment.currency):
+        return "currency must be an ISO 4217 code such as EUR"
+    return text_problem("paymentReference", payment.payment_reference)
+
+
+def start_search_attributes(
+    input: BookingInput, hold_expires_at: datetime | None
+) -> TypedSearchAttributes:
+    """Search attributes for the start call, so that a booking is listable from its first moment."""
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(BOOKING_STATUS, RESERVING),
+        SearchAttributePair(APARTMENT_ID, input.apartment_id),
+        SearchAttributePair(TENANT_ID, input.user_id),
+    ]
+    if hold_expires_at is not None:
+        pairs.append(SearchAttributePair(HOLD_EXPIRES_AT, hold_expires_at))
+    return TypedSearchAttributes(pairs)
+
+
+# -- between the workflow and its reserve activity -----------------------------------------
+
+
+def reserve_rejection_details(details: Sequence[Any], attempt: int) -> dict[str, Any]:
+    """Details of a refused reserve: the refusal's own (a dict, if any) and which attempt it was."""
+    base = details[0] if details and isinstance(details[0], dict) else {}
+    return {**base, _ATTEMPT: attempt}
+
+
+def refusing_attempt(details: Sequence[Any]) -> int | None:
+    """The attempt that refused, or None when the activity did not say (an older worker)."""
+    if details and isinstance(details[0], dict):
+        attempt = details[0].get(_ATTEMPT)
+        if isinstance(attempt, int):
+            return attempt
+    return None

@@ -1,0 +1,236 @@
+"""What the end-to-end tests share: the system's handle, a GraphQL caller, data made through
+the API, and :class:`ServedApp` for the few tests that need an API of their own.
+
+The system itself is built by ``tests/e2e/conftest.py`` (the ``stack`` fixture).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric import rsa
+from temporalio.client import Client
+
+from booking.devstack.net import free_port
+from booking.settings import Settings
+from booking.tokens import mint_token
+
+API_KEY = "e2e-api-key-0123456789"
+JWT_SECRET = "e2e-jwt-secret-0123456789abcdef-0123456789"
+WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdef"
+RSA_KID = "e2e-rsa-key"
+# Headless, and nothing that would reach for the internet (this machine has none).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass
+class Api:
+    url: str
+    ws_url: str
+    settings: Settings
+    log_file: Path | None = None
+
+    def client(self, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers=headers or {}, timeout=30)
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file else ""
+
+
+@dataclass
+class E2EStack:
+    """The running system: two API processes, a worker process, Temporal and Postgres."""
+
+    api: Api
+    api2: Api  # a second API process (own pool, own LISTEN connection)
+    pool: asyncpg.Pool
+    client: Client
+    settings: Settings
+    rsa_private_key: rsa.RSAPrivateKey
+
+    def token(self, user_id: str, groups: list[str], ttl: int = 600) -> str:
+        return mint_token(JWT_SECRET, user_id, groups, ttl_seconds=ttl)
+
+    def bearer(self, user_id: str, *groups: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user_id, list(groups))}"}
+
+    @property
+    def key(self) -> dict[str, str]:
+        return {"x-api-key": API_KEY}
+
+
+class ServedApp:
+    """An ASGI app of the test's own (an API in an unusual configuration, a JWKS endpoint) on
+    a free port, served by uvicorn in this event loop."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> ServedApp:
+        self.task = asyncio.create_task(self.server.serve())
+        async with asyncio.timeout(30):
+            while not self.server.started:
+                if self.task.done():
+                    self.task.result()
+                await asyncio.sleep(0.05)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self.task, 15)
+
+
+@dataclass
+class Gql:
+    """POST a GraphQL operation; return the parsed body (and keep the response)."""
+
+    http: httpx.AsyncClient
+
+    async def __call__(
+        self, query: str, variables: dict[str, Any] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, **kwargs
+        )
+        self.last = response
+        body: dict[str, Any] = response.json()
+        return body
+
+
+# -- data made through the API itself ------------------------------------------------------
+
+USER_FIELDS = "id firstName lastName email verified userType createdOn updatedOn"
+BOOKING_FIELDS = (
+    "id userId apartmentId startDate endDate bookingStatus updateOn createdOn amountDue "
+    "currency holdExpiresAt paidAt cancellationReason workflowId"
+)
+
+
+async def create_user(gql: Gql, user_type: str = "TENANT", user_id: str | None = None) -> str:
+    user_id = user_id or f"user-{uuid.uuid4().hex[:12]}"
+    body = await gql(
+        """mutation ($input: UserInput!) { createUserAccount(input: $input) { id } }""",
+        {
+            "input": {
+                "id": user_id,
+                "firstName": "Eve",
+                "lastName": "End-to-End",
+                "email": f"{user_id}@example.com",
+                "verified": True,
+                "userType": user_type,
+            }
+        },
+    )
+    assert "errors" not in body, body
+    created: str = body["data"]["createUserAccount"]["id"]
+    return created
+
+
+async def create_apartment(
+    gql: Gql, *, rent: int = 125_000, currency: str = "EUR", owner: str | None = None
+) -> tuple[str, str]:
+    """A new building with one VACANT apartment: (building id, apartment id)."""
+    owner = owner or await create_user(gql, "ADMIN")
+    body = await gql(
+        """mutation ($input: BuildingInput!) { createBuilding(input: $input) { id } }""",
+        {
+            "input": {
+                "name": "E2E House",
+                "userId": owner,
+                "numberOfApartments": 1,
+                "address": {
+                    "streetAddress": "1 Test Street",
+                    "postalCode": "10115",
+                    "city": "Berlin",
+                    "country": "DE",
+                },
+            }
+        },
+    )
+    assert "errors" not in body, body
+    building_id: str = body["data"]["createBuilding"]["id"]
+    body = await gql(
+        """mutation ($input: ApartmentInput) { createApartment(input: $input) { id } }""",
+        {
+            "input": {
+                "apartmentNumber": "1A",
+                "buildingId": building_id,
+                "numberOfRooms": 2,
+                "kitchen": True,
+                "apartmentType": "DOUBLE_ROOM",
+                "apartmentStatus": "VACANT",
+                "monthlyRent": rent,
+                "currency": currency,
+            }
+        },
+    )
+    assert "errors" not in body, body
+    apartment_id: str = body["data"]["createApartment"]["id"]
+    return building_id, apartment_id
+
+
+RESERVE = f"""
+mutation ($input: ReserveApartmentInput!) {{
+  reserveApartment(input: $input) {{ {BOOKING_FIELDS} }}
+}}
+"""
+PAY = f"""
+mutation ($input: PayBookingInput!) {{ payBooking(input: $input) {{ {BOOKING_FIELDS} }} }}
+"""
+CANCEL = f"""mutation ($id: ID!) {{ cancelBooking(id: $id) {{ {BOOKING_FIELDS} }} }}"""
+APARTMENT_STATUS = (
+    """query ($id: ID!) { getApartment(id: $id) { apartmentStatus tenant { id } } }"""
+)
+
+
+def reserve_input(apartment_id: str, user_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "input": {
+            "apartmentId": apartment_id,
+            "userId": user_id,
+            "startDate": "2031-01-01",
+            "endDate": "2031-07-01",
+            **extra,
+        }
+    }
+
+
+def days_ahead(days: int) -> str:
+    """An AWSDate ``days`` from today."""
+    return (date.today() + timedelta(days=days)).isoformat()
+
+
+def error_types(body: dict[str, Any]) -> list[str]:
+    return [e["errorType"] for e in body.get("errors", [])]
+
+
+APPSYNC_ERROR_KEYS = {"message", "errorType", "errorInfo", "path", "locations", "data"}
