@@ -39,6 +39,7 @@ from booking.contract import (
     END_LEASE,
     PENDING,
     REFUND_PAYMENT,
+    REFUND_UNPLACED_PAYMENT,
     RELEASE_BOOKING,
     RESERVE_APARTMENT,
     ConfirmRequest,
@@ -48,6 +49,7 @@ from booking.contract import (
     ReleaseRequest,
     Reservation,
     ReserveRequest,
+    amount_due,
     reserve_rejection_details,
 )
 from booking.errors import (
@@ -63,13 +65,22 @@ from booking.store import bookings as store
 
 # Even if code above were wrong, the partial unique index refuses a second open booking.
 _RESERVE_CONSTRAINTS = {
-    "bookings_one_active_per_apartment": ApartmentUnavailable.error_type,
-    "bookings_user_id_fkey": UserNotFound.error_type,
-    "bookings_apartment_id_fkey": ApartmentNotFound.error_type,
-    "bookings_check": ValidationError.error_type,
+    "bookings_one_active_per_apartment": (
+        ApartmentUnavailable.error_type,
+        "the apartment is held or let by another booking",
+    ),
+    "bookings_user_id_fkey": (UserNotFound.error_type, "the user does not exist"),
+    "bookings_apartment_id_fkey": (ApartmentNotFound.error_type, "the apartment does not exist"),
+    "bookings_check": (ValidationError.error_type, "endDate must be after startDate"),
 }
-# A payment reference is globally unique: one already used elsewhere cannot pay this booking.
-_PAYMENT_CONSTRAINTS = {"payments_payment_reference_key": PaymentRejected.error_type}
+# A booking records each payment reference once: a reference already used for this booking
+# (a refunded payment) cannot pay it.
+_PAYMENT_CONSTRAINTS = {
+    "payments_booking_reference_key": (
+        PaymentRejected.error_type,
+        "this paymentReference was already used for this booking",
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -188,11 +199,12 @@ class BookingActivities:
                             f"apartment {booking.apartment_id} is {status}, not VACANT",
                             ApartmentUnavailable.error_type,
                         )
+                    due = amount_due(terms.monthly_rent, booking.start_date, booking.end_date)
                     await store.insert_booking(
                         conn,
                         booking,
                         workflow_id=request.workflow_id,
-                        amount_due=terms.monthly_rent,
+                        amount_due=due,
                         currency=terms.currency,
                         hold_expires_at=request.hold_expires_at,
                     )
@@ -204,7 +216,7 @@ class BookingActivities:
                         "RESERVED",
                         {"holdExpiresAt": request.hold_expires_at.isoformat()},
                     )
-        return Reservation(terms.monthly_rent, terms.currency, request.hold_expires_at, True)
+        return Reservation(due, terms.currency, request.hold_expires_at, True)
 
     @activity.defn(name=CONFIRM_BOOKING)
     async def confirm_booking(self, request: ConfirmRequest) -> None:
@@ -287,7 +299,9 @@ class BookingActivities:
         async with self._connection() as conn:
             with permanent_db_errors("refund not recorded"):
                 async with self._transaction(conn):
-                    existing = await store.get_payment_by_reference(conn, payment.payment_reference)
+                    existing = await store.get_payment_by_reference(
+                        conn, request.booking_id, payment.payment_reference
+                    )
                     if existing is None:
                         payment_id = await store.insert_payment(
                             conn,
@@ -298,13 +312,7 @@ class BookingActivities:
                             outcome="REFUNDED",
                             received_at=request.received_at,
                         )
-                    elif existing.booking_id != request.booking_id:
-                        raise _permanent(
-                            f"payment reference {payment.payment_reference} belongs to "
-                            "another booking",
-                            PaymentRejected.error_type,
-                        )
-                    else:
+                    else:  # an earlier attempt recorded it
                         payment_id = existing.id
                     refund_id, created = await store.insert_refund(
                         conn,
@@ -315,6 +323,28 @@ class BookingActivities:
                         reason=request.reason,
                     )
         return RefundResult(payment_id, refund_id, created)
+
+    @activity.defn(name=REFUND_UNPLACED_PAYMENT)
+    async def refund_unplaced_payment(self, request: RefundRequest) -> bool:
+        """Record (and refund) money that reached a booking which was never placed.
+
+        There is no booking row to attach it to, so it goes to ``unplaced_payments``; an
+        operator (or a provider integration, at this seam) refunds it from there. False when
+        an earlier attempt recorded it already.
+        """
+        payment = request.payment
+        async with self._connection() as conn:
+            with permanent_db_errors("unplaced payment not recorded"):
+                async with self._transaction(conn):
+                    return await store.insert_unplaced_payment(
+                        conn,
+                        booking_id=request.booking_id,
+                        reference=payment.payment_reference,
+                        amount=payment.amount,
+                        currency=payment.currency,
+                        received_at=payment.received_at or request.received_at,
+                        reason=request.reason,
+                    )
 
     @activity.defn(name=END_LEASE)
     async def end_lease(self, request: EndLeaseRequest) -> None:
@@ -346,6 +376,7 @@ class BookingActivities:
             self.confirm_booking,
             self.release_booking,
             self.refund_payment,
+            self.refund_unplaced_payment,
             self.end_lease,
         ]
 

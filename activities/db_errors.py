@@ -9,7 +9,7 @@ alone: the activity fails and Temporal retries it with backoff.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import asyncpg
@@ -28,21 +28,22 @@ def permanent_db_errors(
     message: str,
     *,
     error_type: str = ValidationError.error_type,
-    by_constraint: dict[str, str] | None = None,
+    by_constraint: Mapping[str, tuple[str, str]] | None = None,
 ) -> Iterator[None]:
     """Raise a non-retryable ApplicationError for constraint and data errors.
 
-    ``by_constraint`` maps a constraint name to the error type to use when that
+    ``by_constraint`` maps a constraint name to the (error type, message) to use when that
     constraint is the one violated (for example a foreign key to ``users`` ->
-    ``UserNotFound``).
+    ``UserNotFound``, "the user does not exist"). Messages reach clients, so they name no
+    constraint, table or exception class; those go into the error's details for the logs.
     """
     try:
         yield
     except _PERMANENT as exc:
         constraint = getattr(exc, "constraint_name", None) or ""
-        chosen = (by_constraint or {}).get(constraint, error_type)
+        chosen, reason = (by_constraint or {}).get(constraint, (error_type, _describe(exc)))
         raise ApplicationError(
-            f"{message}: {_describe(exc)}",
+            f"{message}: {reason}",
             {"constraint": constraint, "sqlstate": exc.sqlstate},
             type=chosen,
             non_retryable=True,
@@ -50,11 +51,11 @@ def permanent_db_errors(
 
 
 def _describe(exc: asyncpg.PostgresError) -> str:
-    # The constraint name says what was wrong without echoing row data.
+    """What went wrong, in words a client can act on."""
     if isinstance(exc, asyncpg.UniqueViolationError):
-        return f"already exists ({exc.constraint_name})"
+        return "a record like it already exists"
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
-        return f"refers to a record that does not exist ({exc.constraint_name})"
-    if isinstance(exc, asyncpg.CheckViolationError):
-        return f"breaks rule {exc.constraint_name}"
-    return exc.__class__.__name__
+        return "it refers to a record that does not exist"
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return "a value breaks a rule of the booking store"
+    return "a value cannot be stored (too long, out of range, or an invalid character)"

@@ -2,7 +2,10 @@
 
 ``x-api-key`` names a trusted backend caller (every operation, in anyone's
 name). ``Authorization`` carries a JWT, with or without ``Bearer ``: HS256
-signed with ``BOOKING_JWT_SECRET`` or RS256 with a key from ``BOOKING_JWKS_URL``.
+signed with ``BOOKING_JWT_SECRET`` or RS256 with a key from ``BOOKING_JWKS_URL``
+(:class:`JwksKeys`: keys the provider publishes later are picked up without a
+restart, and tokens with made-up key ids cannot make us fetch more than a few
+times a minute).
 PyJWT checks the signature, the algorithm (only the configured ones, never
 ``none``), ``exp`` (required) and, when ``BOOKING_JWT_ISSUER`` /
 ``BOOKING_JWT_AUDIENCE`` are set, ``iss`` / ``aud`` (then required; unset,
@@ -16,9 +19,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
+import httpx
 import jwt
 
 from booking.errors import UnauthorizedException
@@ -38,6 +45,8 @@ class Principal:
     user_id: str | None
     groups: frozenset[str]
     trusted: bool  # an x-api-key caller: every operation, in anyone's name
+    # When the credential stops being valid (a JWT's exp); None: an API key, until revoked.
+    expires_at: datetime | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -63,17 +72,65 @@ class Principal:
         return self.is_admin or "Caretakers" in self.groups or self.user_id == user_id
 
 
+class JwksKeys:
+    """The identity provider's public keys, by key id, fetched when a token needs them.
+
+    The key set is kept for ``lifespan`` seconds. A token whose ``kid`` is not in it makes
+    us fetch the set again, but never sooner than ``min_interval`` seconds after the last
+    fetch: a key the provider has just published is found within seconds, and a stream of
+    tokens with made-up key ids costs at most ``60 / min_interval`` fetches a minute.
+    """
+
+    def __init__(
+        self, url: str, *, lifespan: float = 300, min_interval: float = 10, timeout: float = 5
+    ) -> None:
+        self._url = url
+        self._lifespan = lifespan
+        self._min_interval = min_interval
+        self._timeout = timeout
+        self._keys: dict[str | None, Any] = {}
+        self._fetched = float("-inf")
+        self._lock = asyncio.Lock()
+        self.fetches = 0  # how often the set was fetched (tests and metrics read it)
+
+    async def key(self, kid: str | None) -> Any:
+        """The public key for ``kid``; PyJWKClientError when the provider has none."""
+        now = time.monotonic()
+        if now - self._fetched > self._lifespan or (
+            kid not in self._keys and now - self._fetched >= self._min_interval
+        ):
+            async with self._lock:
+                # Another request may have fetched while we waited.
+                if time.monotonic() - self._fetched >= self._min_interval:
+                    await self._fetch()
+        if kid in self._keys:
+            return self._keys[kid]
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        raise jwt.PyJWKClientError(f"no signing key with kid {kid!r}")
+
+    async def _fetch(self) -> None:
+        self._fetched = time.monotonic()
+        self.fetches += 1
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as http:
+                response = await http.get(self._url)
+                response.raise_for_status()
+                key_set = jwt.PyJWKSet.from_dict(response.json())
+        except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as err:
+            # Keep the keys we had: the provider may be down for a moment.
+            log.warning("fetching the JWKS failed (%s); keeping %d key(s)", err, len(self._keys))
+            return
+        self._keys = {k.key_id: k.key for k in key_set.keys if k.public_key_use in (None, "sig")}
+
+
 class Authenticator:
     def __init__(self, settings: Settings) -> None:
         self._api_keys = tuple(k.encode() for k in settings.api_keys)
         self._secret = settings.jwt_secret
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
-        self._jwks = (
-            jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300)
-            if settings.jwks_url
-            else None
-        )
+        self.jwks = JwksKeys(settings.jwks_url) if settings.jwks_url else None
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         api_key = headers.get("x-api-key")
@@ -105,10 +162,8 @@ class Authenticator:
             key: object
             if algorithm == "HS256" and self._secret:
                 key = self._secret
-            elif algorithm == "RS256" and self._jwks is not None:
-                # The JWKS fetch is blocking I/O (cached after the first call).
-                signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
-                key = signing_key.key
+            elif algorithm == "RS256" and self.jwks is not None:
+                key = await self.jwks.key(header.get("kid"))
             else:
                 raise jwt.InvalidAlgorithmError(f"algorithm {algorithm!r} is not accepted")
             required = ["exp", "sub"]
@@ -140,4 +195,5 @@ class Authenticator:
             user_id=sub,
             groups=frozenset(g for g in groups if isinstance(g, str)),
             trusted=False,
+            expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
         )

@@ -1,8 +1,7 @@
 """HTTP caching of GraphQL reads, for a CDN or reverse proxy in front of the API.
 
-:class:`CachingMiddleware` wraps ``/graphql``: it applies automatic persisted queries
-(``api.persisted_queries``), chooses a ``Cache-Control`` per operation, sets ``Vary`` on the
-auth headers, and adds ``ETag`` / ``304 Not Modified`` to GET answers.
+:class:`CachingMiddleware` wraps ``/graphql``: it chooses a ``Cache-Control`` per operation,
+sets ``Vary`` on the auth headers, and adds ``ETag`` / ``304 Not Modified`` to GET answers.
 
 The policy is an allowlist: a GET query is ``public`` only when every field it selects is a
 public catalogue field (buildings, apartments, their status and rent). Anything else
@@ -16,7 +15,6 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode
 
 from graphql import (
     DocumentNode,
@@ -31,7 +29,6 @@ from graphql import (
     parse,
 )
 
-from api.persisted_queries import APQError, PersistedQueryStore, resolve_persisted_query
 from booking.settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -41,6 +38,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 NO_STORE: Final = "private, no-store"
+# The scope-state key under which the GraphQL view leaves the request it read.
+REQUEST_STATE: Final = "graphql_request"
 VARY: Final = "x-api-key, Authorization"
 
 # Public catalogue fields: type -> field -> type of its value when it is an object
@@ -209,19 +208,17 @@ def _set_headers(
 
 
 class CachingMiddleware:
-    """ASGI middleware for the GraphQL path; every other path and WebSockets pass through."""
+    """ASGI middleware for the GraphQL path; every other path and WebSockets pass through.
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        settings: Settings,
-        path: str = "/graphql",
-        store: PersistedQueryStore | None = None,
-    ) -> None:
+    It reads nothing of the request itself: the GraphQL view leaves the request it read
+    (persisted queries resolved) in the scope's state under :data:`REQUEST_STATE`, which
+    the policy is decided from once the view has answered.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings, path: str = "/graphql") -> None:
         self.app = app
         self.path = path
         self.public = public_cache_control(settings).encode()
-        self.store = store if store is not None else PersistedQueryStore()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].rstrip("/") != self.path:
@@ -229,87 +226,36 @@ class CachingMiddleware:
             return
         if scope["method"] == "GET":
             await self._get(scope, receive, send)
-        elif scope["method"] == "POST":
-            await self._post(scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            await self._other(scope, receive, send)
 
     async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
-        params = parse_qsl(
-            bytes(scope.get("query_string", b"")).decode("latin-1"), keep_blank_values=True
-        )
-        values = dict(params)
-        extensions: object = None
-        if values.get("extensions"):
-            try:
-                extensions = json.loads(values["extensions"])
-            except ValueError:
-                extensions = None  # the GraphQL view reports the malformed parameter
-        try:
-            query = resolve_persisted_query(self.store, values.get("query"), extensions)
-        except APQError as error:
-            await _send_error(send, error)
-            return
-        if query is not None and not values.get("query"):
-            params = [(k, v) for k, v in params if k != "query"] + [("query", query)]
-            scope = dict(scope)
-            scope["query_string"] = urlencode(params).encode("latin-1")
-        policy = classify(query, values.get("operationName") or None)
         if_none_match = _header(scope, b"if-none-match")
 
         def decide(status: int, body: bytes) -> bytes:
-            if policy == "public" and status == 200 and not _has_errors(body):
+            read = scope.get("state", {}).get(REQUEST_STATE)
+            query = getattr(read, "query", None)
+            name = getattr(read, "operation_name", None)
+            if status == 200 and classify(query, name) == "public" and not _has_errors(body):
                 return self.public
             return NO_STORE.encode()
 
         await _buffered(self.app, scope, receive, send, decide, if_none_match, with_etag=True)
 
-    async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
-        if content_type == "application/json":
-            try:
-                payload = json.loads(body)
-            except ValueError:
-                payload = None
-            if isinstance(payload, dict) and isinstance(payload.get("extensions"), dict):
-                try:
-                    query = resolve_persisted_query(
-                        self.store, payload.get("query"), payload["extensions"]
-                    )
-                except APQError as error:
-                    await _send_error(send, error)
-                    return
-                if query is not None and not payload.get("query"):
-                    payload["query"] = query
-                    body = json.dumps(payload).encode()
-                    scope = dict(scope)
-                    scope["headers"] = _set_headers(
-                        scope["headers"], {b"content-length": str(len(body)).encode()}
-                    )
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # POST is how mutations travel; no cache may store any of it. Nothing to buffer.
+        async def headed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": _set_headers(
+                        message.get("headers", []),
+                        {b"cache-control": NO_STORE.encode(), b"vary": VARY.encode()},
+                    ),
+                }
+            await send(message)
 
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        def decide(status: int, body: bytes) -> bytes:
-            # POST is how mutations travel; no cache may store any of it.
-            return NO_STORE.encode()
-
-        await _buffered(self.app, scope, replay, send, decide, None, with_etag=False)
+        await self.app(scope, receive, headed)
 
 
 def _has_errors(body: bytes) -> bool:
@@ -318,23 +264,6 @@ def _has_errors(body: bytes) -> bool:
     except ValueError:
         return True
     return not isinstance(payload, dict) or bool(payload.get("errors"))
-
-
-async def _send_error(send: Send, error: APQError) -> None:
-    body = error.body()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", NO_STORE.encode()),
-                (b"vary", VARY.encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _buffered(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 from strawberry.dataloader import DataLoader
@@ -52,18 +52,53 @@ class Reader:
         self, fn: Callable[Concatenate[Conn, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         self.queries += 1
+
+        async def read() -> T:
+            async with self._pool.acquire() as conn:
+                return await fn(conn, *args, **kwargs)
+
         try:
-            async with asyncio.timeout(self._timeout):
-                async with self._pool.acquire() as conn:
-                    return await fn(conn, *args, **kwargs)
+            return await within(self._timeout, read())
         except asyncpg.DataError as err:
             # A value Postgres cannot even compare (a NUL character, found by the fuzz
             # tests) is the caller's mistake, not ours.
             raise ValidationError(
                 "an argument holds a value that cannot be stored (for example a NUL character)"
             ) from err
-        except (TimeoutError, *_UNREACHABLE) as err:
-            raise ServiceUnavailable("the database did not answer in time; retry shortly") from err
+
+
+async def within(seconds: float, work: Awaitable[T]) -> T:
+    """``work``'s result, or ServiceUnavailable once ``seconds`` have passed.
+
+    The work runs as a task of its own, abandoned (cancelled, not awaited) at the deadline:
+    a database that stopped answering would otherwise hold the caller in the cleanup of its
+    connection (the pool resets it before taking it back) long past the deadline.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        _ABANDONED.add(task)
+        task.add_done_callback(_forget)
+        raise ServiceUnavailable("the database did not answer in time; retry shortly")
+    try:
+        return task.result()
+    except _UNREACHABLE as err:
+        raise ServiceUnavailable("the database is not reachable; retry shortly") from err
+
+
+# Abandoned work, kept referenced until it ends (its exceptions are of no interest any more).
+_ABANDONED: set[asyncio.Future[Any]] = set()
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    _ABANDONED.discard(task)
+    if not task.cancelled():
+        task.exception()
 
 
 def _in_key_order(keys: Sequence[str], rows: list[R], key: Callable[[R], str]) -> list[R | None]:

@@ -38,6 +38,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import ServiceUnavailable, domain_error_from
 from api.loaders import Reader
 from booking.contract import (
+    APPROVED,
     CANCELLED,
     EXPIRED,
     WORKFLOW_TYPE,
@@ -230,7 +231,7 @@ class BookingCommands:
             ApartmentBookingWorkflow.run, booking.workflow_id
         )
         try:
-            return await _unwrap(
+            state = await _unwrap(
                 handle.execute_update(ApartmentBookingWorkflow.pay, payment),
                 deadline=self._deadline,
                 retry_hint="with the same paymentReference",
@@ -242,6 +243,14 @@ class BookingCommands:
             if booking.booking_status == CANCELLED and booking.cancellation_reason == EXPIRED:
                 raise BookingExpired("the hold is over") from None
             raise PaymentRejected(f"booking is {booking.booking_status}, not PENDING") from None
+        if state.status != APPROVED:
+            # Never a success-shaped answer for money that did not pay the booking (an older
+            # execution answers a repeated reference with the booking as it is).
+            raise PaymentRejected(
+                f"payment {payment.payment_reference} did not pay the booking (it is "
+                f"{state.status}); pay with a new paymentReference"
+            )
+        return state
 
     async def cancel(self, booking: BookingRow) -> BookingState:
         handle = self._client.get_workflow_handle_for(

@@ -8,17 +8,20 @@ parsed and validated documents.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import partial
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
@@ -26,6 +29,7 @@ from strawberry.schema.schema import StreamResult
 from strawberry.types.graphql import OperationType
 
 from api.context import RequestContext
+from api.cost import query_cost_rule
 from api.errors import AppSyncErrors
 from api.metrics import OperationMetrics
 from api.resolvers.accounts import AccountMutations, AccountQueries
@@ -38,6 +42,28 @@ from booking.settings import Settings
 MAX_DEPTH = 10
 MAX_TOKENS = 2000
 MAX_ALIASES = 30
+
+
+class OperationNameRequired(SchemaExtension):
+    """A document with several operations must say which to run (GraphQL spec 6.1)."""
+
+    def on_validate(self) -> Iterator[None]:
+        # Listed after ValidationCache, whose (cached) result it adds to: Strawberry decides
+        # whether to run the operation before any extension's code after its yield.
+        context = self.execution_context
+        document = context.graphql_document
+        # The name the client sent (``operation_name`` falls back to the document's first).
+        if document is not None and not context._provided_operation_name:
+            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+            if len(operations) > 1:
+                context.pre_execution_errors = [
+                    *(context.pre_execution_errors or []),
+                    GraphQLError(
+                        "the document holds several operations: operationName must name "
+                        "the one to run"
+                    ),
+                ]
+        yield
 
 
 @strawberry.type
@@ -89,17 +115,19 @@ class BookingSchema(strawberry.Schema):
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
-    introspection = settings.introspection if settings is not None else True
+    settings = settings or Settings()
     extensions: list[object] = [
         AppSyncErrors,
         OperationMetrics,
+        partial(AddValidationRules, [query_cost_rule(settings.graphql_max_cost)]),
         partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
         partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
         partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
         partial(ParserCache, maxsize=512),
         partial(ValidationCache, maxsize=512),
+        OperationNameRequired,
     ]
-    if not introspection:
+    if not settings.introspection:
         extensions.append(DisableIntrospection)
     return BookingSchema(
         query=Query,

@@ -7,7 +7,6 @@ connection that feeds subscriptions, and the booking commands on that client.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,7 +17,7 @@ import asyncpg
 from temporalio.client import Client
 
 from api.auth import Authenticator
-from api.errors import ServiceUnavailable
+from api.loaders import within
 from api.metrics import ApiMetrics
 from api.notify import BookingBroadcaster
 from api.operations import BookingCommands
@@ -63,12 +62,12 @@ class Services:
     ) -> T:
         """Run one of ``booking.catalog``'s writes (a transaction of its own) on a pooled
         connection, bounded like every read."""
-        try:
-            async with asyncio.timeout(self.settings.db_timeout_seconds):
-                async with self.require_pool().acquire() as conn:
-                    return await fn(conn, *args, **kwargs)
-        except (TimeoutError, OSError, asyncpg.InterfaceError) as err:
-            raise ServiceUnavailable("the database did not answer in time; retry shortly") from err
+
+        async def write() -> T:
+            async with self.require_pool().acquire() as conn:
+                return await fn(conn, *args, **kwargs)
+
+        return await within(self.settings.db_timeout_seconds, write())
 
 
 @contextlib.asynccontextmanager

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import strawberry
 from strawberry.types import Info
 
+from api.cost import bounded
 from api.directives import cognito, resolver
 from api.scalars import AWSDate, AWSDateTime
 from booking.errors import BuildingNotFound, Unauthorized, UserNotFound
@@ -178,7 +179,7 @@ class Building:
     @strawberry.field
     async def apartments(self, info: Info) -> list[Apartment] | None:
         rows = await _ctx(info).loaders.building_apartments.load(self.row.id)
-        return [Apartment.from_row(r) for r in rows]
+        return [Apartment.from_row(r) for r in bounded(rows, f"building {self.row.id}")]
 
     @classmethod
     def from_row(cls, row: BuildingRow) -> Building:

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from api.http_cache import NO_STORE, etag_for, etag_matches
 from booking.demo import DEMO_BUILDING_ID, DEMO_TENANT_ID
 from booking.errors import ValidationError
-from booking.settings import Settings
+from booking.settings import DEV_JWT_SECRET, Settings
 from booking.tokens import mint_token
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
@@ -101,7 +101,9 @@ def _static_routes(settings: Settings) -> list[Route]:
 
 
 def _dev_routes(settings: Settings) -> list[Route]:
-    if not settings.dev_mode:
+    # Only while the documented dev secret signs tokens: with an operator's own secret, a
+    # route that mints tokens for anyone who asks would hand out real credentials.
+    if not settings.dev_mode or settings.jwt_secret != DEV_JWT_SECRET:
         return []
 
     async def dev_token(request: Request) -> Response:

@@ -55,6 +55,7 @@ REFUND_WRONG_AMOUNT: Final = "WRONG_AMOUNT"
 REFUND_WRONG_CURRENCY: Final = "WRONG_CURRENCY"
 REFUND_ALREADY_PAID: Final = "ALREADY_PAID"
 REFUND_NOT_PENDING: Final = "NOT_PENDING"
+REFUND_NOT_PLACED: Final = "NEVER_PLACED"  # unplaced_payments.refund_reason
 
 # -- activities ------------------------------------------------------------------------------
 # The workflow calls its activities by these names; ``activities.booking`` registers them.
@@ -62,6 +63,7 @@ RESERVE_APARTMENT: Final = "reserve_apartment"
 CONFIRM_BOOKING: Final = "confirm_booking"
 RELEASE_BOOKING: Final = "release_booking"
 REFUND_PAYMENT: Final = "refund_payment"
+REFUND_UNPLACED_PAYMENT: Final = "refund_unplaced_payment"
 END_LEASE: Final = "end_lease"
 
 # One attempt of any activity; ``activities.booking.AttemptBounds`` keeps every attempt's
@@ -265,6 +267,24 @@ def booking_problem(input: BookingInput, limits: StayLimits | None = None) -> st
     if (input.end_date - input.start_date).days > limits.max_stay_days:
         return f"a stay may last at most {limits.max_stay_days} days (BOOKING_MAX_STAY_DAYS)"
     return None
+
+
+# A stay this long or longer pays one month's rent to confirm; shorter ones a share of it.
+MONTH_NIGHTS: Final = 30
+
+
+def amount_due(monthly_rent: int, start_date: date, end_date: date) -> int:
+    """What paying a hold costs, in minor units: the product rule.
+
+    Paying confirms the booking, so the payment is the first month's rent: one monthly rent
+    for a stay of :data:`MONTH_NIGHTS` nights or more (a lease pays its later months under
+    the lease, outside this service), and for a shorter stay the rent of its nights,
+    ``monthly_rent * nights / 30``, rounded up to the minor unit.
+    """
+    nights = (end_date - start_date).days
+    if nights >= MONTH_NIGHTS:
+        return monthly_rent
+    return -(-monthly_rent * nights // MONTH_NIGHTS)
 
 
 def payment_problem(payment: PaymentInput) -> str | None:

@@ -18,6 +18,7 @@ the client::
         ├── PaymentRejected        wrong amount or currency, or not PENDING
         ├── BookingNotCancellable  not PENDING any more
         ├── ReservationFailed      the reserve step did not finish in time; nothing is held
+        ├── ResultTooLarge         a list longer than the API answers at once
         ├── Unauthorized           a signed-in caller touching what is not theirs
         └── UnauthorizedException  no or invalid credentials (HTTP 401)
 
@@ -89,6 +90,10 @@ class ReservationFailed(DomainError):
     pass
 
 
+class ResultTooLarge(DomainError):
+    pass
+
+
 class Unauthorized(DomainError):
     pass
 
@@ -110,6 +115,7 @@ DOMAIN_ERRORS: dict[str, type[DomainError]] = {
         PaymentRejected,
         BookingNotCancellable,
         ReservationFailed,
+        ResultTooLarge,
         Unauthorized,
         UnauthorizedException,
     )

@@ -18,8 +18,11 @@ from booking.errors import ConfigurationError
 DEV_API_KEY = "dev-api-key"
 DEV_JWT_SECRET = "dev-jwt-secret"  # noqa: S105 - the documented, dev-only value
 DEV_WEBHOOK_SECRET = "dev-webhook-secret"  # noqa: S105 - the documented, dev-only value
-# RFC 7518 3.2: an HS256 key shorter than the hash is guessable offline.
+# RFC 7518 3.2: an HS256 key shorter than the hash is guessable offline; the same holds for
+# the webhook's HMAC-SHA256 key. An API key is a bearer secret: 16 characters at least.
 MIN_JWT_SECRET_BYTES = 32
+MIN_WEBHOOK_SECRET_BYTES = 32
+MIN_API_KEY_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -53,6 +56,11 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(default=2, ge=1, validation_alias="BOOKING_DB_POOL_MIN")
     db_pool_max: int = Field(default=20, ge=1, validation_alias="BOOKING_DB_POOL_MAX")
     introspection: bool = Field(default=True, validation_alias="BOOKING_GRAPHQL_INTROSPECTION")
+    # Largest estimated result (values, lists multiplied out) a query may ask for: see
+    # api/cost.py. Refused before anything runs.
+    graphql_max_cost: int = Field(
+        default=25_000, ge=100, le=1_000_000, validation_alias="BOOKING_GRAPHQL_MAX_COST"
+    )
     log_level: str = Field(default="INFO", validation_alias="BOOKING_LOG_LEVEL")
     # Freshness a CDN may give public GraphQL reads (buildings, apartments and
     # their availability); see api/http_cache.py and docs/caching.md.
@@ -69,6 +77,16 @@ class Settings(BaseSettings):
     # statement) before it answers ServiceUnavailable; /readyz has its own, shorter budget.
     db_timeout_seconds: float = Field(
         default=5, gt=0, le=300, validation_alias="BOOKING_DB_TIMEOUT_SECONDS"
+    )
+    # Limits of the API's HTTP server (api/server.py says why each exists).
+    http_header_timeout_seconds: float = Field(
+        default=10, gt=0, le=300, validation_alias="BOOKING_HTTP_HEADER_TIMEOUT_SECONDS"
+    )
+    http_keepalive_seconds: int = Field(
+        default=75, ge=1, le=3600, validation_alias="BOOKING_HTTP_KEEPALIVE_SECONDS"
+    )
+    http_max_connections: int = Field(
+        default=16_384, ge=1, validation_alias="BOOKING_HTTP_MAX_CONNECTIONS"
     )
     # A stay is at most this long, and starts at most this far ahead (ValidationError beyond).
     max_stay_days: int = Field(
@@ -103,12 +121,18 @@ class Settings(BaseSettings):
                 "dev value, which anyone can read in the README. Set your own secret(s), or use "
                 "`booking dev` for local development"
             )
-        secret = self.jwt_secret
-        if secret is not None and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
-            raise ConfigurationError(
-                f"refusing to start the {process}: BOOKING_JWT_SECRET must be at least "
-                f"{MIN_JWT_SECRET_BYTES} bytes"
+        weak = []
+        if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+            weak.append(f"BOOKING_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes")
+        webhook = self.webhook_secret
+        if webhook is not None and len(webhook.encode()) < MIN_WEBHOOK_SECRET_BYTES:
+            weak.append(f"BOOKING_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes")
+        if any(len(key) < MIN_API_KEY_LENGTH for key in self.api_keys):
+            weak.append(
+                f"every key in BOOKING_API_KEYS must be at least {MIN_API_KEY_LENGTH} characters"
             )
+        if weak:
+            raise ConfigurationError(f"refusing to start the {process}: {'; '.join(weak)}")
 
     def dev_secrets_in_use(self) -> list[str]:
         """Names of settings that still hold a documented dev value."""

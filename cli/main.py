@@ -174,19 +174,12 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from api.server import uvicorn_options
 
     # Checked first so that a wrong address is one clear line and exit 2; uvicorn would
     # report the same as a traceback and exit 3.
     asyncio.run(_check_dependencies(settings))
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_level=settings.log_level.lower(),
-        lifespan="on",
-        # The app logs each request with its request id; uvicorn's line would double it.
-        access_log=False,
-    )
+    uvicorn.run(create_app(settings), **uvicorn_options(settings))
     return EXIT_OK
 
 

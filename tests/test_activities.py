@@ -150,21 +150,36 @@ async def test_release_and_refund_are_idempotent(pool: asyncpg.Pool) -> None:
     assert first.created and not second.created
     assert (second.payment_id, second.refund_id) == (first.payment_id, first.refund_id)
 
-    # The same reference for another booking is refused for good, not retried.
+    # A reference belongs to its booking: the same one pays another booking...
     other = _reserve_request(rental.apartment_id, rental.user_id)
     await run(acts.reserve_apartment, other)
-    error = await _activity_error(
-        run(
-            acts.refund_payment,
-            RefundRequest(other.booking.booking_id, late, "HOLD_OVER", datetime.now(UTC)),
-        )
+    await run(
+        acts.confirm_booking, ConfirmRequest(other.booking.booking_id, late, datetime.now(UTC))
     )
-    assert (error.type, error.non_retryable) == ("PaymentRejected", True)
-    error = await _activity_error(
-        run(acts.confirm_booking, ConfirmRequest(other.booking.booking_id, late, datetime.now(UTC)))
-    )
-    assert (error.type, error.non_retryable) == ("PaymentRejected", True)
     row = await booking_row(pool, other.booking.booking_id)
+    assert row is not None and row["booking_status"] == "APPROVED"
+    payments = await pool.fetch(
+        "SELECT booking_id, outcome FROM payments WHERE payment_reference = $1 ORDER BY id",
+        late.payment_reference,
+    )
+    assert [(p["booking_id"], p["outcome"]) for p in payments] == [
+        (request.booking.booking_id, "REFUNDED"),
+        (other.booking.booking_id, "APPLIED"),
+    ]
+    # ... but within one booking it is used once: the refunded one cannot pay it, for good.
+    again = _reserve_request(rental.apartment_id, rental.user_id)
+    await run(acts.end_lease, EndLeaseRequest(other.booking.booking_id, datetime.now(UTC)))
+    await run(acts.reserve_apartment, again)
+    refunded = RefundRequest(again.booking.booking_id, late, "WRONG_AMOUNT", datetime.now(UTC))
+    await run(acts.refund_payment, refunded)
+    error = await _activity_error(
+        run(acts.confirm_booking, ConfirmRequest(again.booking.booking_id, late, datetime.now(UTC)))
+    )
+    assert (error.type, error.non_retryable) == ("PaymentRejected", True)
+    assert error.message == (
+        "payment not applied: this paymentReference was already used for this booking"
+    )
+    row = await booking_row(pool, again.booking.booking_id)
     assert row is not None and row["booking_status"] == "PENDING"  # rolled back
 
 
@@ -280,7 +295,18 @@ async def test_constraint_violation_is_not_retried(
         await handle.execute_update(ApartmentBookingWorkflow.wait_for_hold)
     assert isinstance(failure.value.cause, ApplicationError)
     assert failure.value.cause.type == "ApartmentUnavailable"
-    assert "bookings_one_active_per_apartment" in str(failure.value.cause.message)
+    # The client hears what the index means; the index's name is for operators only.
+    assert failure.value.cause.message == (
+        "booking not placed: the apartment is held or let by another booking"
+    )
+    direct = await _activity_error(
+        ActivityEnvironment().run(
+            BookingActivities(pool).reserve_apartment,
+            _reserve_request(rental.apartment_id, rental.user_id),
+        )
+    )
+    assert direct.details[0]["constraint"] == "bookings_one_active_per_apartment"
+    assert "bookings_one_active_per_apartment" not in direct.message
     final = await handle.result()
     assert final.status == "REJECTED"
     assert await _reserve_attempts(handle) == [1]

@@ -21,7 +21,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api import http_cache, persisted_queries, web
-from booking.settings import Settings
+from api.graphql_http import RequestRefused, read_request
+from booking.settings import DEV_JWT_SECRET, Settings
 
 SECRET = "a-test-secret-of-at-least-32-bytes!"
 PUBLIC_QUERY = 'query Apts { getAllApartmentsPerBuilding(buildingId: "b1") { id apartmentStatus } }'
@@ -37,25 +38,38 @@ def make_settings(**env: Any) -> Settings:
 
 
 class FakeGraphQL:
-    """Records what reached it; answers 401 without credentials, an error for
-    queries mentioning ``boom``, else echoes the query."""
+    """The real view's first steps without GraphQL: 401 without credentials, then the request
+    read as the view reads it (``read_request``: checks and persisted queries) and left in the
+    scope's state for the middleware; records what it ran, answers an error for queries
+    mentioning ``boom``, else echoes the query."""
 
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
         self.counter = 0
+        self.store = persisted_queries.PersistedQueryStore()
 
     async def handle(self, request: Request) -> Response:
-        if request.method == "GET":
-            params = dict(request.query_params)
-        else:
-            params = json.loads(await request.body())
-        self.seen.append(params)
         if not request.headers.get("authorization") and not request.headers.get("x-api-key"):
             return JSONResponse(
                 {"errors": [{"errorType": "UnauthorizedException", "message": "no"}]},
                 status_code=401,
             )
-        query = params.get("query") or ""
+        body = await request.body() if request.method == "POST" else b""
+        try:
+            read = read_request(
+                request.method,
+                request.query_params,
+                request.headers.get("content-type", ""),
+                body,
+                self.store,
+            )
+        except RequestRefused as refused:
+            return JSONResponse(refused.body, status_code=refused.status)
+        request.scope.setdefault("state", {})[http_cache.REQUEST_STATE] = read
+        self.seen.append(
+            {"query": read.query, "operationName": read.operation_name, "variables": read.variables}
+        )
+        query = read.query or ""
         if "boom" in query:
             return JSONResponse({"data": None, "errors": [{"message": "boom"}]})
         # The counter changes the body on demand, like a hold changing availability.
@@ -361,7 +375,7 @@ def test_asset_names_follow_content(tmp_path: Any) -> None:
     assert before["app.css"].url_name == after["app.css"].url_name
 
 
-async def test_dev_token_endpoint_only_in_dev_mode() -> None:
+async def test_dev_token_endpoint_only_in_dev_mode_with_the_dev_secret() -> None:
     production, _ = make_app(make_settings(BOOKING_JWT_SECRET=SECRET))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=production), base_url="http://test"
@@ -370,14 +384,21 @@ async def test_dev_token_endpoint_only_in_dev_mode() -> None:
         page = await client.get("/")
         assert 'data-dev-mode="false"' in page.text
 
-    dev, _ = make_app(make_settings(BOOKING_JWT_SECRET=SECRET, BOOKING_DEV_MODE=True))
+    # `booking dev` with an operator's own secret: no route mints tokens signed with it.
+    own_secret, _ = make_app(make_settings(BOOKING_JWT_SECRET=SECRET, BOOKING_DEV_MODE=True))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=own_secret), base_url="http://test"
+    ) as client:
+        assert (await client.post("/dev/token", params={"userId": "x"})).status_code in (404, 405)
+
+    dev, _ = make_app(make_settings(BOOKING_JWT_SECRET=DEV_JWT_SECRET, BOOKING_DEV_MODE=True))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=dev), base_url="http://test"
     ) as client:
         response = await client.post("/dev/token", params={"userId": "tenant-9"})
         assert response.status_code == 200
         assert response.headers["cache-control"] == "private, no-store"
-        claims = jwt.decode(response.json()["token"], SECRET, algorithms=["HS256"])
+        claims = jwt.decode(response.json()["token"], DEV_JWT_SECRET, algorithms=["HS256"])
         assert claims["sub"] == "tenant-9"
         assert claims["cognito:groups"] == ["Tenants"]
         page = await client.get("/")
@@ -385,11 +406,11 @@ async def test_dev_token_endpoint_only_in_dev_mode() -> None:
 
 
 async def test_dev_token_defaults_to_the_seeded_demo_tenant() -> None:
-    dev, _ = make_app(make_settings(BOOKING_JWT_SECRET=SECRET, BOOKING_DEV_MODE=True))
+    dev, _ = make_app(make_settings(BOOKING_JWT_SECRET=DEV_JWT_SECRET, BOOKING_DEV_MODE=True))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=dev), base_url="http://test"
     ) as client:
         body = (await client.post("/dev/token")).json()
     assert body["userId"] == "demo-tenant"
     assert body["buildingId"] == "demo-building"
-    assert jwt.decode(body["token"], SECRET, algorithms=["HS256"])["sub"] == "demo-tenant"
+    assert jwt.decode(body["token"], DEV_JWT_SECRET, algorithms=["HS256"])["sub"] == "demo-tenant"

@@ -35,7 +35,7 @@ from temporalio.worker import Replayer
 
 from booking.converter import DATA_CONVERTER
 from tests.helpers import HISTORIES, activity_steps
-from workflows.booking import LOCAL_STEPS_PATCH, ApartmentBookingWorkflow
+from workflows.booking import LOCAL_STEPS_PATCH, TRUTHFUL_PAYMENTS_PATCH, ApartmentBookingWorkflow
 
 # What the old executions ran as ordinary activities and the patched ones run as local ones.
 LOCAL_STEPS = {"reserve_apartment", "confirm_booking", "release_booking"}
@@ -72,6 +72,10 @@ EXPECTED = {
     "local_race_signal_received_before_deadline",
     "local_rejected_after_retry_swept",
     "local_reservation_failed_swept",
+    # Recorded behind TRUTHFUL_PAYMENTS_PATCH: a refunded reference repeated is refused, money
+    # for a booking never placed is recorded for refund.
+    "local_truthful_reused_reference_refused",
+    "local_truthful_unplaced_payment_refunded",
 }
 
 
@@ -112,6 +116,7 @@ def test_steps_run_the_way_the_patch_says(path: Path) -> None:
     history = _load(path)
     patched = LOCAL_STEPS_PATCH in _patches(history)
     assert patched == path.stem.startswith("local_")
+    assert (TRUTHFUL_PAYMENTS_PATCH in _patches(history)) == ("truthful" in path.stem)
     steps = activity_steps(history)
     assert not steps or steps[0].name == "reserve_apartment", steps
     # A release after a failed reserve is the sweep's, always an ordinary activity.

@@ -71,3 +71,34 @@ def test_the_api_refuses_the_dev_webhook_secret_unless_in_dev_mode() -> None:
         create_app(settings)
     app = create_app(settings.model_copy(update={"dev_mode": True}))
     assert any(getattr(r, "path", None) == "/webhooks/payments" for r in app.routes)
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+@pytest.mark.parametrize(
+    ("variable", "value", "rule"),
+    [
+        ("BOOKING_API_KEYS", f"{REAL_KEY},short-key", "at least 16 characters"),
+        ("BOOKING_WEBHOOK_SECRET", "only-31-bytes-of-webhook-secret", "at least 32 bytes"),
+        ("BOOKING_JWT_SECRET", "a-31-byte-jwt-secret-0123456789", "at least 32 bytes"),
+    ],
+)
+def test_processes_refuse_guessable_secrets_outside_dev(
+    command: str, variable: str, value: str, rule: str
+) -> None:
+    env = {"BOOKING_API_KEYS": REAL_KEY, "BOOKING_JWT_SECRET": REAL_JWT_SECRET, variable: value}
+    result = _run(command, **env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert variable in result.stderr and rule in result.stderr
+    assert value not in result.stderr + result.stdout
+    # booking dev's children may use them (a developer's short local values).
+    Settings.model_validate({**env, "BOOKING_DEV_MODE": "1"}).refuse_unsafe_secrets(command)
+
+
+def test_secrets_of_the_minimum_length_are_accepted() -> None:
+    Settings.model_validate(
+        {
+            "BOOKING_API_KEYS": "k" * 16,
+            "BOOKING_JWT_SECRET": "j" * 32,
+            "BOOKING_WEBHOOK_SECRET": "w" * 32,
+        }
+    ).refuse_unsafe_secrets("API")

@@ -36,6 +36,7 @@ from tests.helpers import (
     booking_input,
     booking_row,
     events,
+    eventually,
     make_rental,
     record_history,
     reserve_with_start,
@@ -419,3 +420,83 @@ async def test_update_with_start_is_idempotent_by_key(
         == data.step_function_arn
     )
     await client.get_workflow_handle(workflow_id_for(booking_id)).terminate("test done")
+
+
+# -- truthful answers about money --------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_reference_whose_payment_was_refunded_is_refused_not_pending(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """A webhook's wrong-amount payment under reference R is refunded; a later correct
+    payBooking with R must say so, never answer a success-shaped PENDING."""
+    rental = await make_rental(pool)
+    data = await booking_input(env, rental, lease_days=60)
+    handle, held = await start_and_hold(client, data, task_queue)
+    wrong = _payment(held, amount=1)
+    await handle.signal(ApartmentBookingWorkflow.payment_received, wrong)
+    await eventually(lambda: _refunds(pool, data.booking_id), what="the refund")
+    right_amount = _payment(held, payment_reference=wrong.payment_reference)
+    error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.pay, right_amount))
+    assert error.type == "PaymentRejected"
+    assert "was used before" in error.message and "refunded (WRONG_AMOUNT)" in error.message
+    assert (await handle.query(ApartmentBookingWorkflow.state)).status == "PENDING"
+    # A new reference pays.
+    paid = await handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held))
+    assert paid.status == "APPROVED"
+    # And the paying reference repeated still answers APPROVED, the refunded one still refused.
+    again = await _update_error(handle.execute_update(ApartmentBookingWorkflow.pay, right_amount))
+    assert again.type == "PaymentRejected"
+    assert (await handle.result()).status == "APPROVED"
+    await record_history(handle, "local_truthful_reused_reference_refused")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_references_are_scoped_to_their_booking(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    first, second = await make_rental(pool), await make_rental(pool)
+    handle_a, held_a = await start_and_hold(client, await booking_input(env, first), task_queue)
+    handle_b, held_b = await start_and_hold(client, await booking_input(env, second), task_queue)
+    reference = f"shared-{uuid.uuid4()}"
+    for handle, held in ((handle_a, held_a), (handle_b, held_b)):
+        paid = await handle.execute_update(
+            ApartmentBookingWorkflow.pay, _payment(held, payment_reference=reference)
+        )
+        assert paid.status == "APPROVED"
+    rows = await pool.fetch(
+        "SELECT booking_id FROM payments WHERE payment_reference = $1 AND outcome = 'APPLIED'",
+        reference,
+    )
+    assert sorted(r["booking_id"] for r in rows) == sorted([held_a.booking_id, held_b.booking_id])
+    await handle_a.terminate("test done")
+    await handle_b.terminate("test done")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_money_for_a_booking_never_placed_is_recorded_for_refund(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """The payment reaches the workflow before its reservation is refused: recorded, not lost."""
+    rental = await make_rental(pool)
+    data = await booking_input(env, rental, apartment_id=f"missing-{uuid.uuid4()}")
+    payment = PaymentInput(125_000, "EUR", f"pay-{uuid.uuid4()}")
+    handle = await client.start_workflow(
+        ApartmentBookingWorkflow.run,
+        data,
+        id=workflow_id_for(data.booking_id),
+        task_queue=task_queue,
+        search_attributes=start_search_attributes(data, None),
+        start_signal="payment_received",
+        start_signal_args=[payment],
+    )
+    final = await handle.result()
+    assert (final.status, final.error_type) == ("REJECTED", "ApartmentNotFound")
+    rows = await pool.fetch(
+        "SELECT payment_reference, amount, currency, refund_reason FROM unplaced_payments "
+        "WHERE booking_id = $1",
+        data.booking_id,
+    )
+    assert [tuple(r) for r in rows] == [(payment.payment_reference, 125_000, "EUR", "NEVER_PLACED")]
+    await record_history(handle, "local_truthful_unplaced_payment_refunded")

@@ -62,7 +62,9 @@ from booking.contract import (
     REFUND_ALREADY_PAID,
     REFUND_LATE,
     REFUND_NOT_PENDING,
+    REFUND_NOT_PLACED,
     REFUND_PAYMENT,
+    REFUND_UNPLACED_PAYMENT,
     REFUND_WRONG_AMOUNT,
     REFUND_WRONG_CURRENCY,
     REJECTED,
@@ -135,6 +137,11 @@ RESERVE_SWEEP_PATCH = "reserve-sweep-after-failure"
 # Executions recorded before this patch ran reserve, confirm and release as ordinary
 # activities; they keep doing so (see ``_step``).
 LOCAL_STEPS_PATCH = "reserve-confirm-release-as-local-activities"
+# Executions recorded before this patch answered a repeated reference whose payment had been
+# refunded (or not applied) with the booking as it was, PENDING, and only logged money that
+# reached a booking that was never placed; since, the first is PaymentRejected and the second
+# is recorded and refunded.
+TRUTHFUL_PAYMENTS_PATCH = "truthful-payment-answers"
 
 
 def _arrival(payment: PaymentInput) -> datetime:
@@ -178,6 +185,11 @@ class ApartmentBookingWorkflow:
         # Set once the run loop has chosen EXPIRED: from then on nothing may join the hold.
         self._expiring = False
         self._references: set[str] = set()
+        # Reference -> why its payment did not pay the booking (refunded, or refused by the
+        # database): the answer to a repeat of it.
+        self._not_applied: dict[str, str] = {}
+        # The reference of the payment that paid the booking.
+        self._paid_reference: str | None = None
         self._local_steps = False
 
     # -- main flow -------------------------------------------------------------------------
@@ -273,9 +285,11 @@ class ApartmentBookingWorkflow:
                     # The payment could not be applied (its reference is another booking's):
                     # the hold goes on and pay() reports the rejection.
                     self._confirm_error = err.cause
+                    self._not_applied[payment.payment_reference] = err.cause.message
                     self._accepted = None
                     self._accepted_at = None
                     continue
+                self._paid_reference = payment.payment_reference
                 self._state.status = APPROVED
                 self._state.paid_at = paid_at
                 self._upsert_search_attributes()
@@ -461,6 +475,7 @@ class ApartmentBookingWorkflow:
 
     async def _refund(self, payment: PaymentInput, reason: str) -> None:
         received_at = workflow.now()
+        self._not_applied[payment.payment_reference] = f"its payment was refunded ({reason})"
         try:
             await workflow.execute_activity(
                 REFUND_PAYMENT,
@@ -477,6 +492,22 @@ class ApartmentBookingWorkflow:
                 "refund of %s not recorded: %s", payment.payment_reference, err.cause
             )
 
+    async def _refund_unplaced(self, payment: PaymentInput) -> None:
+        try:
+            await workflow.execute_activity(
+                REFUND_UNPLACED_PAYMENT,
+                RefundRequest(self._input.booking_id, payment, REFUND_NOT_PLACED, workflow.now()),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary=f"refund payment {payment.payment_reference} (booking never placed)",
+            )
+        except ActivityError as err:
+            workflow.logger.error(
+                "refund of unplaced payment %s not recorded: %s",
+                payment.payment_reference,
+                err.cause,
+            )
+
     @workflow.signal
     async def payment_received(self, payment: PaymentInput) -> None:
         """A payment from an asynchronous source (a provider webhook); never rejected, only
@@ -489,10 +520,14 @@ class ApartmentBookingWorkflow:
             # is known. (Otherwise judge it now, before later updates in this task run.)
             await workflow.wait_condition(lambda: self._state.status != RESERVING)
         if self._state.status == REJECTED:
-            workflow.logger.error(
-                "payment %s for a booking that was never placed; no row to refund against",
-                payment.payment_reference,
-            )
+            if workflow.patched(TRUTHFUL_PAYMENTS_PATCH):
+                # Why: money for a booking that was never placed is never dropped.
+                await self._refund_unplaced(payment)
+            else:
+                workflow.logger.error(
+                    "payment %s for a booking that was never placed; no row to refund against",
+                    payment.payment_reference,
+                )
             return
         arrival = _arrival(payment)
         problem = self._payment_problem(payment, arrival)
@@ -503,13 +538,24 @@ class ApartmentBookingWorkflow:
 
     @workflow.update
     async def pay(self, payment: PaymentInput) -> BookingState:
-        if payment.payment_reference in self._references:
+        reference = payment.payment_reference
+        if reference in self._references:
             # Why: a repeat of an accepted payment answers like the first call, once settled.
             await workflow.wait_condition(
                 lambda: self._accepted is None or self._state.status != PENDING
             )
+            if self._paid_reference != reference and workflow.patched(TRUTHFUL_PAYMENTS_PATCH):
+                # This reference did not pay the booking: say so, never a success-shaped
+                # PENDING or someone else's APPROVED.
+                why = self._not_applied.get(reference, "it did not pay this booking")
+                raise ApplicationError(
+                    f"payment reference {reference} was used before and {why}; "
+                    "pay with a new paymentReference",
+                    type=PaymentRejected.error_type,
+                    non_retryable=True,
+                )
             return self._snapshot()
-        self._references.add(payment.payment_reference)
+        self._references.add(reference)
         problem = self._payment_problem(payment)
         if problem is not None:
             # Only reachable when another payment or a cancel won the same workflow task after

@@ -18,6 +18,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.auth import Principal
+from api.cost import MAX_LIST_ITEMS, bounded
 from api.directives import ADMINS, TENANTS, authorize, cognito, resolver, subscription
 from api.pagination import encode_token
 from api.resolvers.common import ctx, given, may_act_as, page
@@ -82,10 +83,10 @@ class BookingQueries:
             reads.bookings_for_apartment,
             apartment_id,
             user_id=None if principal.sees_all_bookings else principal.user_id,
-            limit=None,
+            limit=MAX_LIST_ITEMS + 1,
             after=None,
         )
-        return [Booking.from_row(r) for r in rows]
+        return [Booking.from_row(r) for r in bounded(rows, f"apartment {apartment_id}")]
 
     @resolver(directives=[cognito()])
     async def get_booking(self, info: Info, id: strawberry.ID) -> Booking | None:

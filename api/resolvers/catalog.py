@@ -7,6 +7,7 @@ import uuid
 import strawberry
 from strawberry.types import Info
 
+from api.cost import bounded
 from api.directives import ADMINS, authorize, cognito, resolver
 from api.pagination import encode_token
 from api.resolvers.common import ctx, given, page
@@ -40,7 +41,7 @@ class CatalogQueries:
     ) -> list[Apartment]:
         authorize(info)
         rows = await ctx(info).loaders.building_apartments.load(building_id)
-        return [Apartment.from_row(r) for r in rows]
+        return [Apartment.from_row(r) for r in bounded(rows, f"building {building_id}")]
 
     @resolver(directives=[cognito()], description="Added.")
     async def get_building(self, info: Info, id: strawberry.ID) -> Building | None:

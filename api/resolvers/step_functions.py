@@ -8,6 +8,7 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
+from api.cost import MAX_LIST_ITEMS, bounded
 from api.directives import ADMINS, authorize
 from api.resolvers.common import ctx
 from api.types import StepFunctions, StepFunctionsInput
@@ -20,8 +21,10 @@ class StepFunctionQueries:
     @strawberry.field
     async def get_step_functions(self, info: Info) -> list[StepFunctions] | None:
         authorize(info, ADMINS)
-        rows = await ctx(info).loaders.reader.run(reads.step_function_executions)
-        return [StepFunctions.from_row(r) for r in rows]
+        rows = await ctx(info).loaders.reader.run(
+            reads.step_function_executions, limit=MAX_LIST_ITEMS + 1
+        )
+        return [StepFunctions.from_row(r) for r in bounded(rows, "the execution list")]
 
 
 @strawberry.type

@@ -224,10 +224,13 @@ async def append_event(
     )
 
 
-async def get_payment_by_reference(conn: Conn, reference: str) -> PaymentRow | None:
+async def get_payment_by_reference(
+    conn: Conn, booking_id: str, reference: str
+) -> PaymentRow | None:
     record = await conn.fetchrow(
         """SELECT id, booking_id, payment_reference, amount, currency, outcome, received_at
-             FROM payments WHERE payment_reference = $1""",
+             FROM payments WHERE booking_id = $1 AND payment_reference = $2""",
+        booking_id,
         reference,
     )
     if record is None:
@@ -296,3 +299,30 @@ async def record_step_function_execution(conn: Conn, execution_id: str, arn: str
         execution_id,
         arn,
     )
+
+
+async def insert_unplaced_payment(
+    conn: Conn,
+    *,
+    booking_id: str,
+    reference: str,
+    amount: int,
+    currency: str,
+    received_at: datetime,
+    reason: str,
+) -> bool:
+    """Record money for a booking that has no row; False when it was recorded before."""
+    inserted: int | None = await conn.fetchval(
+        """INSERT INTO unplaced_payments (booking_id, payment_reference, amount, currency,
+                                          received_at, refund_reason)
+           VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (booking_id, payment_reference) DO NOTHING
+        RETURNING id""",
+        booking_id,
+        reference,
+        amount,
+        currency,
+        received_at,
+        reason,
+    )
+    return inserted is not None

@@ -174,9 +174,10 @@ async def bookings_for_apartment(
     return [BookingRow.from_record(r) for r in rows]
 
 
-async def step_function_executions(conn: Conn) -> list[StepFunctionRow]:
+async def step_function_executions(conn: Conn, *, limit: int) -> list[StepFunctionRow]:
     rows = await conn.fetch(
-        "SELECT id, arn, created_on FROM step_function_executions ORDER BY created_on, id"
+        "SELECT id, arn, created_on FROM step_function_executions ORDER BY created_on, id LIMIT $1",
+        limit,
     )
     return [StepFunctionRow(**dict(r.items())) for r in rows]
 

@@ -131,8 +131,11 @@ async def test_query_depth_and_size_limits(admin: Gql) -> None:
     deep = 'query { getApartment(id: "1234567") { ' + "building { apartments { " * 6
     deep += "id" + " } }" * 6 + " } }"
     body = await admin(deep)
-    assert error_types(body) == ["ValidationError"]
+    # Too deep, and (six nested lists) far too costly: both refusals, nothing ran.
+    assert error_types(body) == ["ValidationError", "ValidationError"]
     assert "depth" in body["errors"][0]["message"]
+    assert "BOOKING_GRAPHQL_MAX_COST" in body["errors"][1]["message"]
+    assert body["data"] is None
     huge = "query { " + " ".join(f'a{i}: getApartment(id: "x") {{ id }}' for i in range(400))
     huge += " }"
     body = await admin(huge)

@@ -1,0 +1,277 @@
+"""The GraphQL endpoint: Strawberry's ASGI view with AppSync's authentication and error shapes.
+
+HTTP (``GET`` and ``POST /graphql``), in this order, each step cheap before the next:
+
+1. a body larger than :data:`MAX_BODY_BYTES` is refused (413), counted while reading;
+2. the caller is authenticated (401 otherwise): an anonymous request costs no parsing;
+3. the request is read and checked (``api.graphql_http``: 4xx for anything malformed,
+   persisted queries resolved);
+4. the operation runs (depth, token, alias and cost limits in ``api.schema``).
+
+WebSocket ``/graphql``: ``graphql-transport-ws``, credentials in the ``connection_init``
+payload (top level or under ``headers``) or on the upgrade request; every message is read
+with the same guarded JSON parser as HTTP bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from cross_web import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message as ASGIMessage
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
+from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET
+
+from api.context import RequestContext
+from api.errors import appsync_error, request_error_body, unauthorized_body
+from api.graphql_http import GraphQLRequest, RequestRefused, loads, read_request
+from api.http_cache import REQUEST_STATE
+from api.loaders import Loaders, Reader
+from api.persisted_queries import PersistedQueryStore
+from api.schema import build_schema
+from api.services import Services
+from booking.errors import UnauthorizedException
+
+# GraphQL documents are small (the token limit caps them); variables carry a few ids.
+MAX_BODY_BYTES = 1024 * 1024
+# What the view read: for the caching middleware around it (scope state, REQUEST_STATE) and
+# for ``parse_http_body`` (the same task, further down Strawberry's call).
+_READ: ContextVar[GraphQLRequest] = ContextVar("graphql_request")
+
+
+class _AppSyncTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
+    """graphql-transport-ws with AppSync-shaped errors in ``next`` and ``error`` messages."""
+
+    async def send_message(self, message: Message) -> None:
+        raw: dict[str, Any] = dict(message)
+        payload = raw.get("payload")
+        if raw["type"] == "next" and isinstance(payload, dict) and payload.get("errors"):
+            raw["payload"] = {**payload, "errors": [appsync_error(e) for e in payload["errors"]]}
+        elif raw["type"] == "error" and isinstance(payload, list):
+            raw["payload"] = [appsync_error(e) for e in payload]
+        await super().send_message(cast("Message", raw))
+
+
+class BookingGraphQL(GraphQL[RequestContext, None]):
+    """Strawberry's ASGI view with AppSync's authentication and error shapes."""
+
+    graphql_transport_ws_handler_class = _AppSyncTransportWSHandler
+
+    def __init__(self, services: Services, **kwargs: Any) -> None:
+        super().__init__(
+            build_schema(services.settings),
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            **kwargs,
+        )
+        self.services = services
+        self.persisted_queries = PersistedQueryStore()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        response = await self._http(scope, receive)
+        await response(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive) -> Response:
+        declared = _declared_length(scope)
+        if declared is not None and declared > MAX_BODY_BYTES:
+            return _too_large()
+        request = Request(scope, _limited(receive))
+        if self._wants_ide(request):
+            return cast("Response", await self.run(request))
+        try:
+            principal = await self.services.authenticator.authenticate(request.headers)
+        except UnauthorizedException as err:
+            return JSONResponse(unauthorized_body(err.message), status_code=401)
+        state = scope.setdefault("state", {})
+        state["principal"] = principal
+        try:
+            body = await request.body() if request.method == "POST" else b""
+            read = read_request(
+                request.method,
+                request.query_params,
+                request.headers.get("content-type", ""),
+                body,
+                self.persisted_queries,
+            )
+        except _BodyTooLarge:
+            return _too_large()
+        except RequestRefused as refused:
+            return JSONResponse(refused.body, status_code=refused.status)
+        state[REQUEST_STATE] = read
+        _READ.set(read)
+        try:
+            return cast("Response", await self.run(request))
+        except HTTPException as err:
+            # Requests GraphQL will not run as sent (a mutation over GET, ...).
+            return JSONResponse(request_error_body(err.reason), status_code=err.status_code)
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData:
+        """What ``_http`` read and checked: the body is never parsed a second time."""
+        read = _READ.get()
+        transport = self._get_stream_transport_from_headers(request.headers)
+        return GraphQLRequestData(
+            query=read.query,
+            variables=read.variables,
+            operation_name=read.operation_name,
+            extensions=read.extensions,
+            protocol=transport.protocol if transport else "http",
+        )
+
+    def decode_json(self, data: str | bytes) -> object:
+        # WebSocket messages: the same guard as HTTP bodies (strawberry turns the
+        # exception into a refusal of the message).
+        try:
+            return loads(data, "message")
+        except RequestRefused as refused:
+            raise ValueError(str(refused)) from None
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET that carries only a persisted query's hash is a query, not the IDE.
+        return _READ.get(None) is None and super().should_render_graphql_ide(request)
+
+    def _wants_ide(self, request: Request) -> bool:
+        return (
+            self.graphql_ide is not None
+            and request.method == "GET"
+            and "query" not in request.query_params
+            and "text/html" in request.headers.get("accept", "")
+        )
+
+    async def get_context(self, request: Any, response: Any) -> RequestContext:
+        state = request.scope.get("state", {})
+        services = self.services
+        return RequestContext(
+            services=services,
+            loaders=Loaders(Reader(services.require_pool(), services.settings.db_timeout_seconds)),
+            request_id=state.get("request_id", "-"),
+            principal=state.get("principal"),
+            request=request,
+            response=response,
+        )
+
+    async def on_ws_connect(self, context: RequestContext) -> dict[str, object] | None:
+        headers = _connection_headers(context.request, context.connection_params)
+        try:
+            context.principal = await self.services.authenticator.authenticate(headers)
+        except UnauthorizedException as err:
+            raise ConnectionRejectionError(unauthorized_body(err.message)) from None
+        close_when_expired(context.request, context.principal.expires_at)
+        return None
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        try:
+            return await super().run(request, context, root_value)
+        finally:
+            if isinstance(request, WebSocket):
+                stop_expiry_timer(request)
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        body: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            body["errors"] = [appsync_error(dict(e.formatted)) for e in result.errors]
+        return body  # type: ignore[return-value]
+
+
+# A connection whose credential expired: closed with this code (graphql-transport-ws's
+# "Unauthorized"), so that no subscription outlives the token that opened it.
+EXPIRED_CLOSE_CODE = 4401
+_EXPIRY_TIMER = "credential_expiry_timer"
+
+
+def close_when_expired(websocket: WebSocket, expires_at: datetime | None) -> None:
+    """Close ``websocket`` with 4401 the moment its credential expires (API keys: never)."""
+    if expires_at is None:
+        return
+    stop_expiry_timer(websocket)
+    delay = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
+
+    def expire() -> None:
+        task = asyncio.ensure_future(_close(websocket))
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    setattr(websocket.state, _EXPIRY_TIMER, asyncio.get_running_loop().call_later(delay, expire))
+
+
+def stop_expiry_timer(websocket: WebSocket) -> None:
+    handle = getattr(websocket.state, _EXPIRY_TIMER, None)
+    if handle is not None:
+        handle.cancel()
+
+
+_CLOSING: set[asyncio.Future[None]] = set()
+
+
+async def _close(websocket: WebSocket) -> None:
+    with contextlib.suppress(RuntimeError, OSError):
+        await websocket.close(EXPIRED_CLOSE_CODE, "Unauthorized: the credential has expired")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large() -> Response:
+    return JSONResponse(
+        request_error_body(f"request body larger than {MAX_BODY_BYTES} bytes"), status_code=413
+    )
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _limited(receive: Receive) -> Receive:
+    """``receive`` that gives up once the body passes MAX_BODY_BYTES (whatever it declared)."""
+    seen = 0
+
+    async def limited() -> ASGIMessage:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY_BYTES:
+                raise _BodyTooLarge
+        return message
+
+    return limited
+
+
+def _connection_headers(websocket: WebSocket, params: Mapping[str, object]) -> dict[str, str]:
+    """Credentials for a WebSocket: the upgrade's headers, overridden by ``connection_init``.
+
+    Browsers cannot set headers on a WebSocket, so the payload may carry
+    ``Authorization`` / ``x-api-key`` at its top level or under ``headers``.
+    """
+    found = {k.lower(): v for k, v in websocket.headers.items()}
+    nested = params.get("headers")
+    for source in (params, nested if isinstance(nested, Mapping) else {}):
+        for key, value in source.items():
+            if isinstance(key, str) and isinstance(value, str):
+                found[key.lower()] = value
+    return found
