@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -56,8 +57,40 @@ MAX_BODY_BYTES = 1024 * 1024
 _READ: ContextVar[GraphQLRequest] = ContextVar("graphql_request")
 
 
+def transport_ws_problem(message: object) -> str | None:
+    """Why a graphql-transport-ws message is not one the protocol defines, or None.
+
+    Strawberry's handler trusts a message's shape (a ``subscribe`` without a payload, a
+    message that is a list, an id that is a number): checked here before it reads one.
+    """
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return "a message must be a JSON object with a string `type`"
+    kind = message["type"]
+    if kind in ("subscribe", "complete") and not isinstance(message.get("id"), str):
+        return f"a {kind} message needs a string `id`"
+    if kind == "subscribe":
+        payload = message.get("payload")
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            return "a subscribe message needs a payload with a string `query`"
+        for field in ("variables", "extensions"):
+            if payload.get(field) is not None and not isinstance(payload[field], dict):
+                return f"`payload.{field}` must be an object"
+        name = payload.get("operationName")
+        if name is not None and not isinstance(name, str):
+            return "`payload.operationName` must be a string"
+    return None
+
+
 class _AppSyncTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
-    """graphql-transport-ws with AppSync-shaped errors in ``next`` and ``error`` messages."""
+    """graphql-transport-ws with AppSync-shaped errors in ``next`` and ``error`` messages,
+    and every message's shape checked before Strawberry reads it (4400 otherwise)."""
+
+    async def handle_message(self, message: Message) -> None:
+        problem = transport_ws_problem(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
 
     async def send_message(self, message: Message) -> None:
         raw: dict[str, Any] = dict(message)
@@ -137,12 +170,12 @@ class BookingGraphQL(GraphQL[RequestContext, None]):
         )
 
     def decode_json(self, data: str | bytes) -> object:
-        # WebSocket messages: the same guard as HTTP bodies (strawberry turns the
-        # exception into a refusal of the message).
+        # WebSocket messages: the same guard as HTTP bodies. Strawberry answers a
+        # JSONDecodeError by closing the connection with 4400 (a bad message).
         try:
             return loads(data, "message")
         except RequestRefused as refused:
-            raise ValueError(str(refused)) from None
+            raise json.JSONDecodeError(str(refused), "", 0) from None
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         # A GET that carries only a persisted query's hash is a query, not the IDE.

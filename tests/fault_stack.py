@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
+import signal
 import sys
 import time
 import uuid
@@ -37,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "fault-api-key-0123456789"
 JWT_SECRET = "fault-jwt-secret-0123456789abcdef"
 WEBHOOK_SECRET = "fault-webhook-secret-0123456789-0123456789"
+DB_TIMEOUT_SECONDS = 2
 
 
 @dataclass
@@ -85,6 +88,7 @@ class FaultStack:
                 "BOOKING_LOG_LEVEL": "INFO",
                 "BOOKING_DB_POOL_MIN": "1",
                 "BOOKING_DB_POOL_MAX": "20",
+                "BOOKING_DB_TIMEOUT_SECONDS": str(DB_TIMEOUT_SECONDS),
             }
         )
         self.parts.spawn_worker(
@@ -119,6 +123,29 @@ class FaultStack:
 
     def stop_postgres(self) -> None:
         self.parts.stop_postgres()
+
+    def pause_postgres(self) -> None:
+        """SIGSTOP every Postgres process: connections stay open, nothing answers."""
+        for pid in self._postgres_pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume_postgres(self) -> None:
+        for pid in self._postgres_pids():
+            os.kill(pid, signal.SIGCONT)
+
+    def _postgres_pids(self) -> list[int]:
+        """The postmaster and its children (each backend runs in a session of its own, so
+        one signal to the postmaster's process group does not reach them)."""
+        assert self.parts.postgres is not None and self.parts.postgres.process is not None
+        postmaster = self.parts.postgres.process.pid
+        found = [postmaster]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    stat = (entry / "stat").read_text()
+                    if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                        found.append(int(entry.name))
+        return found
 
     def start_postgres(self) -> None:
         self.parts.restart_postgres()

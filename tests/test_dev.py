@@ -10,6 +10,7 @@ timer then expires it, and even SIGKILL of `booking dev` leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -102,12 +103,16 @@ def test_a_port_in_use_is_named_with_its_flag(tmp_path: Path, flag: str) -> None
 
 
 def test_an_unreachable_database_url_is_a_clear_error(tmp_path: Path) -> None:
-    dead = free_port()
-    result = run_dev(
-        tmp_path / "data",
-        Ports.free(),
-        DATABASE_URL=f"postgresql://booking:secret@127.0.0.1:{dead}/booking",
-    )
+    # Bound but not listening: refused for as long as the test runs, and no other process
+    # of the suite can start a server there meanwhile.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        dead = held.getsockname()[1]
+        result = run_dev(
+            tmp_path / "data",
+            Ports.free(),
+            DATABASE_URL=f"postgresql://booking:secret@127.0.0.1:{dead}/booking",
+        )
     assert result.returncode == 2, result.stderr
     assert "cannot reach DATABASE_URL" in result.stderr
     assert f"127.0.0.1:{dead}" in result.stderr
@@ -359,3 +364,132 @@ def test_sigterm_while_starting_stops_what_was_started(
     assert_all_gone(pids, dev.output())
     assert "is up in" not in dev.output()
     assert "booking dev: stopped" in dev.output()
+
+
+# -- booking dev keeps the system up -----------------------------------------------------------
+
+
+def _find_child(dev: DevProcess, marker: str) -> int | None:
+    """The pid of the live process under ``booking dev`` whose command line holds ``marker``."""
+    for pid in sorted(descendants(dev.process.pid)):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline and alive(pid):
+            return pid
+    return None
+
+
+def _child(dev: DevProcess, marker: str) -> int:
+    pid = _find_child(dev, marker)
+    assert pid is not None, f"no live process with {marker!r} under booking dev:\n{dev.output()}"
+    return pid
+
+
+WORKER, API, TEMPORAL = "cli worker", "cli api", "server start-dev"
+
+
+def _other_than(before: int, pid: int | None) -> bool:
+    return pid is not None and pid != before
+
+
+def _wait_serving(dev: DevProcess, name: str) -> None:
+    """Until the restarted part serves again (a kill of the next part must not race it)."""
+    if name == "worker":
+        eventually_sync(
+            lambda: dev.output().count("worker polling task queue"),
+            lambda polling: polling >= 2,
+            within=30,
+            what="the new worker polling",
+        )
+    elif name == "temporal":
+
+        def ui_status() -> int:
+            try:
+                return httpx.get(dev.ui, timeout=1).status_code
+            except httpx.HTTPError:
+                return 0
+
+        eventually_sync(ui_status, lambda status: status == 200, within=30, what="Temporal")
+    else:
+
+        def answer() -> object:
+            try:
+                return dev.query("{ __typename }")
+            except (httpx.HTTPError, ValueError):
+                return None
+
+        eventually_sync(
+            answer,
+            lambda body: body == {"data": {"__typename": "Query"}},
+            within=30,
+            what="the new API answering",
+        )
+
+
+def test_dev_restarts_a_dead_worker_api_or_temporal_and_keeps_the_rest(
+    tmp_path: Path, dev_processes: list[DevProcess]
+) -> None:
+    dev = DevProcess(tmp_path / "data", Ports.free(), tmp_path / "dev.log")
+    dev_processes.append(dev)
+    dev.wait_up(timeout=60)
+    held = dev.query(RESERVE.replace("holdSeconds: 25", "holdSeconds: 40"))
+    assert "errors" not in held, held
+    booking_id = held["data"]["reserveApartment"]["id"]
+
+    for marker, name in ((WORKER, "worker"), (TEMPORAL, "temporal"), (API, "api")):
+        before = _child(dev, marker)
+        others = {m: _child(dev, m) for m in (WORKER, API, TEMPORAL) if m != marker}
+        os.kill(before, signal.SIGKILL)
+        after = eventually_sync(
+            functools.partial(_find_child, dev, marker),
+            functools.partial(_other_than, before),
+            within=30,
+            what=f"a new {name} process",
+        )
+        assert f"{name} (pid {before}) exited with status -9; restarting it" in dev.output()
+        assert f"{name} restarted (pid {after})" in dev.output()
+        _wait_serving(dev, name)
+        # The rest kept running: the same processes as before.
+        assert {m: _child(dev, m) for m in others} == others
+        assert dev.process.poll() is None, dev.output()
+
+    # And the system still works end to end: the hold placed before the crashes expires on
+    # time, through the restarted worker and server.
+    get = f'{{ getBooking(id: "{booking_id}") {{ bookingStatus cancellationReason }} }}'
+    state = eventually_sync(
+        lambda: dev.query(get).get("data", {}).get("getBooking") or {},
+        lambda state: state.get("bookingStatus") == "CANCELLED",
+        within=90,
+        interval=0.5,
+        what="the hold expiring after the restarts",
+    )
+    assert state == {"bookingStatus": "CANCELLED", "cancellationReason": "EXPIRED"}
+    pids = dev.stop()
+    assert_all_gone(pids, dev.output())
+
+
+def test_dev_stops_everything_when_a_child_keeps_dying(
+    tmp_path: Path, dev_processes: list[DevProcess]
+) -> None:
+    dev = DevProcess(tmp_path / "data", Ports.free(), tmp_path / "dev.log")
+    dev_processes.append(dev)
+    dev.wait_up(timeout=60)
+    below = descendants(dev.process.pid)
+    killed: set[int] = set()
+    while dev.process.poll() is None:
+        pid = _find_child(dev, API)
+        if pid is None:
+            time.sleep(0.05)  # between a death and its restart
+            continue
+        if pid not in killed:
+            os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+        time.sleep(0.05)
+    assert dev.process.wait(30) == 1, dev.output()
+    output = dev.output()
+    assert "api keeps dying" in output and "giving up" in output, output
+    assert "booking dev: stopped" in output
+    assert len(killed) == 6  # five restarts allowed within a minute, the sixth death ends it
+    assert_all_gone(below | descendants(dev.process.pid), output)

@@ -33,7 +33,7 @@ import httpx
 import pytest
 
 from booking.doctor import examine
-from tests.fault_stack import FaultStack
+from tests.fault_stack import DB_TIMEOUT_SECONDS, FaultStack
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.faults
@@ -425,6 +425,71 @@ async def test_postgres_unavailable_while_confirmations_run(stack: FaultStack) -
         settled_after_restart_seconds=round(settle_seconds, 1),
         total_seconds=round(time.monotonic() - started, 1),
         read_during_outage=response.json()["errors"][0].get("errorType"),
+    )
+
+
+async def test_postgres_that_stops_answering_costs_no_longer_than_the_deadline(
+    stack: FaultStack,
+) -> None:
+    """SIGSTOP of every Postgres process for 10 s: connections stay open, nothing answers.
+
+    A read must answer ServiceUnavailable within BOOKING_DB_TIMEOUT_SECONDS (not after the
+    10 s), /readyz within its 2 s budget, and everything is consistent once Postgres goes on.
+    """
+    pairs = await stack.make_apartments(2)
+    booking = (await _reserve_all(stack, pairs[:1], 60))[0]
+    read = "query($id: ID!) { getBooking(id: $id) { id bookingStatus } }"
+    timings: dict[str, float] = {}
+    stack.pause_postgres()
+    paused_at = time.monotonic()
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            started = time.monotonic()
+            response = await stack.graphql(http, read, {"id": booking["id"]})
+            timings["read_seconds"] = time.monotonic() - started
+            assert response.status_code == 200, response.text
+            assert [e["errorType"] for e in response.json()["errors"]] == ["ServiceUnavailable"]
+            started = time.monotonic()
+            ready = await http.get(f"{stack.api_url}/readyz")
+            timings["readyz_seconds"] = time.monotonic() - started
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["database"] == "unavailable"
+            # A reserve meanwhile: an answer within the Temporal deadline, never a hang.
+            started = time.monotonic()
+            second = await stack.graphql(
+                http,
+                "mutation($input: ReserveApartmentInput!) { reserveApartment(input: $input) "
+                "{ id } }",
+                {
+                    "input": {
+                        "apartmentId": pairs[1][0],
+                        "userId": pairs[1][1],
+                        "startDate": "2027-02-01",
+                        "endDate": "2027-03-01",
+                        "idempotencyKey": f"key-{pairs[1][0]}",
+                    }
+                },
+            )
+            timings["reserve_seconds"] = time.monotonic() - started
+            assert second.status_code == 200
+            await asyncio.sleep(max(0.0, 10 - (time.monotonic() - paused_at)))
+    finally:
+        stack.resume_postgres()
+    assert timings["read_seconds"] < DB_TIMEOUT_SECONDS + 1.5, timings
+    assert timings["readyz_seconds"] < 2 + 1.0, timings
+    async with httpx.AsyncClient(timeout=30) as http:
+        after = await stack.graphql(http, read, {"id": booking["id"]})
+        assert after.json()["data"]["getBooking"]["bookingStatus"] == "PENDING", after.text
+        ready = await eventually(
+            lambda: http.get(f"{stack.api_url}/readyz"),
+            lambda response: response.status_code == 200,
+            within=20,
+            what="readiness after Postgres went on",
+        )
+        assert ready.json()["checks"]["database"] == "ok"
+    await _assert_no_drift(stack, {booking["id"], pairs[0][0], pairs[1][0]})
+    _report(
+        "Postgres stops answering (SIGSTOP 10 s)", **{k: round(v, 2) for k, v in timings.items()}
     )
 
 

@@ -89,6 +89,7 @@ async def stack(
             "BOOKING_DB_POOL_MIN": "1",
             "BOOKING_DB_POOL_MAX": "10",
             "BOOKING_LOG_LEVEL": "DEBUG",
+            "BOOKING_HTTP_HEADER_TIMEOUT_SECONDS": "2",
         }
         env = parts.child_env(values)
         settings = Settings.model_validate(env)
@@ -108,6 +109,8 @@ async def stack(
             client=client,
             settings=settings,
             rsa_private_key=rsa_key,
+            parts=parts,
+            env=env,
         )
     finally:
         parts.stop()

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from temporalio.client import Client
 
 from booking.devstack.net import free_port
+from booking.devstack.stack import Stack
 from booking.settings import Settings
 from booking.tokens import mint_token
 
@@ -65,6 +66,20 @@ class E2EStack:
     client: Client
     settings: Settings
     rsa_private_key: rsa.RSAPrivateKey
+    parts: Stack
+    env: dict[str, str]  # the API processes' environment
+
+    async def extra_api(self, name: str, **values: str) -> Api:
+        """One more ``booking api`` process, with ``values`` over the stack's environment."""
+        env = {**self.env, **values}
+        process = self.parts.spawn_api(env, name=name, log_file=self.parts.root / f"{name}.log")
+        await self.parts.wait_ready([name])
+        settings = Settings.model_validate(env)
+        ws_url = process.url.replace("http", "ws", 1) + "/graphql"
+        return Api(process.url, ws_url, settings, process.child.log_file)
+
+    def stop_api(self, name: str) -> None:
+        self.parts.stop_part(name)
 
     def token(self, user_id: str, groups: list[str], ttl: int = 600) -> str:
         return mint_token(JWT_SECRET, user_id, groups, ttl_seconds=ttl)
