@@ -16,20 +16,29 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import asyncpg
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "booking_status"
+# Persisted queries one API process registered, for the others (api.persisted_queries).
+PERSISTED_QUERY_CHANNEL = "persisted_query"
 APPLICATION_NAME = "booking-api-listener"  # how operators (and tests) find it in pg_stat_activity
 RESYNC = "*"  # put on every queue after a reconnect: "re-read, you may have missed something"
 
 
 class BookingBroadcaster:
-    def __init__(self, dsn: str, *, reconnect_delay: float = 0.5) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        reconnect_delay: float = 0.5,
+        on_persisted_query: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._dsn = dsn
+        self._on_persisted_query = on_persisted_query
         self._reconnect_delay = reconnect_delay
         self._subscribers: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
@@ -79,6 +88,17 @@ class BookingBroadcaster:
         for queue in self._subscribers.get(booking_id, ()):
             queue.put_nowait(status)
 
+    def _on_persisted(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        if self._on_persisted_query is None:
+            return
+        try:
+            notice = json.loads(str(payload))
+            sha, query = str(notice["sha256Hash"]), str(notice["query"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored malformed %s notification", PERSISTED_QUERY_CHANNEL)
+            return
+        self._on_persisted_query(sha, query)
+
     def _on_termination(self, _conn: object) -> None:
         self._lost.set()
 
@@ -104,6 +124,7 @@ class BookingBroadcaster:
         try:
             conn.add_termination_listener(self._on_termination)
             await conn.add_listener(CHANNEL, self._on_notification)
+            await conn.add_listener(PERSISTED_QUERY_CHANNEL, self._on_persisted)
             self._connected.set()
             if resync:
                 log.info("LISTEN connection re-established; subscribers re-read")

@@ -8,8 +8,10 @@
 4. From then on the hash alone works, which keeps GET URLs short and identical for
    identical reads (what a CDN keys on).
 
-The store is a bounded in-memory LRU per API process; a miss in another process costs one
-extra round trip, so no shared store is needed.
+The store is a bounded in-memory LRU per API process. A query one process registers is
+announced to the others (``NOTIFY persisted_query``, heard on the LISTEN connection every
+API process keeps, ``api.notify``), so behind a round-robin load balancer the next process
+knows it too; a notice that is missed costs one extra round trip, nothing more.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import json
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -37,9 +40,15 @@ class PersistedQueryStore:
     hash), so several API processes need no shared store.
     """
 
-    def __init__(self, max_entries: int = APQ_MAX_ENTRIES) -> None:
+    def __init__(
+        self,
+        max_entries: int = APQ_MAX_ENTRIES,
+        on_new: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._entries: OrderedDict[str, str] = OrderedDict()
         self._max = max_entries
+        # Told of every query a client registers here (to announce it to other processes).
+        self._on_new = on_new
 
     def get(self, sha256_hash: str) -> str | None:
         query = self._entries.get(sha256_hash)
@@ -47,11 +56,25 @@ class PersistedQueryStore:
             self._entries.move_to_end(sha256_hash)
         return query
 
-    def put(self, sha256_hash: str, query: str) -> None:
+    def put(self, sha256_hash: str, query: str, *, announce: bool = True) -> bool:
+        """Store ``query``; True when it was not known yet."""
+        new = sha256_hash not in self._entries
         self._entries[sha256_hash] = query
         self._entries.move_to_end(sha256_hash)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
+        if new and announce and self._on_new is not None:
+            self._on_new(sha256_hash, query)
+        return new
+
+    def learn(self, sha256_hash: str, query: str) -> None:
+        """A query another process registered (its hash checked again: notices are input)."""
+        if (
+            _SHA256_HEX.match(sha256_hash)
+            and len(query) <= APQ_MAX_QUERY_CHARS
+            and hashlib.sha256(query.encode()).hexdigest() == sha256_hash
+        ):
+            self.put(sha256_hash, query, announce=False)
 
     def __len__(self) -> int:
         return len(self._entries)

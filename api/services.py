@@ -7,7 +7,9 @@ connection that feeds subscriptions, and the booking commands on that client.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,8 +21,9 @@ from temporalio.client import Client
 from api.auth import Authenticator
 from api.loaders import within
 from api.metrics import ApiMetrics
-from api.notify import BookingBroadcaster
+from api.notify import PERSISTED_QUERY_CHANNEL, BookingBroadcaster
 from api.operations import BookingCommands
+from api.persisted_queries import PersistedQueryStore
 from booking.converter import DATA_CONVERTER
 from booking.db import create_pool
 from booking.settings import Settings
@@ -30,6 +33,10 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# Postgres refuses NOTIFY payloads of 8,000 bytes or more.
+MAX_NOTIFY_BYTES = 7_900
+_BACKGROUND: set[asyncio.Future[None]] = set()
 
 
 @dataclass
@@ -41,6 +48,29 @@ class Services:
     client: Client | None = None
     broadcaster: BookingBroadcaster | None = None
     commands: BookingCommands | None = None
+    persisted_queries: PersistedQueryStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.persisted_queries = PersistedQueryStore(on_new=self._announce_persisted_query)
+
+    def _announce_persisted_query(self, sha256_hash: str, query: str) -> None:
+        """Tell the other API processes (best effort: a missed notice costs one round trip)."""
+        payload = json.dumps({"sha256Hash": sha256_hash, "query": query})
+        if self.pool is None or len(payload.encode()) > MAX_NOTIFY_BYTES:
+            return
+        task = asyncio.ensure_future(self._notify(PERSISTED_QUERY_CHANNEL, payload))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+    async def _notify(self, channel: str, payload: str) -> None:
+        async def send() -> None:
+            async with self.require_pool().acquire() as conn:
+                await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
+
+        try:
+            await within(self.settings.db_timeout_seconds, send())
+        except Exception as err:  # the next process will ask for the query once, that's all
+            log.info("persisted query not announced: %s", type(err).__name__)
 
     def require_pool(self) -> asyncpg.Pool:
         if self.pool is None:
@@ -92,7 +122,7 @@ async def open_services(
         data_converter=DATA_CONVERTER,
     )
     services.commands = BookingCommands(services.client, settings)
-    broadcaster = BookingBroadcaster(dsn)
+    broadcaster = BookingBroadcaster(dsn, on_persisted_query=services.persisted_queries.learn)
     await broadcaster.start()
     services.broadcaster = broadcaster
     log.info(

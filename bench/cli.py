@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="command line that replaces `booking worker` in the embedded stack (it gets the "
         "same environment); for trying worker tuning",
     )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes of the embedded stack, on one task queue (1)",
+    )
     g.add_argument("--keep", action="store_true", help="keep the stack's directory and logs")
     s = p.add_argument_group("sizes (defaults: the issue's; --quick shrinks them)")
     s.add_argument("--reserve-count", type=int)
@@ -162,6 +168,7 @@ def _stack_options(args: argparse.Namespace) -> StackOptions:
         extra_env=tuple(extra),
         temporal_args=tuple(args.temporal_arg),
         worker_command=tuple(shlex.split(args.worker_command or "")),
+        workers=args.workers,
     )
 
 
@@ -219,7 +226,7 @@ async def _run_stack_scenarios(
                     continue
                 progress.say(f"scenario {name}")
                 started = time.monotonic()
-                before = await metrics.scrape(stack.worker_metrics_url)
+                before = await metrics.scrape(stack.worker_metrics_urls)
                 try:
                     if name == "reserve":
                         results["scenarios"][name], holds = await scenarios.reserve_latency(bench)
@@ -239,7 +246,7 @@ async def _run_stack_scenarios(
                 else:
                     results["scenarios"][name]["seconds"] = round(time.monotonic() - started, 1)
                     results["scenarios"][name]["worker_metrics"] = metrics.summarize(
-                        before, await metrics.scrape(stack.worker_metrics_url)
+                        before, await metrics.scrape(stack.worker_metrics_urls)
                     )
                 checkpoint()
             results["double_booked_apartments"] = await scenarios.double_bookings(bench)

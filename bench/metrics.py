@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 
 import httpx
 
@@ -28,15 +29,22 @@ _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|
 Snapshot = dict[str, float]
 
 
-async def scrape(url: str | None) -> Snapshot | None:
-    if not url:
-        return None
-    try:
-        async with httpx.AsyncClient(timeout=5) as http:
-            text = (await http.get(url)).text
-    except httpx.HTTPError:
+async def scrape(urls: Sequence[str]) -> Snapshot | None:
+    """The metrics of every worker, added up (None when any of them does not answer)."""
+    if not urls:
         return None
     totals: dict[str, float] = defaultdict(float)
+    async with httpx.AsyncClient(timeout=5) as http:
+        for url in urls:
+            try:
+                text = (await http.get(url)).text
+            except httpx.HTTPError:
+                return None
+            _add(totals, text)
+    return dict(totals)
+
+
+def _add(totals: dict[str, float], text: str) -> None:
     for line in text.splitlines():
         match = _LINE.match(line.strip())
         if not match:
@@ -47,7 +55,6 @@ async def scrape(url: str | None) -> Snapshot | None:
             totals[short] += float(value)
         except ValueError:
             continue
-    return dict(totals)
 
 
 def summarize(before: Snapshot | None, after: Snapshot | None) -> dict[str, float] | None:

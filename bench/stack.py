@@ -59,6 +59,8 @@ class StackOptions:
     temporal_args: tuple[str, ...] = ()
     # Replaces `booking worker` (e.g. to try worker tuning before it lands in worker.py).
     worker_command: tuple[str, ...] = ()
+    # Worker processes on the task queue (their CPU and memory add up as "worker").
+    workers: int = 1
 
     @property
     def embedded(self) -> bool:
@@ -79,7 +81,7 @@ class Stack:
     floor_task_queue: str = ""
     pids: dict[str, int] = field(default_factory=dict)
     root: Path | None = None
-    worker_metrics_url: str | None = None
+    worker_metrics_urls: list[str] = field(default_factory=list)
     parts: devstack.Stack | None = None
 
     @property
@@ -103,7 +105,7 @@ class Stack:
             else:
                 await self._use_external()
             self._spawn_floor_worker()
-            waiting = ["floor"] + (["worker", "api"] if opts.embedded else [])
+            waiting = ["floor", *([*self._worker_names(), "api"] if opts.embedded else [])]
             await self.parts.wait_ready(waiting, within=opts.ready_timeout)
         except devstack.StackError as exc:
             raise StackError(str(exc)) from exc
@@ -157,8 +159,6 @@ class Stack:
 
         self.api_key = f"bench-{secrets.token_hex(8)}"
         self.webhook_secret = secrets.token_hex(16)
-        metrics_address = f"{HOST}:{free_port(HOST)}"
-        self.worker_metrics_url = f"http://{metrics_address}/metrics"
         parts.task_queue = opts.task_queue
         env = parts.child_env(
             {
@@ -166,14 +166,27 @@ class Stack:
                 "BOOKING_JWT_SECRET": secrets.token_hex(32),
                 "BOOKING_WEBHOOK_SECRET": self.webhook_secret,
                 "BOOKING_LOG_LEVEL": opts.log_level,
-                "BOOKING_WORKER_METRICS_ADDRESS": metrics_address,
                 **dict(opts.extra_env),
             }
         )
-        parts.spawn_worker(env, command=opts.worker_command, log_file=self.root / "worker.log")
+        for name in self._worker_names():
+            # Each worker serves its metrics on a port of its own; the bench adds them up.
+            metrics_address = f"{HOST}:{free_port(HOST)}"
+            self.worker_metrics_urls.append(f"http://{metrics_address}/metrics")
+            parts.spawn_worker(
+                {**env, "BOOKING_WORKER_METRICS_ADDRESS": metrics_address},
+                name=name,
+                command=opts.worker_command,
+                log_file=self.root / f"{name}.log",
+            )
         api = parts.spawn_api(env, log_file=self.root / "api.log")
         self.api_url = api.url
         self.say(f"  processes  started in {time.monotonic() - started:.1f} s; waiting for them")
+
+    def _worker_names(self) -> list[str]:
+        if self.options.workers < 1:
+            raise ConfigurationError(f"--workers must be at least 1, got {self.options.workers}")
+        return ["worker"] + [f"worker-{i}" for i in range(2, self.options.workers + 1)]
 
     def _spawn_floor_worker(self) -> None:
         parts = self.parts

@@ -6,14 +6,21 @@ import asyncio
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import jwt
 import pytest
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.testing import WorkflowEnvironment
 
-from booking.settings import DEV_JWT_SECRET
+from booking.devstack.net import free_port
+from booking.devstack.postgres import EmbeddedPostgres
+from booking.devstack.stack import Stack
+from booking.settings import DEV_JWT_SECRET, Settings
 from cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -300,3 +307,137 @@ async def test_setup_migrates_and_registers_search_attributes(
     )
     assert again.returncode == 0, again.stderr
     assert "migrations: schema up to date" in again.stdout
+
+
+async def test_setup_waits_for_a_temporal_server_that_comes_up_late(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    stack = Stack(tmp_path)
+    port = free_port()
+    command = asyncio.create_task(
+        booking_in_thread(
+            "setup",
+            "--wait",
+            "90",
+            env={"DATABASE_URL": migrated_database_url, "TEMPORAL_ADDRESS": f"127.0.0.1:{port}"},
+            seconds=120,
+        )
+    )
+    try:
+        await asyncio.sleep(4)  # setup is waiting: nothing listens yet
+        assert not command.done()
+        await stack.start_temporal(port=port)
+        result = await command
+    finally:
+        stack.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "waiting for namespace 'default'" in result.stdout
+    # (Our dev server is started with the search attributes: present already.)
+    assert "search attributes: present" in result.stdout
+
+
+async def test_setup_waits_for_a_namespace_that_appears_late_and_changes_nothing_twice(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    stack = Stack(tmp_path)
+    client = await stack.start_temporal()
+    namespace = f"late-{uuid.uuid4().hex[:8]}"
+    env = {
+        "DATABASE_URL": migrated_database_url,
+        "TEMPORAL_ADDRESS": stack.temporal_address,
+        "TEMPORAL_NAMESPACE": namespace,
+    }
+    try:
+        command = asyncio.create_task(booking_in_thread("setup", env=env, seconds=120))
+        await asyncio.sleep(4)
+        assert not command.done()  # the namespace does not exist yet
+        await client.workflow_service.register_namespace(
+            RegisterNamespaceRequest(
+                namespace=namespace,
+                workflow_execution_retention_period=Duration(seconds=7 * 86400),
+            )
+        )
+        first = await command
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert f"waiting for namespace {namespace!r}" in first.stdout
+        assert "search attributes: " in first.stdout and "registered" in first.stdout
+        # A second run (compose runs setup on every `up`): nothing left to do.
+        second = await booking_in_thread("setup", env=env, seconds=120)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "migrations: schema up to date" in second.stdout
+        assert "search attributes: present" in second.stdout
+        assert "waiting" not in second.stdout
+    finally:
+        stack.stop()
+
+
+async def test_setup_gives_up_clearly_on_a_server_that_never_comes(
+    migrated_database_url: str,
+) -> None:
+    result = await booking_in_thread(
+        "setup",
+        "--wait",
+        "3",
+        env={"DATABASE_URL": migrated_database_url, "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"},
+        seconds=60,
+    )
+    assert result.returncode == 2
+    assert "was not ready within 3 s" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+PASSWORDS = ["p@ss:w/rd#1?x%y", 'quote"back\\slash', "space and 'apostrophe'", "ünïcødé+=&;"]
+
+
+@pytest.fixture(scope="module")
+def password_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    """A Postgres that checks passwords on TCP (scram-sha-256), unlike the trusting test one."""
+    server = EmbeddedPostgres(
+        data_dir=tmp_path_factory.mktemp("pw") / "data",
+        durable=False,
+        superuser_password="super:user@pass/word",
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+async def test_any_password_character_reaches_postgres(
+    password_postgres: EmbeddedPostgres, password: str
+) -> None:
+    """The compose layout gives the services BOOKING_DB_* parts, never a URL with a raw
+    password in it: every character must survive, through Settings and a real process,
+    against a server that checks passwords."""
+    name = f"pw_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(password_postgres.dsn)
+    try:
+        quoted = await admin.fetchval("SELECT quote_literal($1)", password)
+        await admin.execute(f'CREATE ROLE "{name}" LOGIN PASSWORD {quoted}')
+        await admin.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
+        parts = {
+            "BOOKING_DB_HOST": password_postgres.host,
+            "BOOKING_DB_PORT": str(password_postgres.port),
+            "BOOKING_DB_NAME": name,
+            "BOOKING_DB_USER": name,
+            "BOOKING_DB_PASSWORD": password,
+        }
+        url = Settings.model_validate(parts).require_database_url()
+        conn = await asyncpg.connect(url)
+        assert await conn.fetchval("SELECT current_user") == name
+        await conn.close()
+        # The check is real: a wrong password is refused.
+        wrong = Settings.model_validate({**parts, "BOOKING_DB_PASSWORD": password + "x"})
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(wrong.require_database_url())
+        # And as a deployment runs it: `booking migrate` in its own process, as that role.
+        result = await booking_in_thread("migrate", env=parts)
+        assert result.returncode == 0, result.stderr
+        assert "applied 0001_initial" in result.stdout
+        assert password not in result.stdout + result.stderr
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+        await admin.close()

