@@ -6,13 +6,16 @@ connection that feeds subscriptions. Run it with ``booking api`` (uvicorn).
 
 Routes:
 
-- ``POST /graphql``, ``GET /graphql`` (queries only), WebSocket ``/graphql``
-  (``api.graphql_view``);
+- ``POST /graphql``, ``GET /graphql`` (queries only; in dev mode a browser gets GraphiQL,
+  served offline by ``api.ide``), WebSocket ``/graphql`` (graphql-transport-ws and the
+  legacy Apollo graphql-ws, ``api.graphql_view``);
+- WebSocket ``/graphql/realtime``: AppSync's real-time protocol (``api.realtime``);
 - ``GET /healthz``: the process answers; ``GET /readyz``: the database, Temporal
   and the LISTEN connection answer; ``GET /metrics``: Prometheus;
 - ``POST /webhooks/payments`` (``api.webhooks``);
 - the tenant page at ``/`` and its assets (``api.web``), and HTTP caching of
-  ``/graphql`` reads (``api.http_cache``).
+  ``/graphql`` reads (``api.http_cache``);
+- CORS for the origins in ``BOOKING_CORS_ORIGINS`` (``api.cors``).
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from temporalio.client import Client
 
-from api import web, webhooks
+from api import ide, web, webhooks
 from api.auth import Authenticator
+from api.cors import add_cors
 from api.graphql_view import BookingGraphQL
 from api.http_cache import CachingMiddleware
 from api.loaders import within
 from api.metrics import ObservabilityMiddleware
+from api.realtime import AppSyncRealtime
 from api.services import Services, open_services
 from booking.settings import Settings
 
@@ -89,7 +94,9 @@ def create_app(
         services,
         graphql_ide="graphiql" if settings.dev_mode else None,
         keep_alive=True,
-        keep_alive_interval=15,
+        keep_alive_interval=settings.ws_keepalive_seconds,
+        # Strawberry's own check of a WebSocket's Origin, with the same list as api.cors.
+        allowed_origins=settings.cors_origins,
     )
 
     @contextlib.asynccontextmanager
@@ -118,6 +125,8 @@ def create_app(
         *web.routes(settings),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
+        WebSocketRoute("/graphql/realtime", AppSyncRealtime(services, graphql.schema)),
+        *(ide.routes() if settings.dev_mode else []),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
@@ -126,4 +135,5 @@ def create_app(
     app.state.services = services
     app.add_middleware(CachingMiddleware, settings=settings)
     app.add_middleware(ObservabilityMiddleware, metrics=services.metrics)
+    add_cors(app, settings.cors_origins)
     return app

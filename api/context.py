@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,6 +28,15 @@ class RequestContext:
     request: Any = None
     response: Any = None
     connection_params: dict[str, object] = field(default_factory=dict)
+    # Called once by a subscription resolver when it is live (listening, the caller checked):
+    # AppSync's protocol answers ``start_ack`` then, and not before (api/realtime.py).
+    on_subscribed: Callable[[], Awaitable[None]] | None = None
+
+    async def subscribed(self) -> None:
+        """Tell the transport that the subscription is live (once; later calls do nothing)."""
+        callback, self.on_subscribed = self.on_subscribed, None
+        if callback is not None:
+            await callback()
 
     def for_operation(self) -> RequestContext:
         """A copy for one operation: same caller and connection, fresh DataLoaders.

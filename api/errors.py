@@ -18,6 +18,7 @@ from typing import Any
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
 from temporalio.exceptions import ApplicationError
 
@@ -67,8 +68,12 @@ def classify(error: GraphQLError) -> tuple[str, str, dict[str, Any] | None, bool
     domain = domain_error_from(original)
     if domain is not None:
         return domain.error_type, domain.message, None, False
+    if isinstance(original, InvalidOperationTypeError):
+        # A query or mutation sent where only subscriptions run (/graphql/realtime).
+        return VALIDATION_ERROR, original.as_http_error_reason("this endpoint"), None, False
     if error.path is None and (
-        original is None or isinstance(original, GraphQLError | ValueError | TypeError)
+        original is None
+        or isinstance(original, GraphQLError | ValueError | TypeError | CannotGetOperationTypeError)
     ):
         # Raised before execution: the document or the variables are wrong.
         return VALIDATION_ERROR, error.message, None, False

@@ -8,19 +8,20 @@ HTTP (``GET`` and ``POST /graphql``), in this order, each step cheap before the 
    persisted queries resolved);
 4. the operation runs (depth, token, alias and cost limits in ``api.schema``).
 
-WebSocket ``/graphql``: ``graphql-transport-ws``, credentials in the ``connection_init``
-payload (top level or under ``headers``) or on the upgrade request; every message is read
-with the same guarded JSON parser as HTTP bodies.
+WebSocket ``/graphql``: ``graphql-transport-ws`` and, for older Apollo clients, the legacy
+``graphql-ws`` protocol (``subscriptions-transport-ws``); credentials in the
+``connection_init`` payload (top level or under ``headers``) or on the upgrade request. Every
+message is read with the same guarded JSON parser as HTTP bodies and its shape checked before
+Strawberry reads it; errors are AppSync-shaped in both. An ``Origin`` not on
+``BOOKING_CORS_ORIGINS`` (when set) is refused with 403 before the upgrade. AppSync's own
+real-time protocol lives on ``/graphql/realtime`` (``api.realtime``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import Mapping
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from cross_web import HTTPException
@@ -32,22 +33,26 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import OperationMessage
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
 
 from api.context import RequestContext
+from api.cors import websocket_origin_refused
 from api.errors import appsync_error, request_error_body, unauthorized_body
 from api.graphql_http import GraphQLRequest, RequestRefused, loads, read_request
 from api.http_cache import REQUEST_STATE
+from api.ide import offline_graphiql_html
 from api.loaders import Loaders, Reader
-from api.persisted_queries import PersistedQueryStore
 from api.schema import build_schema
 from api.services import Services
+from api.ws_support import close_when_expired, deny, stop_expiry_timer
 from booking.errors import UnauthorizedException
 
 # GraphQL documents are small (the token limit caps them); variables carry a few ids.
@@ -63,15 +68,24 @@ def transport_ws_problem(message: object) -> str | None:
     Strawberry's handler trusts a message's shape (a ``subscribe`` without a payload, a
     message that is a list, an id that is a number): checked here before it reads one.
     """
+    return _message_problem(message, ("subscribe", "complete"), "subscribe")
+
+
+def graphql_ws_problem(message: object) -> str | None:
+    """The same for the legacy Apollo ``graphql-ws`` protocol (``start`` / ``stop``)."""
+    return _message_problem(message, ("start", "stop"), "start")
+
+
+def _message_problem(message: object, with_id: tuple[str, ...], carries_query: str) -> str | None:
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         return "a message must be a JSON object with a string `type`"
     kind = message["type"]
-    if kind in ("subscribe", "complete") and not isinstance(message.get("id"), str):
+    if kind in with_id and not isinstance(message.get("id"), str):
         return f"a {kind} message needs a string `id`"
-    if kind == "subscribe":
+    if kind == carries_query:
         payload = message.get("payload")
         if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-            return "a subscribe message needs a payload with a string `query`"
+            return f"a {kind} message needs a payload with a string `query`"
         for field in ("variables", "extensions"):
             if payload.get(field) is not None and not isinstance(payload[field], dict):
                 return f"`payload.{field}` must be an object"
@@ -102,21 +116,47 @@ class _AppSyncTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, N
         await super().send_message(cast("Message", raw))
 
 
+class _AppSyncGraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
+    """The legacy Apollo ``graphql-ws`` protocol, checked and AppSync-shaped like the above."""
+
+    async def handle_message(self, message: OperationMessage) -> None:
+        problem = graphql_ws_problem(message)
+        if problem is not None:
+            await self.websocket.close(code=4400, reason=problem)
+            return
+        await super().handle_message(message)
+
+    async def send_message(self, message: OperationMessage) -> None:
+        raw: dict[str, Any] = dict(message)
+        payload = raw.get("payload")
+        if raw["type"] == "data" and isinstance(payload, dict) and payload.get("errors"):
+            raw["payload"] = {**payload, "errors": [appsync_error(e) for e in payload["errors"]]}
+        elif raw["type"] == "error" and isinstance(payload, dict) and "message" in payload:
+            raw["payload"] = appsync_error(payload)
+        await super().send_message(cast("OperationMessage", raw))
+
+
 class BookingGraphQL(GraphQL[RequestContext, None]):
     """Strawberry's ASGI view with AppSync's authentication and error shapes."""
 
     graphql_transport_ws_handler_class = _AppSyncTransportWSHandler
+    graphql_ws_handler_class = _AppSyncGraphQLWSHandler
 
     def __init__(self, services: Services, **kwargs: Any) -> None:
         super().__init__(
             build_schema(services.settings),
-            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             **kwargs,
         )
         self.services = services
-        self.persisted_queries = PersistedQueryStore()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            origin = websocket_origin_refused(scope, self.services.settings.cors_origins)
+            if origin is not None:
+                body = unauthorized_body(f"origin {origin} is not allowed (BOOKING_CORS_ORIGINS)")
+                await deny(WebSocket(scope, receive, send), 403, body)
+                return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
@@ -143,7 +183,7 @@ class BookingGraphQL(GraphQL[RequestContext, None]):
                 request.query_params,
                 request.headers.get("content-type", ""),
                 body,
-                self.persisted_queries,
+                self.services.persisted_queries,
             )
         except _BodyTooLarge:
             return _too_large()
@@ -176,6 +216,11 @@ class BookingGraphQL(GraphQL[RequestContext, None]):
             return loads(data, "message")
         except RequestRefused as refused:
             raise json.JSONDecodeError(str(refused), "", 0) from None
+
+    @property
+    def graphql_ide_html(self) -> str:
+        # React and GraphiQL from this API, never from a CDN (api/ide.py).
+        return offline_graphiql_html()
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         # A GET that carries only a persisted query's hash is a query, not the IDE.
@@ -222,41 +267,6 @@ class BookingGraphQL(GraphQL[RequestContext, None]):
         if result.errors:
             body["errors"] = [appsync_error(dict(e.formatted)) for e in result.errors]
         return body  # type: ignore[return-value]
-
-
-# A connection whose credential expired: closed with this code (graphql-transport-ws's
-# "Unauthorized"), so that no subscription outlives the token that opened it.
-EXPIRED_CLOSE_CODE = 4401
-_EXPIRY_TIMER = "credential_expiry_timer"
-
-
-def close_when_expired(websocket: WebSocket, expires_at: datetime | None) -> None:
-    """Close ``websocket`` with 4401 the moment its credential expires (API keys: never)."""
-    if expires_at is None:
-        return
-    stop_expiry_timer(websocket)
-    delay = max(0.0, (expires_at - datetime.now(UTC)).total_seconds())
-
-    def expire() -> None:
-        task = asyncio.ensure_future(_close(websocket))
-        _CLOSING.add(task)
-        task.add_done_callback(_CLOSING.discard)
-
-    setattr(websocket.state, _EXPIRY_TIMER, asyncio.get_running_loop().call_later(delay, expire))
-
-
-def stop_expiry_timer(websocket: WebSocket) -> None:
-    handle = getattr(websocket.state, _EXPIRY_TIMER, None)
-    if handle is not None:
-        handle.cancel()
-
-
-_CLOSING: set[asyncio.Future[None]] = set()
-
-
-async def _close(websocket: WebSocket) -> None:
-    with contextlib.suppress(RuntimeError, OSError):
-        await websocket.close(EXPIRED_CLOSE_CODE, "Unauthorized: the credential has expired")
 
 
 class _BodyTooLarge(Exception):

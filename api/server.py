@@ -9,7 +9,12 @@ Each limit is a setting with a default (see docs/configuration.md):
   balancer, not the API, closes idle connections (the other way round, the balancer
   sometimes sends a request on a connection the API is closing: a sporadic 502);
 - ``BOOKING_HTTP_MAX_CONNECTIONS``: connections (WebSockets included) served at once;
-  beyond, new requests get 503 at once instead of queueing without bound.
+  beyond, new requests get 503 at once instead of queueing without bound;
+- a WebSocket message is at most :data:`MAX_WS_MESSAGE_BYTES` (a GraphQL document is small;
+  the token limit caps it), so one frame cannot make the process buffer megabytes.
+
+With ``BOOKING_TLS_CERTFILE`` and ``BOOKING_TLS_KEYFILE`` it serves HTTPS and WSS on the same
+port (AppSync clients such as Amplify always dial ``wss://``).
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from websockets.http11 import MAX_LINE_LENGTH, MAX_NUM_HEADERS
 
 from booking.settings import Settings
 
 log = logging.getLogger("api.server")
+
+MAX_WS_MESSAGE_BYTES = 1024 * 1024
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
@@ -45,6 +53,22 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._stop_header_timer()
         super().on_headers_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        # The WebSocket implementation parses the request again with its own limits and, past
+        # them, neither answers nor closes: the client would wait for its own timeout. Answer
+        # 400 here instead (a long ?header= of credentials is the usual way to get there).
+        headers = list(self.scope["headers"])
+        too_long = len(self.url) + len(self.scope["method"]) + 10 > MAX_LINE_LENGTH or any(
+            len(name) + len(value) + 2 > MAX_LINE_LENGTH for name, value in headers
+        )
+        if too_long or len(headers) > MAX_NUM_HEADERS:
+            self.send_400_response(
+                f"WebSocket upgrade refused: a request line or header over {MAX_LINE_LENGTH} "
+                f"bytes, or over {MAX_NUM_HEADERS} headers"
+            )
+            return
+        super().handle_websocket_upgrade()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_timer()
@@ -82,5 +106,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "lifespan": "on",
         # The app logs each request with its request id; uvicorn's line would double it.
         "access_log": False,
+        "ws_max_size": MAX_WS_MESSAGE_BYTES,
     }
+    if settings.tls_certfile is not None and settings.tls_keyfile is not None:
+        options["ssl_certfile"] = str(settings.tls_certfile)
+        options["ssl_keyfile"] = str(settings.tls_keyfile)
     return options

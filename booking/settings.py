@@ -7,9 +7,12 @@ applied with ``model_copy(update=...)``) and passed down; nothing else reads
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from booking.contract import MAX_HOLD_SECONDS, MIN_HOLD_SECONDS
@@ -23,17 +26,32 @@ DEV_WEBHOOK_SECRET = "dev-webhook-secret"  # noqa: S105 - the documented, dev-on
 MIN_JWT_SECRET_BYTES = 32
 MIN_WEBHOOK_SECRET_BYTES = 32
 MIN_API_KEY_LENGTH = 16
+# What a browser sends as Origin: a scheme, a host (a name, IPv4 or [IPv6]) and maybe a port.
+_ORIGIN = re.compile(r"https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?", re.IGNORECASE)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    # Or the parts of it, for deployments whose password is a secret of its own: the URL is
+    # then built here with every part percent-encoded, so that any character (@ : / # ? %
+    # and the rest) is safe in the password. DATABASE_URL wins when both are set.
+    db_host: str | None = Field(default=None, validation_alias="BOOKING_DB_HOST")
+    db_port: int = Field(default=5432, ge=1, le=65535, validation_alias="BOOKING_DB_PORT")
+    db_name: str = Field(default="booking", validation_alias="BOOKING_DB_NAME")
+    db_user: str = Field(default="booking", validation_alias="BOOKING_DB_USER")
+    db_password: str | None = Field(default=None, validation_alias="BOOKING_DB_PASSWORD")
     temporal_address: str = Field(default="localhost:7233", validation_alias="TEMPORAL_ADDRESS")
     temporal_namespace: str = Field(default="default", validation_alias="TEMPORAL_NAMESPACE")
     task_queue: str = Field(default="apartment-booking", validation_alias="BOOKING_TASK_QUEUE")
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), validation_alias="BOOKING_API_KEYS"
+    )
+    # Browser origins allowed to call the API (exact `scheme://host[:port]`, comma-separated);
+    # unset: none, the API serves its own origin only (api/cors.py).
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validation_alias="BOOKING_CORS_ORIGINS"
     )
     jwt_secret: str | None = Field(default=None, validation_alias="BOOKING_JWT_SECRET")
     jwks_url: str | None = Field(default=None, validation_alias="BOOKING_JWKS_URL")
@@ -95,16 +113,53 @@ class Settings(BaseSettings):
     max_advance_days: int = Field(
         default=730, ge=0, le=3660, validation_alias="BOOKING_MAX_ADVANCE_DAYS"
     )
+    # How often an idle WebSocket gets a keep-alive (`ka`); AppSync clients give up on a
+    # connection after connectionTimeoutMs (api/realtime.py) without one, Amplify warns after 65 s.
+    ws_keepalive_seconds: float = Field(
+        default=15, gt=0, le=240, validation_alias="BOOKING_WS_KEEPALIVE_SECONDS"
+    )
+    # `booking api` serves HTTPS and WSS when both are set (PEM files); `booking dev --tls`
+    # sets them to a certificate of its local CA.
+    tls_certfile: Path | None = Field(default=None, validation_alias="BOOKING_TLS_CERTFILE")
+    tls_keyfile: Path | None = Field(default=None, validation_alias="BOOKING_TLS_KEYFILE")
     # When set, Authorization JWTs must carry this `iss` / `aud` (unset: not checked).
     jwt_issuer: str | None = Field(default=None, validation_alias="BOOKING_JWT_ISSUER")
     jwt_audience: str | None = Field(default=None, validation_alias="BOOKING_JWT_AUDIENCE")
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"BOOKING_CORS_ORIGINS: {origin!r} is not an exact origin; write each as "
+                    "scheme://host[:port] (no path, no wildcard), e.g. https://app.example.com"
+                )
+        # As browsers send it: lower case, no default port.
+        normal = []
+        for origin in (o.lower() for o in value):
+            for scheme, port in (("https://", ":443"), ("http://", ":80")):
+                if origin.startswith(scheme) and origin.endswith(port):
+                    origin = origin.removesuffix(port)
+            normal.append(origin)
+        return tuple(normal)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("set both BOOKING_TLS_CERTFILE and BOOKING_TLS_KEYFILE, or neither")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certfile is not None
 
     def refuse_unsafe_secrets(self, process: str) -> None:
         """Outside ``booking dev``, refuse to start ``process`` with secrets anyone can guess.
@@ -146,9 +201,23 @@ class Settings(BaseSettings):
         return found
 
     def require_database_url(self) -> str:
-        if not self.database_url:
-            raise ConfigurationError(
-                "DATABASE_URL is not set (booking dev starts an embedded Postgres; "
-                "other commands need DATABASE_URL)"
+        if self.database_url:
+            return self.database_url
+        if self.db_host:
+            return database_url_from_parts(
+                self.db_host, self.db_port, self.db_name, self.db_user, self.db_password
             )
-        return self.database_url
+        raise ConfigurationError(
+            "DATABASE_URL is not set (booking dev starts an embedded Postgres; other "
+            "commands need DATABASE_URL, or BOOKING_DB_HOST with BOOKING_DB_USER / _PASSWORD)"
+        )
+
+
+def database_url_from_parts(
+    host: str, port: int, name: str, user: str, password: str | None
+) -> str:
+    """A Postgres URL whose user, password and database name may hold any character."""
+    credentials = quote(user, safe="")
+    if password is not None:
+        credentials += ":" + quote(password, safe="")
+    return f"postgresql://{credentials}@{host}:{port}/{quote(name, safe='')}"

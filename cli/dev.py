@@ -7,6 +7,9 @@ documented dev secrets where none are set; all of it through ``booking.devstack.
 Everything that can be checked is checked before anything starts (ports, binaries, an
 external database), so a mistake costs a clear message, not a half-started stack.
 
+``--tls`` serves HTTPS and WSS on the API port (what AppSync clients such as Amplify dial) with
+a certificate from a local CA made once under ``<data-dir>/tls/`` (``booking.devstack.tls``).
+
 While it runs it keeps the system up: a worker, API or Temporal server that dies is
 restarted with backoff (each restart printed) while the rest keeps running; a child that
 keeps dying stops everything with a message saying so. Ctrl-C or SIGTERM stops the children
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import shutil
 import signal
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +41,7 @@ from booking.devstack.net import connect_host, port_free
 from booking.devstack.postgres import bin_dir
 from booking.devstack.stack import Stack, StackError, tail
 from booking.devstack.supervisor import ChildKeepsDying, RestartPolicy
+from booking.devstack.tls import LocalTls, ensure_local_tls
 from booking.errors import ConfigurationError
 from booking.seed import seed_database
 from booking.settings import DEV_API_KEY, DEV_JWT_SECRET, DEV_WEBHOOK_SECRET, Settings
@@ -60,6 +65,7 @@ class DevOptions:
     data_dir: Path = Path(".booking")
     hold_seconds: int | None = None
     ready_timeout: float = 60.0
+    tls: bool = False  # HTTPS/WSS with a certificate of the local CA under <data-dir>/tls/
 
 
 @dataclass
@@ -68,6 +74,7 @@ class DevStack:
     settings: Settings
     out: IO[str] = field(default_factory=lambda: sys.stdout)
     stack: Stack = field(init=False)
+    local_tls: LocalTls | None = field(default=None, init=False)
     _started: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
@@ -140,7 +147,7 @@ class DevStack:
     async def _start_and_keep_up(self) -> int:
         opts = self.options
         data_dir = self.stack.root
-        own_postgres = not self.settings.database_url
+        own_postgres = not (self.settings.database_url or self.settings.db_host)
         own_temporal = "temporal_address" not in self.settings.model_fields_set
         hold_seconds = (
             self.settings.hold_seconds if opts.hold_seconds is None else opts.hold_seconds
@@ -168,8 +175,9 @@ class DevStack:
         stack = self.stack
         stack.task_queue = self.settings.task_queue
         env = stack.child_env(self._dev_values(hold_seconds), inherit_booking=True)
+        scheme = self._tls(env)
         worker = stack.spawn_worker(env, restart=KEEP_UP)
-        api = stack.spawn_api(env, port=opts.port, restart=KEEP_UP)
+        api = stack.spawn_api(env, port=opts.port, restart=KEEP_UP, scheme=scheme)
 
         def ready(name: str) -> None:
             if name == "worker":
@@ -278,6 +286,22 @@ class DevStack:
         self.step("search attributes", "BookingStatus, ApartmentId, TenantId, HoldExpiresAt")
         return client
 
+    def _tls(self, env: dict[str, str]) -> str:
+        """The API's scheme; with --tls, the local CA's certificate goes into ``env``."""
+        if self.options.tls:
+            self.local_tls = ensure_local_tls(self.stack.root / "tls")
+            env["BOOKING_TLS_CERTFILE"] = str(self.local_tls.cert_file)
+            env["BOOKING_TLS_KEYFILE"] = str(self.local_tls.key_file)
+            self.stack.tls_verify = ssl.create_default_context(cafile=str(self.local_tls.ca_file))
+            self.step("TLS", f"localhost and 127.0.0.1, CA {self.local_tls.ca_file}")
+            return "https"
+        if self.settings.tls:
+            # The user's own certificate (BOOKING_TLS_CERTFILE): it may be issued for a name
+            # other than the address the readiness probe dials, so the probe does not verify.
+            self.stack.tls_verify = False
+            return "https"
+        return "http"
+
     def _dev_values(self, hold_seconds: int) -> dict[str, str]:
         s, opts = self.settings, self.options
         values = {
@@ -297,7 +321,8 @@ class DevStack:
 
     def _banner(self, dsn: str, client: Client, own_temporal: bool, env: dict[str, str]) -> None:
         host = connect_host(self.options.host)
-        api = f"http://{host}:{self.options.port}"
+        secure = self.options.tls or self.settings.tls
+        api = f"{'https' if secure else 'http'}://{host}:{self.options.port}"
         namespace = self.settings.temporal_namespace
         server = self.stack.temporal_server if own_temporal else None
         booking = _booking_command()
@@ -307,6 +332,8 @@ class DevStack:
             "Press Ctrl-C to stop everything.",
             "",
             f"  GraphQL IDE      {api}/graphql",
+            f"  AppSync clients  endpoint {api}/graphql (subscriptions on "
+            f"{'wss' if secure else 'ws'}://{host}:{self.options.port}/graphql/realtime)",
             f"  Tenant web page  {api}/",
         ]
         if server is not None:
@@ -352,10 +379,32 @@ class DevStack:
             f"  Demo data        apartment {DEMO_APARTMENT_ID} and friends, tenant "
             f"{DEMO_TENANT_ID}, admin {DEMO_ADMIN_ID}",
             "",
+            *self._trust_lines(),
             "  A worker, API or Temporal server that dies is restarted; the rest keeps running.",
             "",
         ]
         self.say("\n".join(lines))
+
+    def _trust_lines(self) -> list[str]:
+        if self.local_tls is None:
+            if self.settings.tls:
+                return []
+            return [
+                "  AppSync clients such as Amplify dial wss:// only: restart with --tls.",
+                "",
+            ]
+        ca = self.local_tls.ca_file
+        return [
+            f"  TLS              certificates of a local CA: {ca}",
+            "                   trust it once (it stays the same on every run):",
+            f"                   Node (Amplify)  NODE_EXTRA_CA_CERTS={ca} node app.js",
+            f"                   Python          SSL_CERT_FILE={ca}, or "
+            "ssl.create_default_context(cafile=...)",
+            f"                   curl            curl --cacert {ca} ...",
+            "                   browser         import it as a certificate authority "
+            "(Chromium: Settings > Privacy > Manage certificates > Authorities)",
+            "",
+        ]
 
 
 def _booking_command() -> str:

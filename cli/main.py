@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="default hold length in seconds (BOOKING_HOLD_SECONDS, else 900)",
     )
+    dev.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS and WSS (what Amplify dials) with a certificate of a local CA made "
+        "once under <data-dir>/tls/ (trust <data-dir>/tls/ca.pem)",
+    )
 
     commands.add_parser("worker", help="run the Temporal worker (same as python worker.py)")
 
@@ -148,6 +154,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         postgres_port=args.postgres_port,
         data_dir=args.data_dir,
         hold_seconds=args.hold_seconds,
+        tls=args.tls,
     )
     return DevStack(options, settings).run()
 

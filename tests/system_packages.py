@@ -6,6 +6,8 @@ the first time they run, with apt-get (as root, or through sudo), and say so. No
 downloaded at run time otherwise: this happens at test setup, from Debian's own archive.
 
 Pins: nginx to Debian 12's 1.22.1 packaging (``1.22.1-9+deb12u*``: security updates only);
+Node.js (only where the machine has no ``node`` of its own, for the Amplify client tests) to
+Debian 12's 18.20.4 (``18.20.4+dfsg-1~deb12u*``) and its npm;
 Chromium to Debian 12's build, whatever its current security update is (Debian keeps only the
 newest Chromium in its archive, so an exact version would stop installing within weeks; the
 browser tests drive it through Playwright's CDP, which does not care which build it is).
@@ -34,6 +36,8 @@ class DebianPackage:
 
 NGINX = DebianPackage("nginx", "1.22.1-9+deb12u*", "/usr/sbin/nginx")
 CHROMIUM = DebianPackage("chromium", None, "/usr/bin/chromium")
+NODEJS = DebianPackage("nodejs", "18.20.4+dfsg-1~deb12u*", "/usr/bin/node")
+NPM = DebianPackage("npm", "9.2.0~ds1-1", "/usr/bin/npm")
 
 _LOCK = Path("/tmp/booking-tests-apt.lock")  # noqa: S108 - a lock shared by test processes
 _updated: list[bool] = []

@@ -9,11 +9,15 @@ timer then expires it, and even SIGKILL of `booking dev` leaves nothing behind.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import functools
+import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -24,6 +28,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from booking.devstack.net import free_port
 from tests.helpers import eventually_sync
@@ -183,6 +189,8 @@ class DevProcess:
     def __init__(self, data_dir: Path, ports: Ports, log: Path, *extra: str) -> None:
         self.ports = ports
         self.log = log
+        self.scheme = "https" if "--tls" in extra else "http"
+        self.ca_file = data_dir / "tls" / "ca.pem"
         self._log_file = log.open("w")
         self.started = time.monotonic()
         self.process = subprocess.Popen(
@@ -195,7 +203,14 @@ class DevProcess:
 
     @property
     def graphql(self) -> str:
-        return f"http://127.0.0.1:{self.ports.api}/graphql"
+        return f"{self.scheme}://127.0.0.1:{self.ports.api}/graphql"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """How a client that followed the banner trusts the API: its local CA, with --tls."""
+        if self.scheme == "http" or not self.ca_file.exists():
+            return True
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     @property
     def ui(self) -> str:
@@ -206,7 +221,11 @@ class DevProcess:
 
     def query(self, text: str) -> dict[str, Any]:
         response = httpx.post(
-            self.graphql, json={"query": text}, headers={"x-api-key": "dev-api-key"}, timeout=30
+            self.graphql,
+            json={"query": text},
+            headers={"x-api-key": "dev-api-key"},
+            timeout=30,
+            verify=self.verify,
         )
         body: dict[str, Any] = response.json()
         return body
@@ -226,6 +245,7 @@ class DevProcess:
                         json={"query": "{ __typename }"},
                         headers={"x-api-key": "dev-api-key"},
                         timeout=1,
+                        verify=self.verify,
                     )
                     graphql_ok = answer.status_code == 200 and answer.json() == {
                         "data": {"__typename": "Query"}
@@ -345,6 +365,53 @@ def test_dev_starts_everything_stops_everything_and_resumes_holds(
     second.process.kill()
     second.process.wait(10)
     assert_all_gone(pids, second.output())
+
+
+def test_dev_tls_serves_https_and_wss_with_a_local_ca_made_once(
+    tmp_path: Path, dev_processes: list[DevProcess]
+) -> None:
+    data_dir = tmp_path / "data"
+    ports = Ports.free()
+    first = DevProcess(data_dir, ports, tmp_path / "first.log", "--tls")
+    dev_processes.append(first)
+    first.wait_up(timeout=60)
+    out = first.output()
+    ca = data_dir.resolve() / "tls" / "ca.pem"
+    assert f"https://127.0.0.1:{ports.api}/graphql" in out
+    assert f"wss://127.0.0.1:{ports.api}/graphql/realtime" in out
+    assert f"NODE_EXTRA_CA_CERTS={ca}" in out
+    assert f"SSL_CERT_FILE={ca}" in out
+    assert (ca.parent / "ca-key.pem").stat().st_mode & 0o077 == 0
+    answer = first.query('{ getApartment(id: "1234567") { id } }')
+    assert answer == {"data": {"getApartment": {"id": "1234567"}}}, answer
+    # By name as well as by address: the certificate holds both.
+    named = httpx.get(f"https://localhost:{ports.api}/healthz", verify=first.verify, timeout=5)
+    assert named.status_code == 200
+    # AppSync's real-time endpoint over WSS, trusted the same way.
+    assert asyncio.run(_realtime_ack(ports.api, first.verify)) == "connection_ack"
+    # Only TLS is served there.
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{ports.api}/healthz", timeout=5)
+    ca_bytes, cert_bytes = ca.read_bytes(), (ca.parent / "server.pem").read_bytes()
+    assert_all_gone(first.stop(), first.output())
+
+    second = DevProcess(data_dir, ports, tmp_path / "second.log", "--tls")
+    dev_processes.append(second)
+    second.wait_up(timeout=60)
+    # Trusted once, trusted on every run: the same CA and certificate.
+    assert ca.read_bytes() == ca_bytes
+    assert (ca.parent / "server.pem").read_bytes() == cert_bytes
+    assert_all_gone(second.stop(), second.output())
+
+
+async def _realtime_ack(port: int, verify: ssl.SSLContext | bool) -> str:
+    header = base64.b64encode(json.dumps({"host": "h", "x-api-key": "dev-api-key"}).encode())
+    url = f"wss://127.0.0.1:{port}/graphql/realtime?header={header.decode()}&payload=e30="
+    assert isinstance(verify, ssl.SSLContext)
+    async with connect(url, subprotocols=[Subprotocol("graphql-ws")], ssl=verify) as ws:
+        await ws.send(json.dumps({"type": "connection_init"}))
+        kind: str = json.loads(await asyncio.wait_for(ws.recv(), 5))["type"]
+        return kind
 
 
 def test_sigterm_while_starting_stops_what_was_started(

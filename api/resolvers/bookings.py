@@ -223,6 +223,9 @@ class BookingSubscriptions:
                     row = await context.loaders.reader.run(reads.booking_by_id, booking_id)
                     if row is not None:
                         _may_see(principal, row)
+                    # Listening, and the caller may see it: from here on no change is missed.
+                    await context.subscribed()
+                    if row is not None:
                         version = (row.booking_status, row.update_on)
                         if version != last:
                             last = version

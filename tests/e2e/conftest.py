@@ -90,6 +90,8 @@ async def stack(
             "BOOKING_DB_POOL_MAX": "10",
             "BOOKING_LOG_LEVEL": "DEBUG",
             "BOOKING_HTTP_HEADER_TIMEOUT_SECONDS": "2",
+            # Keep-alives every 2 s, so that tests see several without waiting long.
+            "BOOKING_WS_KEEPALIVE_SECONDS": "2",
         }
         env = parts.child_env(values)
         settings = Settings.model_validate(env)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import jwt
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from temporalio.client import Client
@@ -70,11 +72,17 @@ class E2EStack:
     env: dict[str, str]  # the API processes' environment
 
     async def extra_api(self, name: str, **values: str) -> Api:
-        """One more ``booking api`` process, with ``values`` over the stack's environment."""
+        """One more ``booking api`` process, with ``values`` over the stack's environment
+        (with BOOKING_TLS_CERTFILE, it serves HTTPS: its CA must be in ``parts.tls_verify``)."""
         env = {**self.env, **values}
-        process = self.parts.spawn_api(env, name=name, log_file=self.parts.root / f"{name}.log")
-        await self.parts.wait_ready([name])
         settings = Settings.model_validate(env)
+        process = self.parts.spawn_api(
+            env,
+            name=name,
+            log_file=self.parts.root / f"{name}.log",
+            scheme="https" if settings.tls else "http",
+        )
+        await self.parts.wait_ready([name])
         ws_url = process.url.replace("http", "ws", 1) + "/graphql"
         return Api(process.url, ws_url, settings, process.child.log_file)
 
@@ -96,8 +104,8 @@ class ServedApp:
     """An ASGI app of the test's own (an API in an unusual configuration, a JWKS endpoint) on
     a free port, served by uvicorn in this event loop."""
 
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
+    def __init__(self, app: Any, *, port: int | None = None) -> None:
+        self.port = port or free_port()
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
         )
@@ -249,3 +257,33 @@ def error_types(body: dict[str, Any]) -> list[str]:
 
 
 APPSYNC_ERROR_KEYS = {"message", "errorType", "errorInfo", "path", "locations", "data"}
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    """JWT claims of an admin, valid for ten minutes, with ``overrides``."""
+    values: dict[str, Any] = {
+        "sub": "someone",
+        "cognito:groups": ["Admins"],
+        "exp": int(time.time()) + 600,
+    }
+    values.update(overrides)
+    return values
+
+
+def bad_credentials() -> dict[str, dict[str, str]]:
+    """Every kind of missing or invalid credential, as headers: each must get 401."""
+    return {
+        "none": {},
+        "wrong-api-key": {"x-api-key": "not-a-key"},
+        "empty-authorization": {"Authorization": ""},
+        "forged-jwt": {
+            "Authorization": jwt.encode(claims(), "forger-secret-0123456789abcdef-0123456789")
+        },
+        "expired-jwt": {
+            "Authorization": jwt.encode(claims(exp=int(time.time()) - 120), JWT_SECRET)
+        },
+        "alg-none": {"Authorization": jwt.encode(claims(), "", algorithm="none")},
+        "tampered": {
+            "Authorization": jwt.encode(claims(), JWT_SECRET)[:-4] + "AAAA",
+        },
+    }

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from typing import Any
 
 import jwt
 import pytest
 
 from tests.e2e.helpers import (
-    JWT_SECRET,
     PAY,
     RESERVE,
     RSA_KID,
     E2EStack,
     Gql,
+    bad_credentials,
+    claims,
     create_apartment,
     create_user,
     error_types,
@@ -27,37 +26,9 @@ pytestmark = pytest.mark.e2e
 QUERY = {"query": 'query { getApartment(id: "1234567") { id } }'}
 
 
-def _claims(**overrides: Any) -> dict[str, Any]:
-    claims: dict[str, Any] = {
-        "sub": "someone",
-        "cognito:groups": ["Admins"],
-        "exp": int(time.time()) + 600,
-    }
-    claims.update(overrides)
-    return claims
-
-
-def _bad_credentials() -> dict[str, dict[str, str]]:
-    return {
-        "none": {},
-        "wrong-api-key": {"x-api-key": "not-a-key"},
-        "empty-authorization": {"Authorization": ""},
-        "forged-jwt": {
-            "Authorization": jwt.encode(_claims(), "forger-secret-0123456789abcdef-0123456789")
-        },
-        "expired-jwt": {
-            "Authorization": jwt.encode(_claims(exp=int(time.time()) - 120), JWT_SECRET)
-        },
-        "alg-none": {"Authorization": jwt.encode(_claims(), "", algorithm="none")},
-        "tampered": {
-            "Authorization": jwt.encode(_claims(), JWT_SECRET)[:-4] + "AAAA",
-        },
-    }
-
-
-@pytest.mark.parametrize("case", list(_bad_credentials()))
+@pytest.mark.parametrize("case", list(bad_credentials()))
 async def test_no_or_invalid_credentials_are_401(stack: E2EStack, case: str) -> None:
-    headers = _bad_credentials()[case]
+    headers = bad_credentials()[case]
     async with stack.api.client(headers) as http:
         response = await http.post("/graphql", json=QUERY)
         assert response.status_code == 401, response.text
@@ -71,15 +42,15 @@ async def test_no_or_invalid_credentials_are_401(stack: E2EStack, case: str) -> 
 
 
 async def test_rs256_token_from_jwks_is_accepted_and_a_wrong_key_is_not(stack: E2EStack) -> None:
-    claims = _claims(sub="rs-user", **{"cognito:groups": ["Tenants"]})
-    token = jwt.encode(claims, stack.rsa_private_key, algorithm="RS256", headers={"kid": RSA_KID})
+    tenant = claims(sub="rs-user", **{"cognito:groups": ["Tenants"]})
+    token = jwt.encode(tenant, stack.rsa_private_key, algorithm="RS256", headers={"kid": RSA_KID})
     async with stack.api.client({"Authorization": f"Bearer {token}"}) as http:
         response = await http.post("/graphql", json=QUERY)
         assert response.status_code == 200, response.text
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    forged = jwt.encode(claims, other, algorithm="RS256", headers={"kid": RSA_KID})
+    forged = jwt.encode(tenant, other, algorithm="RS256", headers={"kid": RSA_KID})
     async with stack.api.client({"Authorization": forged}) as http:
         response = await http.post("/graphql", json=QUERY)
         assert response.status_code == 401

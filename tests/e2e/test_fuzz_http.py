@@ -5,8 +5,9 @@ found from outside (deep nesting, JSON that is not an object, numbers Python wil
 convert, invalid UTF-8, odd content types, signed webhooks with hostile bodies) has its own
 explicit test, and hypothesis then tries the whole space: random bytes, random JSON shapes,
 deep nesting, huge numbers, random content types, against ``POST`` and ``GET /graphql``,
-``POST /webhooks/payments`` (correctly signed, so the body is really read) and WebSocket
-``/graphql`` (graphql-transport-ws).
+``POST /webhooks/payments`` (correctly signed, so the body is really read) and the WebSockets
+in all three protocols: ``/graphql`` (graphql-transport-ws and the legacy Apollo graphql-ws)
+and ``/graphql/realtime`` (AppSync's).
 
 Properties: never a 5xx; every error body AppSync-shaped with an ``errorType`` and no trace
 of our internals; the API processes never log an unhandled exception; and the database is
@@ -16,6 +17,7 @@ consistent afterwards (``booking doctor`` finds nothing for the rows touched).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import AsyncIterator
@@ -124,6 +126,23 @@ def _assert_refused_cleanly(response: httpx.Response, what: object) -> None:
             assert error["errorType"] != "InternalFailure", (what, error)
             for marker in INTERNAL_MARKERS:
                 assert marker not in str(error), (marker, what, error)
+
+
+def _assert_ws_errors_shaped(raw: str | bytes, what: object) -> None:
+    """Every error a WebSocket frame carries, in any protocol, says its errorType."""
+    message = json.loads(raw)
+    payload = message.get("payload")
+    if isinstance(payload, dict):
+        errors = payload.get("errors") or (
+            [payload] if message.get("type") == "error" and "message" in payload else []
+        )
+    elif isinstance(payload, list):
+        errors = payload
+    else:
+        errors = []
+    for error in errors:
+        assert error.get("errorType"), (what, message)
+        assert error["errorType"] != "InternalFailure", (what, message)
 
 
 # -- each class found from outside, explicitly ---------------------------------------------
@@ -266,30 +285,60 @@ async def test_fuzz_webhook(http: httpx.AsyncClient, body: bytes, signed: bool) 
     _assert_refused_cleanly(response, body[:80])
 
 
+# The message types of all three protocols (graphql-transport-ws; Apollo's graphql-ws and
+# AppSync's, which share most names), and payloads shaped like each one's.
+TRANSPORT_WS_TYPES = ["subscribe", "next", "complete", "ping", "pong", "connection_init", "x"]
+APOLLO_AND_APPSYNC_TYPES = ["start", "stop", "data", "ka", "connection_terminate", "error"]
+WS_TYPES = st.sampled_from([*TRANSPORT_WS_TYPES, *APOLLO_AND_APPSYNC_TYPES, "start_ack"])
+WS_PAYLOADS = st.one_of(
+    JSON_VALUES,
+    st.builds(lambda data: {"data": data}, st.text(max_size=80) | JSON_VALUES.map(json.dumps)),
+    st.builds(
+        lambda query, extensions: {
+            "data": json.dumps({"query": query}),
+            "extensions": extensions,
+        },
+        st.sampled_from(["subscription { x }", "{ __typename }", "sub {", ""]),
+        JSON_VALUES,
+    ),
+)
 WS_FRAMES = st.one_of(
     st.text(max_size=200),
     JSON_VALUES.map(json.dumps),
     st.builds(
         lambda kind, payload, op: json.dumps({"type": kind, "id": op, "payload": payload}),
-        st.sampled_from(["subscribe", "next", "complete", "ping", "pong", "connection_init", "x"]),
-        JSON_VALUES,
+        WS_TYPES,
+        WS_PAYLOADS,
         st.one_of(st.none(), st.text(max_size=5), st.integers()),
     ),
     DEEP,
     HUGE_NUMBER.map(lambda n: '{"type": "subscribe", "id": "1", "payload": {"n": ' + n + "}}"),
+    HUGE_NUMBER.map(lambda n: '{"type": "start", "id": "1", "payload": {"data": "' + n + '"}}'),
 )
 
 
+def _ws_open(stack: E2EStack, protocol: str) -> tuple[str, str, dict[str, Any]]:
+    """(url, subprotocol, connection_init) for each of the three protocols."""
+    if protocol == "appsync":
+        header = base64.b64encode(json.dumps({"host": "h", **stack.key}).encode()).decode()
+        url = f"{stack.api.ws_url}/realtime?header={header}&payload=e30="
+        return url, "graphql-ws", {"type": "connection_init"}
+    return stack.api.ws_url, protocol, {"type": "connection_init", "payload": stack.key}
+
+
 @FUZZ
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws", "appsync"])
 @given(frames=st.lists(WS_FRAMES, min_size=1, max_size=4))
-async def test_fuzz_graphql_transport_ws(stack: E2EStack, frames: list[str]) -> None:
+async def test_fuzz_websockets(stack: E2EStack, protocol: str, frames: list[str]) -> None:
+    url, subprotocol, init = _ws_open(stack, protocol)
     try:
-        async with connect(
-            stack.api.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]
-        ) as ws:
-            await ws.send(json.dumps({"type": "connection_init", "payload": stack.key}))
-            ack = json.loads(await asyncio.wait_for(ws.recv(), 5))
-            assert ack["type"] == "connection_ack"
+        async with connect(url, subprotocols=[Subprotocol(subprotocol)]) as ws:
+            await ws.send(json.dumps(init))
+            while True:
+                ack = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                if ack["type"] != "ka":
+                    break
+            assert ack["type"] == "connection_ack", ack
             for frame in frames:
                 await ws.send(frame)
             # Whatever the server answers (an error, a close with 44xx), it answers.
@@ -298,6 +347,7 @@ async def test_fuzz_graphql_transport_ws(stack: E2EStack, frames: list[str]) -> 
                     message = await asyncio.wait_for(ws.recv(), 0.3)
                     for marker in INTERNAL_MARKERS:
                         assert marker not in str(message), (marker, frames, message)
+                    _assert_ws_errors_shaped(message, frames)
     except ConnectionClosed as closed:
         assert closed.rcvd is None or closed.rcvd.code < 4500 or closed.rcvd.code == 1000
     except InvalidStatus as refused:
