@@ -516,7 +516,13 @@ def test_dev_restarts_a_dead_worker_api_or_temporal_and_keeps_the_rest(
             what=f"a new {name} process",
         )
         assert f"{name} (pid {before}) exited with status -9; restarting it" in dev.output()
-        assert f"{name} restarted (pid {after})" in dev.output()
+        # The new process can be seen a moment before booking dev reports it.
+        eventually_sync(
+            dev.output,
+            lambda out, name=name, after=after: f"{name} restarted (pid {after})" in out,
+            within=10,
+            what=f"booking dev reporting the new {name}",
+        )
         _wait_serving(dev, name)
         # The rest kept running: the same processes as before.
         assert {m: _child(dev, m) for m in others} == others
