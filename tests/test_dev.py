@@ -457,6 +457,10 @@ def _child(dev: DevProcess, marker: str) -> int:
 WORKER, API, TEMPORAL = "cli worker", "cli api", "server start-dev"
 
 
+def _reports(line: str, output: str) -> bool:
+    return line in output
+
+
 def _other_than(before: int, pid: int | None) -> bool:
     return pid is not None and pid != before
 
@@ -519,7 +523,7 @@ def test_dev_restarts_a_dead_worker_api_or_temporal_and_keeps_the_rest(
         # The new process can be seen a moment before booking dev reports it.
         eventually_sync(
             dev.output,
-            lambda out, name=name, after=after: f"{name} restarted (pid {after})" in out,
+            functools.partial(_reports, f"{name} restarted (pid {after})"),
             within=10,
             what=f"booking dev reporting the new {name}",
         )
