@@ -25,13 +25,14 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.booking import BookingActivities
+from activities.booking import BookingActivities, BookingPolicy
 from booking.converter import DATA_CONVERTER
 from booking.db import check_reachable, create_pool
 from booking.errors import ConfigurationError
 from booking.settings import Settings
 from booking.temporal import connect
 from workflows.booking import ApartmentBookingWorkflow
+from workflows.waitlist import WaitlistEntryWorkflow
 
 log = logging.getLogger("booking.worker")
 
@@ -84,9 +85,17 @@ def create_worker(
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[ApartmentBookingWorkflow],
-        activities=BookingActivities(pool).all(),
+        workflows=[ApartmentBookingWorkflow, WaitlistEntryWorkflow],
+        activities=BookingActivities(pool, policy=policy_from(settings)).all(),
         **{"graceful_shutdown_timeout": GRACEFUL_SHUTDOWN, **tuning(), **options},
+    )
+
+
+def policy_from(settings: Settings) -> BookingPolicy:
+    """The rules the activities apply, from this worker's settings."""
+    return BookingPolicy(
+        max_holds_per_tenant=settings.max_holds_per_tenant,
+        waitlist_offer_seconds=settings.waitlist_offer_seconds,
     )
 
 

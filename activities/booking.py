@@ -1,11 +1,18 @@
-"""Activities of ApartmentBookingWorkflow: every database write of a booking.
+"""Activities of ApartmentBookingWorkflow and WaitlistEntryWorkflow: every database write of a
+booking and of a waiting list.
 
 Each activity is one transaction and idempotent by booking id (or payment reference): a retry
 after a commit whose answer was lost finds its work done and reports it again. Constraint and
 data errors are permanent (non-retryable ``ApplicationError``); anything else (a lost
 connection, a restarting server, a serialization failure) propagates so Temporal retries it.
 Every status change appends a ``booking_events`` row in the same transaction; the bookings
-trigger announces it with ``pg_notify``.
+and waitlist triggers announce it with ``pg_notify``.
+
+The waiting list: a release (``release_and_offer``) or a lease's end (``end_lease_and_offer``)
+locks the apartment's row, then gives the apartment to the first WAITING entry in the same
+transaction (its booking row inserted PENDING, the entry OFFERED), so the apartment never
+shows VACANT while someone waits; ``join_waitlist`` takes the same row lock (shared), so a
+join and a release are ordered: the join either is seen by the release or sees VACANT.
 
 Every attempt is bounded inside the database (:class:`AttemptBounds`): it commits within
 ``AttemptBounds.total`` of its start or not at all. Temporal does not cancel an attempt that
@@ -19,49 +26,81 @@ covers it.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.db_errors import permanent_db_errors
 from booking.contract import (
     ACTIVITY_TIMEOUT,
     APPROVED,
+    BOOKED,
     CANCELLED,
     CONFIRM_BOOKING,
     END_LEASE,
+    END_LEASE_AND_OFFER,
+    ENTRY_SETTLED_SIGNAL,
+    EXTEND_HOLD,
+    HAND_ON,
+    JOIN_WAITLIST,
+    LAPSED,
+    LEAVE_WAITLIST,
+    LEFT,
+    OFFERED,
     PENDING,
     REFUND_PAYMENT,
     REFUND_UNPLACED_PAYMENT,
+    RELEASE_AND_OFFER,
     RELEASE_BOOKING,
     RESERVE_APARTMENT,
+    TENANT_CANCELLED,
+    WAITING,
+    WORKFLOW_TYPE,
+    BookingInput,
     ConfirmRequest,
     EndLeaseRequest,
+    EntrySettled,
+    ExtendHoldRequest,
+    HandOn,
+    JoinResult,
+    LeaveResult,
+    Offer,
     RefundRequest,
     RefundResult,
+    ReleaseOutcome,
     ReleaseRequest,
     Reservation,
     ReserveRequest,
+    WaitlistJoin,
     amount_due,
+    offer_booking_id_for,
     reserve_rejection_details,
+    start_search_attributes,
+    waitlist_workflow_id_for,
+    workflow_id_for,
 )
 from booking.errors import (
     ApartmentNotFound,
     ApartmentUnavailable,
     BookingNotCancellable,
     BookingNotFound,
+    HoldLimitReached,
     PaymentRejected,
     UserNotFound,
     ValidationError,
+    WaitlistEntryNotFound,
 )
 from booking.store import bookings as store
+from booking.store import waitlist as waitlist_store
 
 # Even if code above were wrong, the partial unique index refuses a second open booking.
 _RESERVE_CONSTRAINTS = {
@@ -72,6 +111,14 @@ _RESERVE_CONSTRAINTS = {
     "bookings_user_id_fkey": (UserNotFound.error_type, "the user does not exist"),
     "bookings_apartment_id_fkey": (ApartmentNotFound.error_type, "the apartment does not exist"),
     "bookings_check": (ValidationError.error_type, "endDate must be after startDate"),
+}
+_JOIN_CONSTRAINTS = {
+    "waitlist_entries_user_id_fkey": (UserNotFound.error_type, "the user does not exist"),
+    "waitlist_entries_check": (ValidationError.error_type, "endDate must be after startDate"),
+    "waitlist_one_live_entry_per_tenant": (
+        ValidationError.error_type,
+        "the tenant is already on this apartment's waiting list",
+    ),
 }
 # A booking records each payment reference once: a reference already used for this booking
 # (a refunded payment) cannot pay it.
@@ -116,12 +163,31 @@ def _ms(span: timedelta) -> int:
     return max(1, int(span.total_seconds() * 1000))
 
 
+@dataclass(frozen=True)
+class BookingPolicy:
+    """The rules of the worker's settings that its activities apply (``Settings`` defaults).
+
+    ``max_holds_per_tenant``: a tenant's open holds at once (None: no limit); offers of the
+    waiting list are not refused by it (the tenant queued for them before).
+    ``waitlist_offer_seconds``: how long an offer holds the apartment for its tenant.
+    """
+
+    max_holds_per_tenant: int | None = 3
+    waitlist_offer_seconds: int = 86_400
+
+
 class BookingActivities:
     """Handed the pool once; each method is one short, bounded transaction."""
 
-    def __init__(self, pool: asyncpg.Pool, bounds: AttemptBounds | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        bounds: AttemptBounds | None = None,
+        policy: BookingPolicy | None = None,
+    ) -> None:
         self._pool = pool
         self._bounds = bounds or AttemptBounds()
+        self._policy = policy or BookingPolicy()
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
@@ -180,7 +246,9 @@ class BookingActivities:
                 async with self._transaction(conn):
                     existing = await store.get_booking(conn, booking.booking_id)
                     if existing is not None:
+                        # A retry of our own commit, or an offer the waiting list placed.
                         return _existing_reservation(existing, request)
+                    await self._check_hold_limit(conn, booking.user_id)
                     terms = await store.reserve_vacant_apartment(conn, booking.apartment_id)
                     if terms is None:
                         # Read again: the update may have waited on the lock of another attempt
@@ -217,6 +285,25 @@ class BookingActivities:
                         {"holdExpiresAt": request.hold_expires_at.isoformat()},
                     )
         return Reservation(due, terms.currency, request.hold_expires_at, True)
+
+    async def _check_hold_limit(self, conn: PoolConnectionProxy[asyncpg.Record], user: str) -> None:
+        """Refuse a tenant's (N+1)-th open hold, counting under the user's row lock.
+
+        The lock orders one tenant's concurrent reserves: each counts what the ones before it
+        committed, so N at most get through, whoever reserves in the tenant's name.
+        """
+        if not await store.lock_user(conn, user):
+            raise _permanent(f"user {user} does not exist", UserNotFound.error_type)
+        limit = self._policy.max_holds_per_tenant
+        if limit is None:
+            return
+        held = await store.pending_holds(conn, user)
+        if held >= limit:
+            raise _permanent(
+                f"tenant {user} already holds {held} apartment(s), the most at once "
+                f"(BOOKING_MAX_HOLDS_PER_TENANT={limit}); pay for or cancel one first",
+                HoldLimitReached.error_type,
+            )
 
     @activity.defn(name=CONFIRM_BOOKING)
     async def confirm_booking(self, request: ConfirmRequest) -> None:
@@ -268,6 +355,8 @@ class BookingActivities:
                         "PAID",
                         {"paymentReference": payment.payment_reference},
                     )
+                    # A booking the waiting list offered: its entry is BOOKED.
+                    await _settle_entry(conn, booking.id, BOOKED, "PAID")
 
     @activity.defn(name=RELEASE_BOOKING)
     async def release_booking(self, request: ReleaseRequest) -> bool:
@@ -287,6 +376,284 @@ class BookingActivities:
                     await store.release_reserved_apartment(conn, booking.apartment_id)
                     await store.append_event(conn, booking.id, PENDING, CANCELLED, request.reason)
         return True
+
+    @activity.defn(name=RELEASE_AND_OFFER)
+    async def release_and_offer(self, request: ReleaseRequest) -> ReleaseOutcome:
+        """PENDING -> CANCELLED(reason), then the apartment to the first tenant waiting for it
+        (an offer: a PENDING booking in the tenant's name), or VACANT when nobody waits.
+
+        A booking that was itself an offer settles its entry: LAPSED when it expired, LEFT
+        when the tenant cancelled it. A retry after a commit answers what the commit did.
+        """
+        async with self._connection() as conn:
+            with permanent_db_errors("booking not released"):
+                async with self._transaction(conn):
+                    booking = await store.get_booking(conn, request.booking_id, for_update=True)
+                    if booking is None:
+                        return ReleaseOutcome(False)
+                    if booking.booking_status == CANCELLED:
+                        return await _earlier_outcome(conn, booking.id, request.reason)
+                    if booking.booking_status != PENDING:
+                        raise _permanent(
+                            f"booking is {booking.booking_status}, not PENDING",
+                            BookingNotCancellable.error_type,
+                        )
+                    # The apartment first: a join waits for this transaction, or is seen by it.
+                    await store.lock_apartment(conn, booking.apartment_id)
+                    await store.cancel_booking(conn, booking.id, request.reason)
+                    settled = LEFT if request.reason == TENANT_CANCELLED else LAPSED
+                    entry = await _settle_entry(conn, booking.id, settled, request.reason)
+                    at = request.released_at or datetime.now(UTC)
+                    offer, lapsed = await self._offer_next(conn, booking.apartment_id, at)
+                    if offer is None:
+                        await store.release_reserved_apartment(conn, booking.apartment_id)
+                    outcome = ReleaseOutcome(
+                        True, offer, entry, settled if entry is not None else None, lapsed
+                    )
+                    await store.append_event(
+                        conn,
+                        booking.id,
+                        PENDING,
+                        CANCELLED,
+                        request.reason,
+                        _outcome_details(outcome),
+                    )
+        return outcome
+
+    @activity.defn(name=END_LEASE_AND_OFFER)
+    async def end_lease_and_offer(self, request: EndLeaseRequest) -> ReleaseOutcome:
+        """Record the lease end; the apartment goes to the first tenant waiting, or VACANT."""
+        async with self._connection() as conn:
+            with permanent_db_errors("lease end not recorded"):
+                async with self._transaction(conn):
+                    booking = await store.get_booking(conn, request.booking_id, for_update=True)
+                    if booking is None:
+                        raise _permanent(
+                            f"booking {request.booking_id} does not exist",
+                            BookingNotFound.error_type,
+                        )
+                    if booking.lease_ended_at is not None:
+                        return await _earlier_outcome(conn, booking.id, "LEASE_ENDED")
+                    if booking.booking_status != APPROVED:
+                        raise _permanent(
+                            f"booking is {booking.booking_status}, not APPROVED",
+                            ValidationError.error_type,
+                        )
+                    await store.lock_apartment(conn, booking.apartment_id)
+                    await store.end_lease(conn, booking.id, request.ended_at)
+                    offer: Offer | None = None
+                    lapsed: list[str] = []
+                    # Only the tenant's own lease hands the apartment on (an admin may have
+                    # let it to someone else meanwhile).
+                    if await store.occupied_by(conn, booking.apartment_id, booking.user_id):
+                        offer, lapsed = await self._offer_next(
+                            conn, booking.apartment_id, request.ended_at
+                        )
+                    if offer is None:
+                        await store.vacate_after_lease(conn, booking.apartment_id, booking.user_id)
+                    outcome = ReleaseOutcome(True, offer, lapsed_entries=lapsed)
+                    await store.append_event(
+                        conn,
+                        booking.id,
+                        APPROVED,
+                        APPROVED,
+                        "LEASE_ENDED",
+                        _outcome_details(outcome),
+                    )
+        return outcome
+
+    async def _offer_next(
+        self, conn: PoolConnectionProxy[asyncpg.Record], apartment_id: str, now: datetime
+    ) -> tuple[Offer | None, list[str]]:
+        """Offer the apartment (whose row the caller has locked) to the first waiting tenant,
+        its hold timed from ``now`` (the workflow's clock, which the hold's timer runs on).
+
+        An entry whose stay has already begun can no longer be booked: it lapses (its id is
+        returned with the offer, for its workflow to be told), and the next one is asked.
+        """
+        lapsed: list[str] = []
+        while True:
+            entry = await waitlist_store.first_waiting(conn, apartment_id)
+            if entry is None:
+                return None, lapsed
+            if entry.start_date < now.date():
+                await waitlist_store.set_status(conn, entry.id, WAITING, LAPSED)
+                await store.append_event(
+                    conn, None, WAITING, LAPSED, "STAY_STARTED", waitlist_entry_id=entry.id
+                )
+                lapsed.append(entry.id)
+                continue
+            terms = await store.lock_apartment(conn, apartment_id)
+            assert terms is not None  # locked by the caller
+            seconds = self._policy.waitlist_offer_seconds
+            booking = BookingInput(
+                booking_id=offer_booking_id_for(entry.id),
+                apartment_id=apartment_id,
+                user_id=entry.user_id,
+                start_date=entry.start_date,
+                end_date=entry.end_date,
+                hold_seconds=seconds,
+                waitlist_entry_id=entry.id,
+            )
+            hold_expires_at = now + timedelta(seconds=seconds)
+            await store.hold_for_offer(conn, apartment_id)
+            await store.insert_booking(
+                conn,
+                booking,
+                workflow_id=workflow_id_for(booking.booking_id),
+                amount_due=amount_due(terms.monthly_rent, entry.start_date, entry.end_date),
+                currency=terms.currency,
+                hold_expires_at=hold_expires_at,
+            )
+            await waitlist_store.set_status(
+                conn, entry.id, WAITING, OFFERED, offered_booking_id=booking.booking_id
+            )
+            await store.append_event(
+                conn,
+                booking.booking_id,
+                None,
+                PENDING,
+                "WAITLIST_OFFER",
+                {"holdExpiresAt": hold_expires_at.isoformat(), "waitlistEntryId": entry.id},
+            )
+            await store.append_event(
+                conn,
+                booking.booking_id,
+                WAITING,
+                OFFERED,
+                "OFFERED",
+                {"holdExpiresAt": hold_expires_at.isoformat()},
+                waitlist_entry_id=entry.id,
+            )
+            return Offer(booking, hold_expires_at), lapsed
+
+    @activity.defn(name=EXTEND_HOLD)
+    async def extend_hold(self, request: ExtendHoldRequest) -> bool:
+        """Move a PENDING booking's hold to ``hold_expires_at``; False: it is not PENDING."""
+        async with self._connection() as conn:
+            with permanent_db_errors("hold not extended"):
+                async with self._transaction(conn):
+                    booking = await store.get_booking(conn, request.booking_id, for_update=True)
+                    if booking is None:
+                        raise _permanent(
+                            f"booking {request.booking_id} does not exist",
+                            BookingNotFound.error_type,
+                        )
+                    if booking.booking_status != PENDING:
+                        return False
+                    if booking.hold_expires_at == request.hold_expires_at:
+                        return True  # an earlier attempt committed
+                    await store.extend_hold(conn, booking.id, request.hold_expires_at)
+                    previous = booking.hold_expires_at
+                    await store.append_event(
+                        conn,
+                        booking.id,
+                        PENDING,
+                        PENDING,
+                        "HOLD_EXTENDED",
+                        {
+                            "from": previous.isoformat() if previous else None,
+                            "to": request.hold_expires_at.isoformat(),
+                            "extension": request.extension,
+                        },
+                    )
+        return True
+
+    @activity.defn(name=JOIN_WAITLIST)
+    async def join_waitlist(self, join: WaitlistJoin) -> JoinResult:
+        """A WAITING entry at the end of the apartment's list, or the tenant's live one."""
+        async with self._connection() as conn:
+            with permanent_db_errors(
+                "not added to the waiting list",
+                error_type=ValidationError.error_type,
+                by_constraint=_JOIN_CONSTRAINTS,
+            ):
+                async with self._transaction(conn):
+                    if await waitlist_store.get_entry(conn, join.entry_id) is not None:
+                        return JoinResult(join.entry_id, True)  # an earlier attempt committed
+                    # Shared with other joins, exclusive against a release (see the module).
+                    status = await store.apartment_status_for_share(conn, join.apartment_id)
+                    if status is None:
+                        raise _permanent(
+                            f"apartment {join.apartment_id} does not exist",
+                            ApartmentNotFound.error_type,
+                        )
+                    if status == "VACANT":
+                        raise _permanent(
+                            f"apartment {join.apartment_id} is VACANT: reserve it instead",
+                            ValidationError.error_type,
+                        )
+                    live = await waitlist_store.live_entry(conn, join.apartment_id, join.user_id)
+                    if live is not None:
+                        return JoinResult(live, False)
+                    if await store.active_holder(conn, join.apartment_id) == join.user_id:
+                        raise _permanent(
+                            f"apartment {join.apartment_id} is already held or let by "
+                            f"{join.user_id}",
+                            ValidationError.error_type,
+                        )
+                    await waitlist_store.insert_entry(
+                        conn, join, workflow_id=waitlist_workflow_id_for(join.entry_id)
+                    )
+                    await store.append_event(
+                        conn, None, None, WAITING, "JOINED", waitlist_entry_id=join.entry_id
+                    )
+        return JoinResult(join.entry_id, True)
+
+    @activity.defn(name=LEAVE_WAITLIST)
+    async def leave_waitlist(self, entry_id: str) -> LeaveResult:
+        """WAITING -> LEFT; any other entry is answered as it stands (an offer is left by
+        cancelling its booking, whose release settles the entry)."""
+        async with self._connection() as conn:
+            with permanent_db_errors("not removed from the waiting list"):
+                async with self._transaction(conn):
+                    entry = await waitlist_store.get_entry(conn, entry_id, for_update=True)
+                    if entry is None:
+                        raise _permanent(
+                            f"waiting-list entry {entry_id} does not exist",
+                            WaitlistEntryNotFound.error_type,
+                        )
+                    if entry.status != WAITING:
+                        return LeaveResult(entry.status, entry.offered_booking_id)
+                    await waitlist_store.set_status(conn, entry_id, WAITING, LEFT)
+                    await store.append_event(
+                        conn, None, WAITING, LEFT, "LEFT", waitlist_entry_id=entry_id
+                    )
+        return LeaveResult(LEFT, None)
+
+    @activity.defn(name=HAND_ON)
+    async def hand_on_waitlist(self, request: HandOn) -> None:
+        """Tell entries' workflows how they ended; start the offer's booking workflow.
+
+        Through the worker's Temporal client rather than as the releasing workflow's child:
+        the offer's hold outlives the execution that made it, and owes it nothing. Both are
+        idempotent: an entry's workflow already gone is fine (its row says how it ended), and
+        an offer already started is left running.
+        """
+        client = activity.client()
+        for settled in request.settled:
+            handle = client.get_workflow_handle(waitlist_workflow_id_for(settled.entry_id))
+            try:
+                await handle.signal(ENTRY_SETTLED_SIGNAL, EntrySettled(settled.status))
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+        offer = request.offer
+        if offer is None:
+            return
+        booking = offer.booking
+        # Started before only on a repeat of this step.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await client.start_workflow(
+                WORKFLOW_TYPE,
+                booking,
+                id=workflow_id_for(booking.booking_id),
+                task_queue=activity.info().task_queue,
+                search_attributes=start_search_attributes(booking, offer.hold_expires_at),
+                static_summary=(
+                    f"waiting-list offer: apartment {booking.apartment_id} for {booking.user_id}"
+                ),
+            )
 
     @activity.defn(name=REFUND_PAYMENT)
     async def refund_payment(self, request: RefundRequest) -> RefundResult:
@@ -378,6 +745,12 @@ class BookingActivities:
             self.refund_payment,
             self.refund_unplaced_payment,
             self.end_lease,
+            self.release_and_offer,
+            self.end_lease_and_offer,
+            self.extend_hold,
+            self.hand_on_waitlist,
+            self.join_waitlist,
+            self.leave_waitlist,
         ]
 
 
@@ -394,4 +767,67 @@ def _existing_reservation(existing: store.BookingRow, request: ReserveRequest) -
         f"booking {existing.id} was already placed and is {existing.booking_status}; "
         "a new booking needs a new idempotency key",
         ValidationError.error_type,
+    )
+
+
+async def _settle_entry(
+    conn: PoolConnectionProxy[asyncpg.Record], booking_id: str, status: str, reason: str
+) -> str | None:
+    """OFFERED -> ``status`` for the entry whose offer this booking was; its id, or None."""
+    entry = await waitlist_store.entry_offered(conn, booking_id)
+    if entry is None:
+        return None
+    await waitlist_store.set_status(conn, entry.id, OFFERED, status)
+    await store.append_event(conn, booking_id, OFFERED, status, reason, waitlist_entry_id=entry.id)
+    return entry.id
+
+
+def _outcome_details(outcome: ReleaseOutcome) -> dict[str, Any]:
+    """What a release did, in its event row, for a retry to answer the same."""
+    details: dict[str, Any] = {}
+    if outcome.offer is not None:
+        booking = outcome.offer.booking
+        details["offer"] = {
+            "bookingId": booking.booking_id,
+            "userId": booking.user_id,
+            "startDate": booking.start_date.isoformat(),
+            "endDate": booking.end_date.isoformat(),
+            "holdSeconds": booking.hold_seconds,
+            "waitlistEntryId": booking.waitlist_entry_id,
+            "holdExpiresAt": outcome.offer.hold_expires_at.isoformat(),
+        }
+    if outcome.settled_entry is not None:
+        details["settledEntry"] = {"id": outcome.settled_entry, "status": outcome.settled_status}
+    if outcome.lapsed_entries:
+        details["lapsedEntries"] = outcome.lapsed_entries
+    return details
+
+
+async def _earlier_outcome(
+    conn: PoolConnectionProxy[asyncpg.Record], booking_id: str, reason: str
+) -> ReleaseOutcome:
+    """What the attempt that committed did (a retry after its answer was lost)."""
+    details = await store.event_details(conn, booking_id, reason)
+    if details is None:
+        return ReleaseOutcome(False)  # released some other way (an older step, doctor)
+    booking = await store.get_booking(conn, booking_id)
+    assert booking is not None
+    offer = None
+    if "offer" in details:
+        o = details["offer"]
+        offer = Offer(
+            BookingInput(
+                booking_id=o["bookingId"],
+                apartment_id=booking.apartment_id,
+                user_id=o["userId"],
+                start_date=date.fromisoformat(o["startDate"]),
+                end_date=date.fromisoformat(o["endDate"]),
+                hold_seconds=o["holdSeconds"],
+                waitlist_entry_id=o["waitlistEntryId"],
+            ),
+            datetime.fromisoformat(o["holdExpiresAt"]),
+        )
+    settled = details.get("settledEntry") or {}
+    return ReleaseOutcome(
+        True, offer, settled.get("id"), settled.get("status"), details.get("lapsedEntries", [])
     )

@@ -23,10 +23,18 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 CHANNEL = "booking_status"
+# A waiting-list entry changed (0004): subscribers listen per apartment, see waitlist_key.
+WAITLIST_CHANNEL = "waitlist_entry"
 # Persisted queries one API process registered, for the others (api.persisted_queries).
 PERSISTED_QUERY_CHANNEL = "persisted_query"
 APPLICATION_NAME = "booking-api-listener"  # how operators (and tests) find it in pg_stat_activity
 RESYNC = "*"  # put on every queue after a reconnect: "re-read, you may have missed something"
+
+
+def waitlist_key(apartment_id: str) -> str:
+    """What to subscribe to for an apartment's waiting list: a change of any entry on it
+    (positions move when one ahead leaves or gets an offer)."""
+    return f"waitlist:{apartment_id}"
 
 
 class BookingBroadcaster:
@@ -65,7 +73,8 @@ class BookingBroadcaster:
 
     @contextlib.contextmanager
     def subscribe(self, booking_id: str) -> Iterator[asyncio.Queue[str]]:
-        """A queue that receives the booking's new status on every transition."""
+        """A queue that receives the booking's new status on every transition (or, for a
+        :func:`waitlist_key`, every change on that apartment's waiting list)."""
         queue: asyncio.Queue[str] = asyncio.Queue()
         self._subscribers[booking_id].add(queue)
         try:
@@ -86,6 +95,17 @@ class BookingBroadcaster:
             log.warning("ignored malformed %s notification", CHANNEL)
             return
         for queue in self._subscribers.get(booking_id, ()):
+            queue.put_nowait(status)
+
+    def _on_waitlist(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        try:
+            notice = json.loads(str(payload))
+            key = waitlist_key(str(notice["apartmentId"]))
+            status = str(notice["status"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored malformed %s notification", WAITLIST_CHANNEL)
+            return
+        for queue in self._subscribers.get(key, ()):
             queue.put_nowait(status)
 
     def _on_persisted(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
@@ -124,6 +144,7 @@ class BookingBroadcaster:
         try:
             conn.add_termination_listener(self._on_termination)
             await conn.add_listener(CHANNEL, self._on_notification)
+            await conn.add_listener(WAITLIST_CHANNEL, self._on_waitlist)
             await conn.add_listener(PERSISTED_QUERY_CHANNEL, self._on_persisted)
             self._connected.set()
             if resync:

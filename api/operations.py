@@ -4,8 +4,15 @@
 already running for the same idempotency key, and wait on its ``wait_for_hold``
 update), so the caller hears about the hold as soon as it is in place, with no
 polling; it is the one place that checks a booking's input (``booking_problem``)
-and the one that answers for an execution that has already closed. ``pay`` and
-``cancel`` are updates that answer with the outcome. (Catalog rows are written
+and the one that answers for an execution that has already closed. An apartment
+that is not VACANT is answered ``ApartmentUnavailable`` from a read, with no workflow,
+and the reserves of one apartment in this process take turns (:class:`KeyedLocks`): in a
+rush, the first places its hold and the others then read "taken" in milliseconds instead
+of each starting an execution that the database refuses. Concurrent reserves of a vacant
+apartment across processes are still decided by the database: exactly one wins.
+``pay``, ``cancel`` and ``extend_hold`` are updates that answer with the outcome;
+``join_waitlist`` starts an entry's workflow and ``leave_waitlist`` updates it (or, for an
+entry holding an offer, cancels the offered booking). (Catalog rows are written
 through ``booking.catalog``, not here: they are no booking state.)
 
 Temporal carries domain errors as ``ApplicationError.type``; they come back
@@ -20,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
@@ -39,29 +46,40 @@ from api.errors import ServiceUnavailable, domain_error_from
 from api.loaders import Reader
 from booking.contract import (
     APPROVED,
+    BOOKED,
     CANCELLED,
     EXPIRED,
+    LEFT,
+    OFFERED,
+    WAITING,
     WORKFLOW_TYPE,
     BookingInput,
     BookingState,
+    ExtendHoldInput,
     PaymentInput,
     StayLimits,
+    WaitlistJoin,
     booking_problem,
     start_search_attributes,
+    waitlist_workflow_id_for,
     workflow_id_for,
 )
 from booking.demo import DEMO_APARTMENT_ID, DEMO_TENANT_ID
 from booking.errors import (
+    ApartmentNotFound,
     ApartmentUnavailable,
     BookingExpired,
     BookingNotCancellable,
+    HoldNotExtendable,
     PaymentRejected,
     ValidationError,
 )
 from booking.settings import Settings
 from booking.store import reads
 from booking.store.bookings import BookingRow
+from booking.store.waitlist import WaitlistRow
 from workflows.booking import ApartmentBookingWorkflow
+from workflows.waitlist import WaitlistEntryWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +137,35 @@ def check_same_booking(
         raise ValidationError(IDEMPOTENCY_CONFLICT)
 
 
+class KeyedLocks:
+    """One asyncio lock per key, made on first use and dropped when nobody holds or waits."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class BookingCommands:
     def __init__(self, client: Client, settings: Settings) -> None:
         self._client = client
         self._settings = settings
+        self.apartment_turns = KeyedLocks()
 
     def stay_limits(self) -> StayLimits:
         return StayLimits(
@@ -140,6 +183,32 @@ class BookingCommands:
         problem = booking_problem(booking, self.stay_limits())
         if problem is not None:
             raise ValidationError(problem)
+        if await self._own_booking(booking, reader):
+            return await self._place(booking, reader)
+        # Why take turns: in a rush on one apartment, the reserves behind the first find it
+        # taken by a read once the first has placed its hold, instead of each starting an
+        # execution that would only be refused.
+        async with self.apartment_turns.hold(booking.apartment_id):
+            status = await reader.run(reads.apartment_status, booking.apartment_id)
+            if status is None:
+                raise ApartmentNotFound(f"apartment {booking.apartment_id} does not exist")
+            if status != "VACANT":
+                # Taken: by someone else, or (same idempotency key) by this very booking,
+                # placed by a request of this key that another process answered.
+                if await self._own_booking(booking, reader):
+                    return await self._place(booking, reader)
+                raise ApartmentUnavailable(
+                    f"apartment {booking.apartment_id} is {status}, not VACANT"
+                )
+            return await self._place(booking, reader)
+
+    async def _own_booking(self, booking: BookingInput, reader: Reader) -> bool:
+        """Whether an earlier request with this idempotency key placed this booking."""
+        if booking.idempotency_key is None:
+            return False
+        return await reader.run(reads.booking_by_id, booking.booking_id) is not None
+
+    async def _place(self, booking: BookingInput, reader: Reader) -> str:
         hint = (
             "with the same idempotencyKey"
             if booking.idempotency_key is not None
@@ -251,6 +320,83 @@ class BookingCommands:
                 f"{state.status}); pay with a new paymentReference"
             )
         return state
+
+    async def extend_hold(self, booking: BookingRow, seconds: int) -> BookingState:
+        handle = self._client.get_workflow_handle_for(
+            ApartmentBookingWorkflow.run, booking.workflow_id
+        )
+        request = ExtendHoldInput(seconds, self._settings.max_hold_extensions)
+        try:
+            return await _unwrap(
+                handle.execute_update(ApartmentBookingWorkflow.extend_hold, request),
+                deadline=self._deadline,
+                retry_hint="later (getBooking shows whether the hold moved)",
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise HoldNotExtendable(
+                f"the hold cannot be extended: the booking is {booking.booking_status}"
+            ) from None
+
+    async def join_waitlist(self, join: WaitlistJoin) -> str:
+        """Add the entry (its workflow's first step); the id of the entry the tenant has."""
+        operation = WithStartWorkflowOperation(
+            WaitlistEntryWorkflow.run,
+            join,
+            id=waitlist_workflow_id_for(join.entry_id),
+            task_queue=self._settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"waiting list of {join.apartment_id}: {join.user_id}",
+        )
+        state = await _unwrap(
+            self._client.execute_update_with_start_workflow(
+                WaitlistEntryWorkflow.joined, start_workflow_operation=operation
+            ),
+            deadline=self._deadline,
+            retry_hint="later (getWaitlist shows whether you are on the list)",
+        )
+        return state.existing_entry_id or state.entry_id
+
+    async def leave_waitlist(self, entry: WaitlistRow, reader: Reader) -> None:
+        """Take the entry off the list: WAITING -> LEFT; an offer is declined by cancelling
+        its booking, whose release marks the entry LEFT and hands the apartment on."""
+        if entry.status == LEFT:
+            return
+        offered = entry.offered_booking_id
+        if entry.status == WAITING:
+            handle = self._client.get_workflow_handle_for(
+                WaitlistEntryWorkflow.run, entry.workflow_id
+            )
+            try:
+                state = await _unwrap(
+                    handle.execute_update(WaitlistEntryWorkflow.leave),
+                    deadline=self._deadline,
+                    retry_hint="later (getWaitlistEntry shows whether you left)",
+                )
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                raise ValidationError("the entry is no longer on the list") from None
+            if state.status != OFFERED:
+                return
+            offered = state.offered_booking_id  # offered while we asked
+        elif entry.status != OFFERED:
+            raise ValidationError(
+                f"the entry is {entry.status}: nothing to leave"
+                + (" (cancel the booking instead)" if entry.status == BOOKED else "")
+            )
+        if offered is None:
+            return
+        booking = await reader.run(reads.booking_by_id, offered)
+        if booking is None:
+            return
+        try:
+            await self.cancel(booking)
+        except BookingNotCancellable:
+            raise ValidationError(
+                "the offer cannot be declined any more: it was paid or has run out"
+            ) from None
 
     async def cancel(self, booking: BookingRow) -> BookingState:
         handle = self._client.get_workflow_handle_for(

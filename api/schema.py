@@ -1,7 +1,8 @@
 """The GraphQL schema: the operations of both AppSync schemas plus the contract's.
 
-The resolvers live in ``api.resolvers`` by concern (accounts, catalog, bookings, step
-functions); this module puts them together as ``Query``, ``Mutation`` and ``Subscription``
+The resolvers live in ``api.resolvers`` by concern (accounts, catalog, bookings, the waiting
+list, step functions); this module puts them together as ``Query``, ``Mutation`` and
+``Subscription``
 and adds the limits every document must pass (depth, tokens, aliases) and the caches of
 parsed and validated documents.
 """
@@ -36,6 +37,7 @@ from api.resolvers.accounts import AccountMutations, AccountQueries
 from api.resolvers.bookings import BookingMutations, BookingQueries, BookingSubscriptions
 from api.resolvers.catalog import CatalogMutations, CatalogQueries
 from api.resolvers.step_functions import StepFunctionMutations, StepFunctionQueries
+from api.resolvers.waitlist import WaitlistMutations, WaitlistQueries, WaitlistSubscriptions
 from api.scalars import SCALAR_MAP
 from booking.settings import Settings
 
@@ -67,17 +69,19 @@ class OperationNameRequired(SchemaExtension):
 
 
 @strawberry.type
-class Query(AccountQueries, BookingQueries, StepFunctionQueries, CatalogQueries):
+class Query(AccountQueries, BookingQueries, StepFunctionQueries, CatalogQueries, WaitlistQueries):
     pass
 
 
 @strawberry.type
-class Mutation(AccountMutations, CatalogMutations, BookingMutations, StepFunctionMutations):
+class Mutation(
+    AccountMutations, CatalogMutations, BookingMutations, StepFunctionMutations, WaitlistMutations
+):
     pass
 
 
 @strawberry.type
-class Subscription(BookingSubscriptions):
+class Subscription(BookingSubscriptions, WaitlistSubscriptions):
     pass
 
 

@@ -19,6 +19,7 @@ from api.scalars import AWSDate, AWSDateTime
 from booking.errors import BuildingNotFound, Unauthorized, UserNotFound
 from booking.store.bookings import BookingRow
 from booking.store.reads import ApartmentRow, BuildingRow, StepFunctionRow, UserRow
+from booking.store.waitlist import WaitlistRow
 
 if TYPE_CHECKING:
     from api.context import RequestContext
@@ -122,6 +123,7 @@ class Booking:
     lease_ended_at: AWSDateTime | None = strawberry.field(
         description="Set when the lease ran to its endDate and the apartment was freed."
     )
+    hold_extensions: int = strawberry.field(description="How often extendHold moved the hold.")
 
     @strawberry.field
     async def user(self, info: Info) -> User:
@@ -162,6 +164,7 @@ class Booking:
             cancellation_reason=row.cancellation_reason,
             workflow_id=row.workflow_id,
             lease_ended_at=instant(row.lease_ended_at),
+            hold_extensions=row.hold_extensions,
         )
 
 
@@ -382,3 +385,71 @@ class PayBookingInput:
     payment_reference: str = strawberry.field(
         description="A repeat with the same reference changes nothing."
     )
+
+
+@strawberry.input
+class ExtendHoldInput:
+    booking_id: strawberry.ID
+    seconds: int = strawberry.field(
+        description="How much later than it is now set the hold ends; 1 to 86400."
+    )
+
+
+@strawberry.enum
+class WaitlistStatus(Enum):
+    WAITING = "WAITING"
+    OFFERED = "OFFERED"
+    BOOKED = "BOOKED"
+    LAPSED = "LAPSED"
+    LEFT = "LEFT"
+
+
+@strawberry.input
+class JoinWaitlistInput:
+    apartment_id: str
+    user_id: str
+    start_date: AWSDate
+    end_date: AWSDate
+
+
+@strawberry.type(
+    directives=[cognito()],
+    description="A tenant's place on an apartment's waiting list (added).",
+)
+class WaitlistEntry:
+    row: strawberry.Private[WaitlistRow]
+    id: strawberry.ID
+    apartment_id: str
+    user_id: str
+    start_date: AWSDate
+    end_date: AWSDate
+    status: WaitlistStatus
+    position: int | None = strawberry.field(description="While WAITING: 1 is next in line.")
+    offered_booking_id: strawberry.ID | None = strawberry.field(
+        description="The hold offered to this entry (OFFERED, then BOOKED or LAPSED)."
+    )
+    created_on: AWSDateTime
+
+    @resolver(description="The offered booking (pay it with payBooking).")
+    async def offered_booking(self, info: Info) -> Booking | None:
+        if self.row.offered_booking_id is None:
+            return None
+        row = await _ctx(info).loaders.bookings.load(self.row.offered_booking_id)
+        return None if row is None else Booking.from_row(row)
+
+    @classmethod
+    def from_row(cls, row: WaitlistRow) -> WaitlistEntry:
+        return cls(
+            row=row,
+            id=strawberry.ID(row.id),
+            apartment_id=row.apartment_id,
+            user_id=row.user_id,
+            start_date=AWSDate(row.start_date),
+            end_date=AWSDate(row.end_date),
+            status=WaitlistStatus(row.status),
+            position=row.position,
+            offered_booking_id=(
+                strawberry.ID(row.offered_booking_id) if row.offered_booking_id else None
+            ),
+            created_on=AWSDateTime(row.created_on),
+        )

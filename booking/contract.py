@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
@@ -27,6 +27,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from booking.errors import (
     ApartmentNotFound,
     ApartmentUnavailable,
+    HoldLimitReached,
     UserNotFound,
     ValidationError,
 )
@@ -49,6 +50,14 @@ EXPIRED: Final = "EXPIRED"
 TENANT_CANCELLED: Final = "TENANT_CANCELLED"
 RESERVATION_FAILED: Final = "RESERVATION_FAILED"
 
+# waitlist_entries.status
+WAITING: Final = "WAITING"
+OFFERED: Final = "OFFERED"
+BOOKED: Final = "BOOKED"
+LAPSED: Final = "LAPSED"
+LEFT: Final = "LEFT"
+WAITLIST_LIVE: Final = frozenset({WAITING, OFFERED})
+
 # refunds.reason
 REFUND_LATE: Final = "HOLD_OVER"
 REFUND_WRONG_AMOUNT: Final = "WRONG_AMOUNT"
@@ -65,6 +74,18 @@ RELEASE_BOOKING: Final = "release_booking"
 REFUND_PAYMENT: Final = "refund_payment"
 REFUND_UNPLACED_PAYMENT: Final = "refund_unplaced_payment"
 END_LEASE: Final = "end_lease"
+# Since the waiting list (WAITLIST_PATCH): a release or a lease's end that offers the
+# apartment to the first tenant waiting for it, in the same transaction.
+RELEASE_AND_OFFER: Final = "release_and_offer"
+END_LEASE_AND_OFFER: Final = "end_lease_and_offer"
+EXTEND_HOLD: Final = "extend_hold"
+# WaitlistEntryWorkflow's activities.
+JOIN_WAITLIST: Final = "join_waitlist"
+LEAVE_WAITLIST: Final = "leave_waitlist"
+WAITLIST_WORKFLOW_TYPE: Final = "WaitlistEntryWorkflow"
+# Tells entries' workflows how they ended and starts an offer's booking workflow.
+HAND_ON: Final = "hand_on_waitlist"
+ENTRY_SETTLED_SIGNAL: Final = "settled"
 
 # One attempt of any activity; ``activities.booking.AttemptBounds`` keeps every attempt's
 # database work well inside it.
@@ -77,11 +98,14 @@ RESERVE_REJECTIONS: Final = frozenset(
         ApartmentNotFound.error_type,
         ValidationError.error_type,
         UserNotFound.error_type,
+        HoldLimitReached.error_type,
     }
 )
 
 MIN_HOLD_SECONDS: Final = 1
 MAX_HOLD_SECONDS: Final = 24 * 60 * 60
+# A hold is never longer than this in all, extensions included.
+MAX_TOTAL_HOLD: Final = timedelta(seconds=MAX_HOLD_SECONDS)
 # Ids, payment references and idempotency keys: at most this long, no control characters.
 MAX_TEXT_LENGTH: Final = 200
 # Larger than any rent in minor units; keeps amounts inside Postgres bigint.
@@ -107,6 +131,9 @@ class BookingInput:
     hold_seconds: int
     idempotency_key: str | None = None
     step_function_arn: str | None = None
+    # Set on a booking the waiting list offered (its row was inserted by the release that
+    # made the offer): the entry this booking settles, whose workflow is told when it does.
+    waitlist_entry_id: str | None = None
 
 
 @dataclass
@@ -140,6 +167,7 @@ class BookingState:
     end_date: date
     error_type: str | None = None  # REJECTED only
     error_message: str | None = None
+    hold_extensions: int = 0  # how often extendHold moved the hold
 
 
 @dataclass
@@ -170,6 +198,9 @@ class ConfirmRequest:
 class ReleaseRequest:
     booking_id: str
     reason: str  # EXPIRED | TENANT_CANCELLED | RESERVATION_FAILED
+    # The workflow's clock at the release (release_and_offer times an offer's hold from it);
+    # None in requests of executions older than the waiting list.
+    released_at: datetime | None = None
 
 
 @dataclass
@@ -193,11 +224,119 @@ class EndLeaseRequest:
     ended_at: datetime
 
 
+@dataclass
+class ExtendHoldInput:
+    """The ``extend_hold`` update: move the hold ``seconds`` later than it is now set.
+
+    ``max_extensions`` is the API's ``BOOKING_MAX_HOLD_EXTENSIONS`` when it asked.
+    """
+
+    seconds: int
+    max_extensions: int
+
+
+@dataclass
+class ExtendHoldRequest:
+    """``extend_hold`` activity: the booking's hold now ends at ``hold_expires_at``."""
+
+    booking_id: str
+    hold_expires_at: datetime
+    extension: int  # 1 for the first extension, ...
+
+
+@dataclass
+class Offer:
+    """A hold the waiting list placed: its booking (row already inserted) and its entry."""
+
+    booking: BookingInput
+    hold_expires_at: datetime
+
+
+@dataclass
+class ReleaseOutcome:
+    """What ``release_and_offer`` / ``end_lease_and_offer`` did."""
+
+    released: bool  # False: nothing to do (an earlier attempt committed, or never reserved)
+    offer: Offer | None = None  # the apartment went to the first tenant waiting for it
+    # The waiting-list entry this booking settled (it was an offer), and how: LAPSED or LEFT.
+    settled_entry: str | None = None
+    settled_status: str | None = None
+    # Entries passed over because their stay had begun (now LAPSED).
+    lapsed_entries: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SettledEntry:
+    entry_id: str
+    status: str  # BOOKED | LAPSED | LEFT
+
+
+@dataclass
+class HandOn:
+    """The ``hand_on_waitlist`` activity: tell ``settled`` entries' workflows that they are
+    over, and start the booking workflow of ``offer`` (its row is already in place)."""
+
+    settled: list[SettledEntry]
+    offer: Offer | None = None
+
+
+@dataclass
+class WaitlistJoin:
+    """WaitlistEntryWorkflow's input: a tenant asks to be offered an apartment."""
+
+    entry_id: str
+    apartment_id: str
+    user_id: str
+    start_date: date
+    end_date: date
+
+
+@dataclass
+class WaitlistState:
+    """What WaitlistEntryWorkflow answers; the entry itself is read from its row."""
+
+    entry_id: str
+    status: str  # JOINING | WAITING | OFFERED | BOOKED | LAPSED | LEFT | REJECTED
+    # The live entry this join found instead (the tenant was already on the list).
+    existing_entry_id: str | None = None
+    offered_booking_id: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+@dataclass
+class JoinResult:
+    entry_id: str  # the new entry, or the tenant's live one already on this list
+    created: bool
+
+
+@dataclass
+class LeaveResult:
+    status: str  # the entry's status after leaving (LEFT), or as it stood (OFFERED, ...)
+    offered_booking_id: str | None
+
+
+@dataclass
+class EntrySettled:
+    """Signal to WaitlistEntryWorkflow: the entry is over (BOOKED, LAPSED or LEFT)."""
+
+    status: str
+
+
 # -- ids -------------------------------------------------------------------------------------
 
 
 def workflow_id_for(booking_id: str) -> str:
     return f"booking-{booking_id}"
+
+
+def waitlist_workflow_id_for(entry_id: str) -> str:
+    return f"waitlist-{entry_id}"
+
+
+def offer_booking_id_for(entry_id: str) -> str:
+    """The booking an entry's offer makes: the same on every retry of the release."""
+    return str(uuid.uuid5(_BOOKING_ID_NAMESPACE, f"waitlist-offer\x00{entry_id}"))
 
 
 def booking_id_for(user_id: str, idempotency_key: str | None) -> str:

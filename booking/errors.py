@@ -18,6 +18,9 @@ the client::
         ├── PaymentRejected        wrong amount or currency, or not PENDING
         ├── BookingNotCancellable  not PENDING any more
         ├── ReservationFailed      the reserve step did not finish in time; nothing is held
+        ├── HoldNotExtendable      extendHold refused: not PENDING, over, or out of extensions
+        ├── HoldLimitReached       the tenant already holds BOOKING_MAX_HOLDS_PER_TENANT
+        ├── WaitlistEntryNotFound
         ├── ResultTooLarge         a list longer than the API answers at once
         ├── Unauthorized           a signed-in caller touching what is not theirs
         └── UnauthorizedException  no or invalid credentials (HTTP 401)
@@ -94,6 +97,18 @@ class ResultTooLarge(DomainError):
     pass
 
 
+class HoldNotExtendable(DomainError):
+    pass
+
+
+class HoldLimitReached(DomainError):
+    pass
+
+
+class WaitlistEntryNotFound(DomainError):
+    pass
+
+
 class Unauthorized(DomainError):
     pass
 
@@ -116,6 +131,9 @@ DOMAIN_ERRORS: dict[str, type[DomainError]] = {
         BookingNotCancellable,
         ReservationFailed,
         ResultTooLarge,
+        HoldNotExtendable,
+        HoldLimitReached,
+        WaitlistEntryNotFound,
         Unauthorized,
         UnauthorizedException,
     )

@@ -61,6 +61,24 @@ class Settings(BaseSettings):
         le=MAX_HOLD_SECONDS,
         validation_alias="BOOKING_HOLD_SECONDS",
     )
+    # extendHold: how often one booking's hold may be moved later (the whole hold stays
+    # within 24 h); read by the API.
+    max_hold_extensions: int = Field(
+        default=1, ge=0, le=100, validation_alias="BOOKING_MAX_HOLD_EXTENSIONS"
+    )
+    # A tenant's open holds at once (an Admin or API key reserving in the tenant's name
+    # included); the next is HoldLimitReached. Enforced by the worker's reserve step.
+    max_holds_per_tenant: int = Field(
+        default=3, ge=1, le=1000, validation_alias="BOOKING_MAX_HOLDS_PER_TENANT"
+    )
+    # How long the waiting list's offer (a hold in the first waiting tenant's name) lasts;
+    # placed by the worker's release step.
+    waitlist_offer_seconds: int = Field(
+        default=86_400,
+        ge=MIN_HOLD_SECONDS,
+        le=MAX_HOLD_SECONDS,
+        validation_alias="BOOKING_WAITLIST_OFFER_SECONDS",
+    )
     webhook_secret: str | None = Field(default=None, validation_alias="BOOKING_WEBHOOK_SECRET")
     # Set by `booking dev` for the processes it starts: the only place where the
     # documented dev secrets are accepted.

@@ -330,14 +330,16 @@ async def test_hold_deadline_is_stored_as_given(pool: asyncpg.Pool) -> None:
 
 
 async def _wait_for_lock_waiters(locker: Conn, count: int) -> None:
-    """Until ``count`` other sessions are waiting on a lock (ours or each other's)."""
+    """Until ``count`` other sessions are waiting on a lock (ours or each other's): the
+    apartment's, or the tenant's (a second attempt of one booking waits on the first's)."""
     for _ in range(250):
         # Inside the locker's transaction the statistics views are a snapshot; refresh it.
         await locker.execute("SELECT pg_stat_clear_snapshot()")
         waiting = await locker.fetchval(
             """SELECT count(*) FROM pg_stat_activity
                 WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()
-                  AND query LIKE '%UPDATE apartments%'"""
+                  AND (query LIKE '%UPDATE apartments%'
+                       OR query LIKE '%FROM users WHERE id = $1 FOR UPDATE%')"""
         )
         if waiting >= count:
             return

@@ -35,10 +35,25 @@ from temporalio.worker import Replayer
 
 from booking.converter import DATA_CONVERTER
 from tests.helpers import HISTORIES, activity_steps
-from workflows.booking import LOCAL_STEPS_PATCH, TRUTHFUL_PAYMENTS_PATCH, ApartmentBookingWorkflow
+from workflows.booking import (
+    LOCAL_STEPS_PATCH,
+    TRUTHFUL_PAYMENTS_PATCH,
+    WAITLIST_PATCH,
+    ApartmentBookingWorkflow,
+)
+from workflows.waitlist import WaitlistEntryWorkflow
 
 # What the old executions ran as ordinary activities and the patched ones run as local ones.
-LOCAL_STEPS = {"reserve_apartment", "confirm_booking", "release_booking"}
+LOCAL_STEPS = {
+    "reserve_apartment",
+    "confirm_booking",
+    "release_booking",
+    "release_and_offer",
+    "extend_hold",
+}
+# Where a booking ends, before and since WAITLIST_PATCH.
+ENDINGS = {"release_booking", "end_lease"}
+ENDINGS_AND_OFFERS = {"release_and_offer", "end_lease_and_offer"}
 
 EXPECTED = {
     "paid_lease_ended",
@@ -76,7 +91,34 @@ EXPECTED = {
     # for a booking never placed is recorded for refund.
     "local_truthful_reused_reference_refused",
     "local_truthful_unplaced_payment_refunded",
+    # Recorded behind WAITLIST_PATCH: a release or a lease's end also offers the apartment to
+    # the first tenant waiting for it, in the same transaction.
+    "waitlist_paid_lease_ended",
+    "waitlist_paid_by_signal",
+    "waitlist_expired",
+    "waitlist_tenant_cancelled",
+    "waitlist_late_payment_refunded",
+    "waitlist_duplicate_payments",
+    "waitlist_wrong_amount_and_currency",
+    "waitlist_race_signal_with_timer",
+    "waitlist_race_update_with_timer",
+    "waitlist_rejected_after_retry_swept",
+    "waitlist_reservation_failed_swept",
+    "waitlist_truthful_reused_reference_refused",
+    # Holds extended (the extend_hold update moving the durable timer).
+    "waitlist_extended_then_paid",
+    "waitlist_extended_then_expired",
+    "waitlist_race_extension_with_timer",
+    # A waiting list: an offer made on release, paid; an offer that lapsed and passed on.
+    "waitlist_offer_made_on_expiry",
+    "waitlist_offer_paid",
+    "waitlist_offer_lapsed",
+    "entry_offered_then_booked",
+    "entry_left_while_waiting",
 }
+
+# Histories of the waiting-list entry's own workflow.
+ENTRY_PREFIX = "entry_"
 
 
 def _histories() -> list[Path]:
@@ -111,24 +153,42 @@ def test_both_ways_of_running_the_steps_are_covered() -> None:
     assert any(not step.local for step in reserves), "no history runs reserve as an activity"
 
 
-@pytest.mark.parametrize("path", _histories(), ids=lambda p: p.stem)
+def _booking_histories() -> list[Path]:
+    return [path for path in _histories() if not path.stem.startswith(ENTRY_PREFIX)]
+
+
+@pytest.mark.parametrize("path", _booking_histories(), ids=lambda p: p.stem)
 def test_steps_run_the_way_the_patch_says(path: Path) -> None:
     history = _load(path)
-    patched = LOCAL_STEPS_PATCH in _patches(history)
-    assert patched == path.stem.startswith("local_")
-    assert (TRUTHFUL_PAYMENTS_PATCH in _patches(history)) == ("truthful" in path.stem)
+    patches = _patches(history)
+    patched = LOCAL_STEPS_PATCH in patches
+    assert patched == path.stem.startswith(("local_", "waitlist_"))
+    if "truthful" in path.stem:
+        assert TRUTHFUL_PAYMENTS_PATCH in patches
+    elif not path.stem.startswith("waitlist_"):
+        assert TRUTHFUL_PAYMENTS_PATCH not in patches
+    names = {step.name for step in activity_steps(history)}
+    if path.stem.startswith("waitlist_"):
+        assert WAITLIST_PATCH in patches
+        assert not names & ENDINGS, names
+    else:
+        assert WAITLIST_PATCH not in patches
+        assert not names & ENDINGS_AND_OFFERS, names
     steps = activity_steps(history)
     assert not steps or steps[0].name == "reserve_apartment", steps
     # A release after a failed reserve is the sweep's, always an ordinary activity.
     reserved = bool(steps) and steps[0].outcome == "completed"
     for step in steps:
-        local = step.name in LOCAL_STEPS and (step.name != "release_booking" or reserved)
+        released = step.name in ("release_booking", "release_and_offer")
+        local = step.name in LOCAL_STEPS and (not released or reserved)
         assert step.local == (patched and local), step
 
 
 @pytest.mark.parametrize("path", _histories(), ids=lambda p: p.stem)
 async def test_history_replays(path: Path) -> None:
     history = _load(path)
-    replayer = Replayer(workflows=[ApartmentBookingWorkflow], data_converter=DATA_CONVERTER)
+    replayer = Replayer(
+        workflows=[ApartmentBookingWorkflow, WaitlistEntryWorkflow], data_converter=DATA_CONVERTER
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

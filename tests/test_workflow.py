@@ -119,7 +119,7 @@ async def test_paid_then_lease_ends_a_year_later(
         ("PENDING", "APPROVED", "PAID"),
         ("APPROVED", "APPROVED", "LEASE_ENDED"),
     ]
-    await record_history(handle, "local_paid_lease_ended")
+    await record_history(handle, "waitlist_paid_lease_ended")
 
 
 @pytest.mark.usefixtures("worker")
@@ -167,7 +167,7 @@ async def test_expires_exactly_at_the_deadline(
         (None, "PENDING", "RESERVED"),
         ("PENDING", "CANCELLED", "EXPIRED"),
     ]
-    await record_history(handle, "local_expired")
+    await record_history(handle, "waitlist_expired")
 
 
 @pytest.mark.usefixtures("worker")
@@ -214,7 +214,7 @@ async def test_tenant_cancels_during_the_hold(
         (None, "PENDING", "RESERVED"),
         ("PENDING", "CANCELLED", "TENANT_CANCELLED"),
     ]
-    await record_history(handle, "local_tenant_cancelled")
+    await record_history(handle, "waitlist_tenant_cancelled")
 
 
 @pytest.mark.usefixtures("worker")
@@ -246,7 +246,7 @@ async def test_late_payment_is_recorded_and_refunded(
     ]
     apartment = await apartment_row(pool, rental.apartment_id)
     assert apartment["apartment_status"] == "VACANT"
-    await record_history(handle, "local_late_payment_refunded")
+    await record_history(handle, "waitlist_late_payment_refunded")
 
 
 @pytest.mark.usefixtures("worker")
@@ -275,7 +275,7 @@ async def test_duplicate_payments(
         (payment.payment_reference, "APPLIED", None),
         (extra.payment_reference, "REFUNDED", "ALREADY_PAID"),
     ]
-    await record_history(handle, "local_duplicate_payments")
+    await record_history(handle, "waitlist_duplicate_payments")
 
 
 @pytest.mark.usefixtures("worker")
@@ -310,7 +310,7 @@ async def test_wrong_amount_or_currency(
             (right.payment_reference, "APPLIED", None),
         ]
     )
-    await record_history(handle, "local_wrong_amount_and_currency")
+    await record_history(handle, "waitlist_wrong_amount_and_currency")
 
 
 @pytest.mark.usefixtures("worker")
@@ -323,7 +323,7 @@ async def test_payment_by_signal_confirms(
     await handle.signal(ApartmentBookingWorkflow.payment_received, _payment(held))
     final = await handle.result()
     assert final.status == "APPROVED" and final.lease_ended_at is not None
-    await record_history(handle, "local_paid_by_signal")
+    await record_history(handle, "waitlist_paid_by_signal")
 
 
 @pytest.mark.parametrize("hold_seconds", [0, 86_401])
@@ -449,7 +449,7 @@ async def test_a_reference_whose_payment_was_refunded_is_refused_not_pending(
     again = await _update_error(handle.execute_update(ApartmentBookingWorkflow.pay, right_amount))
     assert again.type == "PaymentRejected"
     assert (await handle.result()).status == "APPROVED"
-    await record_history(handle, "local_truthful_reused_reference_refused")
+    await record_history(handle, "waitlist_truthful_reused_reference_refused")
 
 
 @pytest.mark.usefixtures("worker")

@@ -33,7 +33,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from booking.contract import BookingState, PaymentInput
+from booking.contract import BookingState, ExtendHoldInput, PaymentInput
 from booking.devstack.binaries import find_binary
 from booking.settings import Settings
 from booking.temporal import register_search_attributes
@@ -167,7 +167,7 @@ async def test_signal_in_the_same_task_as_the_timer_is_refunded(
     )
     assert [(r["outcome"], r["reason"]) for r in outcomes] == [("REFUNDED", "HOLD_OVER")]
     await handle.terminate("test done: the late-payment window is not needed")
-    await record_history(handle, "local_race_signal_with_timer")
+    await record_history(handle, "waitlist_race_signal_with_timer")
 
 
 async def test_update_in_the_same_task_as_the_timer_is_refused(
@@ -198,7 +198,7 @@ async def test_update_in_the_same_task_as_the_timer_is_refused(
     )
     assert (await apartment_row(pool, apartment_id))["apartment_status"] == "VACANT"
     await handle.terminate("test done: the late-payment window is not needed")
-    await record_history(handle, "local_race_update_with_timer")
+    await record_history(handle, "waitlist_race_update_with_timer")
 
 
 async def test_signal_received_before_the_deadline_wins_over_the_timer(
@@ -243,3 +243,37 @@ async def test_signal_received_before_the_deadline_wins_over_the_timer(
     )
     await handle.terminate("test done: the lease is not needed")
     await record_history(handle, "local_race_signal_received_before_deadline")
+
+
+async def test_extension_in_the_same_task_as_the_timer_is_refused(
+    race_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """An extension that reaches the workflow with the fired timer is too late: the hold ends
+    at the deadline it had, and the row and the apartment say so."""
+    env = race_env
+    client, handle, held, apartment_id = await _hold_then_stop(env, pool, task_queue, HOLD)
+    await _until_past(env, held.hold_expires_at)
+    extending = asyncio.create_task(
+        handle.execute_update(ApartmentBookingWorkflow.extend_hold, ExtendHoldInput(600, 1))
+    )
+    await asyncio.sleep(0.5)
+    async with _worker(client, pool, task_queue):
+        try:
+            await extending
+            raise AssertionError("an extension at the deadline was accepted")
+        except WorkflowUpdateFailedError as failure:
+            assert isinstance(failure.cause, ApplicationError)
+            assert failure.cause.type == "HoldNotExtendable"
+        final = await _settled(handle, refunds=0)
+    assert (final.status, final.cancellation_reason) == ("CANCELLED", "EXPIRED")
+    assert (final.hold_expires_at, final.hold_extensions) == (held.hold_expires_at, 0)
+    row = await booking_row(pool, held.booking_id)
+    assert row is not None
+    assert (row["cancellation_reason"], row["hold_expires_at"], row["hold_extensions"]) == (
+        "EXPIRED",
+        held.hold_expires_at,
+        0,
+    )
+    assert (await apartment_row(pool, apartment_id))["apartment_status"] == "VACANT"
+    await handle.terminate("test done: the late-payment window is not needed")
+    await record_history(handle, "waitlist_race_extension_with_timer")

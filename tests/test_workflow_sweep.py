@@ -42,7 +42,7 @@ def _worker(
         client,
         task_queue=task_queue,
         workflows=[ApartmentBookingWorkflow],
-        activities=[reserve, BookingActivities(pool).release_booking],
+        activities=[reserve, BookingActivities(pool).release_and_offer],
     )
 
 
@@ -66,7 +66,8 @@ async def _rejection(handle: WorkflowHandle[ApartmentBookingWorkflow, BookingSta
     return f"{cause.type}: {cause.message}"
 
 
-SWEPT = ["reserve_apartment", f"timer {RESERVE_SWEEP_DELAY}", "release_booking"]
+# Since WAITLIST_PATCH the sweep's release also offers the apartment to the waiting list.
+SWEPT = ["reserve_apartment", f"timer {RESERVE_SWEEP_DELAY}", "release_and_offer"]
 
 
 async def test_refusal_on_a_retry_releases_the_abandoned_attempts_hold(
@@ -107,7 +108,7 @@ async def test_refusal_on_a_retry_releases_the_abandoned_attempts_hold(
     )
     assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
     assert await _steps(handle) == SWEPT
-    await record_history(handle, "local_rejected_after_retry_swept")
+    await record_history(handle, "waitlist_rejected_after_retry_swept")
 
 
 async def test_failed_reserve_is_reservation_failed_and_swept(
@@ -135,7 +136,7 @@ async def test_failed_reserve_is_reservation_failed_and_swept(
     assert row is not None and row["booking_status"] == "CANCELLED"
     assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
     assert await _steps(handle) == SWEPT
-    await record_history(handle, "local_reservation_failed_swept")
+    await record_history(handle, "waitlist_reservation_failed_swept")
 
 
 async def test_refusal_on_the_first_attempt_closes_without_a_sweep(

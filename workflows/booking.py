@@ -42,22 +42,31 @@ module level must be cheap and deterministic.
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 from booking.contract import (
     ACTIVITY_TIMEOUT,
     APPROVED,
+    BOOKED,
     CANCELLED,
     CONFIRM_BOOKING,
     END_LEASE,
+    END_LEASE_AND_OFFER,
     EXPIRED,
+    EXTEND_HOLD,
+    HAND_ON,
+    LAPSED,
+    MAX_HOLD_SECONDS,
+    MAX_TOTAL_HOLD,
+    MIN_HOLD_SECONDS,
     PENDING,
     REFUND_ALREADY_PAID,
     REFUND_LATE,
@@ -68,6 +77,7 @@ from booking.contract import (
     REFUND_WRONG_AMOUNT,
     REFUND_WRONG_CURRENCY,
     REJECTED,
+    RELEASE_AND_OFFER,
     RELEASE_BOOKING,
     RESERVATION_FAILED,
     RESERVE_APARTMENT,
@@ -79,53 +89,35 @@ from booking.contract import (
     BookingState,
     ConfirmRequest,
     EndLeaseRequest,
+    ExtendHoldInput,
+    ExtendHoldRequest,
+    HandOn,
     PaymentInput,
     RefundRequest,
     RefundResult,
+    ReleaseOutcome,
     ReleaseRequest,
     Reservation,
     ReserveRequest,
+    SettledEntry,
     booking_problem,
     refusing_attempt,
 )
 from booking.errors import (
-    ApartmentNotFound,
-    ApartmentUnavailable,
     BookingExpired,
     BookingNotCancellable,
-    BookingNotFound,
+    HoldNotExtendable,
     PaymentRejected,
     ReservationFailed,
-    UserNotFound,
     ValidationError,
 )
 from booking.search_attributes import APARTMENT_ID, BOOKING_STATUS, HOLD_EXPIRES_AT, TENANT_ID
+from workflows.retry import ACTIVITY_RETRY
 
 # A provider may deliver a payment days after the hold ended; while the workflow is open the
 # money is recorded and refunded, afterwards the signal has nowhere to go.
 LATE_PAYMENT_WINDOW = timedelta(days=7)
 
-_NON_RETRYABLE = [
-    error.error_type
-    for error in (
-        ApartmentUnavailable,
-        ApartmentNotFound,
-        ValidationError,
-        UserNotFound,
-        BookingNotFound,
-        BookingNotCancellable,
-        PaymentRejected,
-    )
-]
-
-# Transient database trouble is retried with backoff for as long as it lasts; the database
-# rows are the truth and every activity is idempotent, so a late success is still right.
-ACTIVITY_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=_NON_RETRYABLE,
-)
 # Reserving longer than this is pointless: the caller has given up and the hold would be short.
 RESERVE_DEADLINE = timedelta(seconds=60)
 # Every reserve attempt commits within AttemptBounds.total (< ACTIVITY_TIMEOUT) of its start
@@ -142,6 +134,10 @@ LOCAL_STEPS_PATCH = "reserve-confirm-release-as-local-activities"
 # reached a booking that was never placed; since, the first is PaymentRejected and the second
 # is recorded and refunded.
 TRUTHFUL_PAYMENTS_PATCH = "truthful-payment-answers"
+# Executions recorded before this patch released (and ended leases) with the steps that knew
+# no waiting list; since, a release or a lease's end offers the apartment to the first tenant
+# waiting for it, in the same transaction, and starts the offer's own booking workflow.
+WAITLIST_PATCH = "waitlist-offers-on-release"
 
 
 def _arrival(payment: PaymentInput) -> datetime:
@@ -191,6 +187,10 @@ class ApartmentBookingWorkflow:
         # The reference of the payment that paid the booking.
         self._paid_reference: str | None = None
         self._local_steps = False
+        # extendHold: an extension being written (the run loop waits for it before it lets
+        # the hold expire), and when the hold began (it lasts at most 24 h in all).
+        self._extending = False
+        self._hold_started: datetime | None = None
 
     # -- main flow -------------------------------------------------------------------------
 
@@ -242,28 +242,36 @@ class ApartmentBookingWorkflow:
         self._state.amount_due = reservation.amount_due
         self._state.currency = reservation.currency
         self._state.hold_expires_at = reservation.hold_expires_at
+        self._hold_started = reservation.hold_expires_at - timedelta(seconds=input.hold_seconds)
         self._upsert_search_attributes(initial=True)
 
-        outcome = await self._hold(reservation.hold_expires_at)
+        outcome = await self._hold()
         if outcome == APPROVED:
+            if input.waitlist_entry_id is not None:
+                # Why: the entry's workflow waits to hear how its offer ended.
+                await self._tell_waitlist(HandOn([SettledEntry(input.waitlist_entry_id, BOOKED)]))
             await self._lease()
         else:
             # Why wait: a payment may still reach the signal after the hold; it is refunded.
             await workflow.sleep(LATE_PAYMENT_WINDOW, summary="refund window for late payments")
         return await self._finish()
 
-    async def _hold(self, hold_expires_at: datetime) -> str:
+    async def _hold(self) -> str:
         while True:
-            remaining = (hold_expires_at - workflow.now()).total_seconds()
+            # The deadline as it stands: extend_hold may move it while we wait (an updatable
+            # timer), which ends this wait early and starts a new one for the new deadline.
+            deadline = self._state.hold_expires_at
+            assert deadline is not None
+            remaining = (deadline - workflow.now()).total_seconds()
             if remaining > 0:
                 # The timer running out is not an outcome by itself; see below.
                 with contextlib.suppress(TimeoutError):
-                    # Why: pay, cancel and payment_received run while we wait here; each
-                    # may end the hold early by accepting a payment or requesting a cancel.
+                    # Why: pay, cancel, payment_received and extend_hold run while we wait
+                    # here; each may end the hold early, or move its end.
                     await workflow.wait_condition(
-                        lambda: self._accepted is not None or self._cancel_requested,
+                        functools.partial(self._hold_interrupted, deadline),
                         timeout=remaining,
-                        timeout_summary=f"hold until {hold_expires_at.isoformat()}",
+                        timeout_summary=f"hold until {deadline.isoformat()}",
                     )
             # Decide by what was accepted, not by which woke us: an accepted payment was on
             # time by construction (accepted only while now < hold_expires_at).
@@ -297,11 +305,25 @@ class ApartmentBookingWorkflow:
             if self._cancel_requested:
                 await self._release(TENANT_CANCELLED)
                 return CANCELLED
-            if remaining > 0 and workflow.now() < hold_expires_at:
-                continue  # a refused confirm woke us with time left; keep holding
+            if self._extending:
+                # Why wait: an extension accepted before the deadline is being written; the
+                # hold ends at whichever deadline it leaves, never at the old one behind it.
+                await workflow.wait_condition(lambda: not self._extending)
+                continue
+            expires = self._state.hold_expires_at
+            assert expires is not None
+            if workflow.now() < expires:
+                continue  # woken with time left (a refused confirm, a moved deadline)
             self._expiring = True
             await self._release(EXPIRED)
             return CANCELLED
+
+    def _hold_interrupted(self, deadline: datetime) -> bool:
+        return (
+            self._accepted is not None
+            or self._cancel_requested
+            or self._state.hold_expires_at != deadline
+        )
 
     async def _step(
         self,
@@ -351,28 +373,67 @@ class ApartmentBookingWorkflow:
         if remaining > timedelta(0):
             # Why: payment_received keeps refunding duplicate payments during the lease.
             await workflow.sleep(remaining, summary=f"lease until {lease_end.isoformat()}")
-        await workflow.execute_activity(
-            END_LEASE,
-            EndLeaseRequest(self._input.booking_id, lease_end),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
-            summary=f"end lease of apartment {self._input.apartment_id}",
-        )
+        summary = f"end lease of apartment {self._input.apartment_id}"
+        request = EndLeaseRequest(self._input.booking_id, lease_end)
+        outcome: ReleaseOutcome | None = None
+        if workflow.patched(WAITLIST_PATCH):
+            outcome = await workflow.execute_activity(
+                END_LEASE_AND_OFFER,
+                request,
+                result_type=ReleaseOutcome,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary=summary,
+            )
+        else:
+            await workflow.execute_activity(
+                END_LEASE,
+                request,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary=summary,
+            )
         self._state.lease_ended_at = lease_end
         self._upsert_search_attributes()
+        if outcome is not None:
+            await self._hand_on(outcome)
 
     async def _release(self, reason: str) -> None:
-        released: bool = await self._step(
-            RELEASE_BOOKING,
-            ReleaseRequest(self._input.booking_id, reason),
-            result_type=bool,
-            summary=f"release apartment {self._input.apartment_id} ({reason})",
-        )
+        summary = f"release apartment {self._input.apartment_id} ({reason})"
+        request = ReleaseRequest(self._input.booking_id, reason, workflow.now())
+        outcome: ReleaseOutcome | None = None
+        if workflow.patched(WAITLIST_PATCH):
+            outcome = await self._step(
+                RELEASE_AND_OFFER, request, result_type=ReleaseOutcome, summary=summary
+            )
+            released = outcome.released
+        else:
+            released = await self._step(RELEASE_BOOKING, request, result_type=bool, summary=summary)
         if reason == RESERVATION_FAILED and not released:
             return
         self._state.status = CANCELLED
         self._state.cancellation_reason = reason
         self._upsert_search_attributes()
+        if outcome is not None:
+            await self._hand_on(outcome)
+
+    async def _hand_on(self, outcome: ReleaseOutcome) -> None:
+        """After a release or a lease's end: tell the entries it settled that they are over
+        (this booking was an offer; entries passed over), and start the next tenant's offer."""
+        settled = [SettledEntry(entry, LAPSED) for entry in outcome.lapsed_entries]
+        if outcome.settled_entry is not None and outcome.settled_status is not None:
+            settled.append(SettledEntry(outcome.settled_entry, outcome.settled_status))
+        if settled or outcome.offer is not None:
+            await self._tell_waitlist(HandOn(settled, outcome.offer))
+
+    async def _tell_waitlist(self, request: HandOn) -> None:
+        await workflow.execute_activity(
+            HAND_ON,
+            request,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary="hand the apartment on to the waiting list",
+        )
 
     async def _sweep_reservation(self) -> None:
         """Release whatever an abandoned reserve attempt committed; the status stays REJECTED."""
@@ -380,18 +441,28 @@ class ApartmentBookingWorkflow:
         # commits or rolls back within the delay. Handlers run meanwhile: the caller already
         # has its rejection, and payments for a REJECTED booking are refused or only logged.
         await workflow.sleep(RESERVE_SWEEP_DELAY, summary="let abandoned reserve attempts end")
+        options: dict[str, Any] = {
+            "start_to_close_timeout": ACTIVITY_TIMEOUT,
+            "retry_policy": ACTIVITY_RETRY,
+            "summary": f"release apartment {self._input.apartment_id} ({RESERVATION_FAILED})",
+        }
+        request = ReleaseRequest(self._input.booking_id, RESERVATION_FAILED, workflow.now())
+        outcome: ReleaseOutcome | None = None
         try:
-            released: bool = await workflow.execute_activity(
-                RELEASE_BOOKING,
-                ReleaseRequest(self._input.booking_id, RESERVATION_FAILED),
-                result_type=bool,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-                summary=f"release apartment {self._input.apartment_id} ({RESERVATION_FAILED})",
-            )
+            if workflow.patched(WAITLIST_PATCH):
+                outcome = await workflow.execute_activity(
+                    RELEASE_AND_OFFER, request, result_type=ReleaseOutcome, **options
+                )
+                released = outcome.released
+            else:
+                released = await workflow.execute_activity(
+                    RELEASE_BOOKING, request, result_type=bool, **options
+                )
         except ActivityError as err:
             workflow.logger.error("sweep of booking %s failed: %s", self._input.booking_id, err)
             return
+        if outcome is not None:
+            await self._hand_on(outcome)
         if released:
             workflow.logger.warning(
                 "released a hold of booking %s committed by an abandoned reserve attempt",
@@ -589,6 +660,85 @@ class ApartmentBookingWorkflow:
         problem = self._payment_problem(payment)
         if problem is not None:
             raise ApplicationError(problem[2], type=problem[0], non_retryable=True)
+
+    # -- extending the hold ------------------------------------------------------------------
+
+    @workflow.update
+    async def extend_hold(self, request: ExtendHoldInput) -> BookingState:
+        """Move the hold's end ``seconds`` later than it is now set (the validator has checked
+        that it may)."""
+        current = self._state.hold_expires_at
+        assert current is not None
+        deadline = current + timedelta(seconds=request.seconds)
+        extension = self._state.hold_extensions + 1
+        # Why flag it: the run loop must not let the hold expire at the old deadline while
+        # the new one is being written.
+        self._extending = True
+        try:
+            applied: bool = await self._step(
+                EXTEND_HOLD,
+                ExtendHoldRequest(self._input.booking_id, deadline, extension),
+                result_type=bool,
+                summary=f"extend hold until {deadline.isoformat()}",
+            )
+        finally:
+            self._extending = False
+        if not applied:
+            # Paid or cancelled while the extension was being written: nothing to extend.
+            raise ApplicationError(
+                f"the hold cannot be extended: the booking is {self._state.status}",
+                type=HoldNotExtendable.error_type,
+                non_retryable=True,
+            )
+        self._state.hold_expires_at = deadline
+        self._state.hold_extensions = extension
+        if self._state.status == PENDING:
+            workflow.upsert_search_attributes([HOLD_EXPIRES_AT.value_set(deadline)])
+        return self._snapshot()
+
+    @extend_hold.validator
+    def _validate_extend_hold(self, request: ExtendHoldInput) -> None:
+        if not MIN_HOLD_SECONDS <= request.seconds <= MAX_HOLD_SECONDS:
+            raise ApplicationError(
+                f"seconds must be between {MIN_HOLD_SECONDS} and {MAX_HOLD_SECONDS}, "
+                f"got {request.seconds}",
+                type=ValidationError.error_type,
+                non_retryable=True,
+            )
+        problem = self._extension_problem(request)
+        if problem is not None:
+            raise ApplicationError(
+                f"the hold cannot be extended: {problem}",
+                type=HoldNotExtendable.error_type,
+                non_retryable=True,
+            )
+
+    def _extension_problem(self, request: ExtendHoldInput) -> str | None:
+        status = self._state.status
+        if status != PENDING:
+            return f"the booking is {status}"
+        if self._accepted is not None:
+            return "a payment is being applied"
+        if self._cancel_requested:
+            return "the booking is being cancelled"
+        if not self._hold_open():
+            return "the hold is over"
+        if self._extending:
+            return "another extension is being applied; try again"
+        if self._state.hold_extensions >= request.max_extensions:
+            return (
+                f"it was extended {self._state.hold_extensions} time(s), the most allowed "
+                f"(BOOKING_MAX_HOLD_EXTENSIONS={request.max_extensions})"
+            )
+        expires, started = self._state.hold_expires_at, self._hold_started
+        assert expires is not None and started is not None
+        room = MAX_TOTAL_HOLD - (expires - started)
+        if timedelta(seconds=request.seconds) > room:
+            return (
+                f"a hold lasts at most 24 h in all; this one can be extended by "
+                f"{max(0, int(room.total_seconds()))} s more"
+            )
+        return None
 
     # -- cancel, hold, state ----------------------------------------------------------------
 

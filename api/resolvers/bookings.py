@@ -1,7 +1,8 @@
 """Bookings: the hold, the payment, the cancellation, their reads and live updates.
 
-- ``reserveApartment``, ``payBooking``, ``cancelBooking``: Tenants (their own bookings, in
-  their own name) or Admins (anyone's); ``createApartmentBooking`` (AppSync's): Tenants;
+- ``reserveApartment``, ``payBooking``, ``cancelBooking``, ``extendHold``: Tenants (their own
+  bookings, in their own name) or Admins (anyone's); ``createApartmentBooking`` (AppSync's):
+  Tenants;
 - ``getBooking``, the booking lists and ``onBookingStatusChanged``: a tenant sees only its own
   bookings, Admins and Caretakers all.
 
@@ -27,11 +28,19 @@ from api.types import (
     BookingsResult,
     BookingStatus,
     CreateBookingInput,
+    ExtendHoldInput,
     Pagination,
     PayBookingInput,
     ReserveApartmentInput,
 )
-from booking.contract import BookingInput, PaymentInput, booking_id_for, payment_problem
+from booking.contract import (
+    MAX_HOLD_SECONDS,
+    MIN_HOLD_SECONDS,
+    BookingInput,
+    PaymentInput,
+    booking_id_for,
+    payment_problem,
+)
 from booking.errors import BookingNotFound, Unauthorized, ValidationError
 from booking.store import reads
 from booking.store.bookings import BookingRow
@@ -184,6 +193,25 @@ class BookingMutations:
         if problem is not None:
             raise ValidationError(problem)
         await ctx(info).services.require_commands().pay(row, payment)
+        return Booking.from_row(await _row(info, row.id))
+
+    @resolver(
+        directives=[cognito(TENANTS, ADMINS)],
+        description=(
+            "Added: move the hold `seconds` later than it is now set; HoldNotExtendable "
+            "once paid, cancelled, over, or out of extensions (24 h in all at most)."
+        ),
+    )
+    async def extend_hold(self, info: Info, input: ExtendHoldInput) -> Booking:
+        principal = authorize(info, TENANTS, ADMINS)
+        row = await _row(info, str(input.booking_id))
+        may_act_as(info, principal, row.user_id)
+        if not MIN_HOLD_SECONDS <= input.seconds <= MAX_HOLD_SECONDS:
+            raise ValidationError(
+                f"seconds must be between {MIN_HOLD_SECONDS} and {MAX_HOLD_SECONDS}, "
+                f"got {input.seconds}"
+            )
+        await ctx(info).services.require_commands().extend_hold(row, input.seconds)
         return Booking.from_row(await _row(info, row.id))
 
     @resolver(

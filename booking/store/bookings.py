@@ -36,6 +36,7 @@ class BookingRow:
     idempotency_key: str | None
     created_on: datetime
     update_on: datetime
+    hold_extensions: int = 0
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> BookingRow:
@@ -63,7 +64,7 @@ class RentTerms:
 
 BOOKING_COLUMNS = """id, workflow_id, user_id, apartment_id, start_date, end_date, booking_status,
     amount_due, currency, hold_expires_at, paid_at, cancellation_reason, lease_ended_at,
-    idempotency_key, created_on, update_on"""
+    idempotency_key, created_on, update_on, hold_extensions"""
 
 
 async def bound_transaction(conn: Conn, *, lock_timeout_ms: int, statement_timeout_ms: int) -> None:
@@ -101,6 +102,14 @@ async def reserve_vacant_apartment(conn: Conn, apartment_id: str) -> RentTerms |
     if record is None:
         return None
     return RentTerms(int(record["monthly_rent"]), str(record["currency"]).strip())
+
+
+async def apartment_status_for_share(conn: Conn, apartment_id: str) -> str | None:
+    """The apartment's status, its row locked against a release until the caller commits."""
+    status: str | None = await conn.fetchval(
+        "SELECT apartment_status FROM apartments WHERE id = $1 FOR SHARE", apartment_id
+    )
+    return status
 
 
 async def apartment_status(conn: Conn, apartment_id: str) -> str | None:
@@ -207,21 +216,115 @@ async def vacate_after_lease(conn: Conn, apartment_id: str, tenant_id: str) -> b
 
 async def append_event(
     conn: Conn,
-    booking_id: str,
+    booking_id: str | None,
     from_status: str | None,
     to_status: str,
     reason: str,
     details: dict[str, Any] | None = None,
+    *,
+    waitlist_entry_id: str | None = None,
 ) -> None:
+    """One transition: a booking's, or (with ``waitlist_entry_id``) a waiting-list entry's,
+    whose statuses ``from_status`` / ``to_status`` then are (``booking_id``: its offer)."""
     await conn.execute(
-        """INSERT INTO booking_events (booking_id, from_status, to_status, reason, details)
-           VALUES ($1, $2, $3, $4, $5::jsonb)""",
+        """INSERT INTO booking_events (booking_id, from_status, to_status, reason, details,
+                                       waitlist_entry_id)
+           VALUES ($1, $2, $3, $4, $5::jsonb, $6)""",
         booking_id,
         from_status,
         to_status,
         reason,
         json.dumps(details or {}),
+        waitlist_entry_id,
     )
+
+
+async def event_details(conn: Conn, booking_id: str, reason: str) -> dict[str, Any] | None:
+    """The details of the booking's last transition for ``reason`` (what a retry finds)."""
+    raw: str | None = await conn.fetchval(
+        """SELECT details::text FROM booking_events
+            WHERE booking_id = $1 AND reason = $2 AND waitlist_entry_id IS NULL
+            ORDER BY id DESC LIMIT 1""",
+        booking_id,
+        reason,
+    )
+    if raw is None:
+        return None
+    details: dict[str, Any] = json.loads(raw)
+    return details
+
+
+async def lock_user(conn: Conn, user_id: str) -> bool:
+    """Lock the user's row for this transaction (False: no such user).
+
+    The reserve step takes it first, so that one tenant's concurrent reserves count the
+    tenant's holds one after the other.
+    """
+    found = await conn.fetchval("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
+    return found is not None
+
+
+async def pending_holds(conn: Conn, user_id: str) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM bookings WHERE user_id = $1 AND booking_status = 'PENDING'",
+        user_id,
+    )
+    return count
+
+
+async def extend_hold(conn: Conn, booking_id: str, hold_expires_at: datetime) -> bool:
+    result = await conn.execute(
+        """UPDATE bookings
+              SET hold_expires_at = $2, hold_extensions = hold_extensions + 1,
+                  update_on = now()
+            WHERE id = $1 AND booking_status = 'PENDING'""",
+        booking_id,
+        hold_expires_at,
+    )
+    return result == "UPDATE 1"
+
+
+async def lock_apartment(conn: Conn, apartment_id: str) -> RentTerms | None:
+    """Lock the apartment's row (a release takes it before it looks at the waiting list)."""
+    record = await conn.fetchrow(
+        "SELECT monthly_rent, currency FROM apartments WHERE id = $1 FOR UPDATE", apartment_id
+    )
+    if record is None:
+        return None
+    return RentTerms(int(record["monthly_rent"]), str(record["currency"]).strip())
+
+
+async def hold_for_offer(conn: Conn, apartment_id: str) -> bool:
+    """RESERVED (a released hold) or OCCUPIED (an ended lease) -> RESERVED for an offer."""
+    result = await conn.execute(
+        """UPDATE apartments
+              SET apartment_status = 'RESERVED', tenant_id = NULL, updated_on = now()
+            WHERE id = $1 AND apartment_status IN ('RESERVED', 'OCCUPIED')""",
+        apartment_id,
+    )
+    return result == "UPDATE 1"
+
+
+async def occupied_by(conn: Conn, apartment_id: str, tenant_id: str) -> bool:
+    found = await conn.fetchval(
+        """SELECT 1 FROM apartments
+            WHERE id = $1 AND apartment_status = 'OCCUPIED' AND tenant_id = $2""",
+        apartment_id,
+        tenant_id,
+    )
+    return found is not None
+
+
+async def active_holder(conn: Conn, apartment_id: str) -> str | None:
+    """The user whose hold or running lease has the apartment, if any."""
+    holder: str | None = await conn.fetchval(
+        """SELECT user_id FROM bookings
+            WHERE apartment_id = $1
+              AND (booking_status = 'PENDING'
+                   OR (booking_status = 'APPROVED' AND lease_ended_at IS NULL))""",
+        apartment_id,
+    )
+    return holder
 
 
 async def get_payment_by_reference(

@@ -15,6 +15,7 @@ import asyncpg
 
 from booking.store import Conn
 from booking.store.bookings import BOOKING_COLUMNS, BookingRow
+from booking.store.waitlist import ENTRY_COLUMNS, POSITION, WaitlistRow
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class StepFunctionRow:
     created_on: datetime
 
 
+# Qualified: the position subquery reads the same table.
+_ENTRY_COLUMNS = ", ".join(f"w.{c.strip()}" for c in ENTRY_COLUMNS.split(","))
 _USER_COLUMNS = "id, first_name, last_name, email, verified, user_type, created_on, updated_on"
 _BUILDING_COLUMNS = (
     "id, user_id, name, street_address, postal_code, city, country, "
@@ -199,3 +202,45 @@ async def buildings_page(conn: Conn, *, limit: int, after_id: str | None) -> lis
         limit,
     )
     return [_building(r) for r in rows]
+
+
+async def waitlist_entry(conn: Conn, entry_id: str) -> WaitlistRow | None:
+    row = await conn.fetchrow(
+        f"SELECT {_ENTRY_COLUMNS}, {POSITION} FROM waitlist_entries w WHERE w.id = $1", entry_id
+    )
+    return None if row is None else WaitlistRow.from_record(row)
+
+
+async def waitlist_for_apartment(
+    conn: Conn, apartment_id: str, *, user_id: str | None, limit: int
+) -> list[WaitlistRow]:
+    """An apartment's waiting list, in joining order (every status); ``user_id``'s only
+    when given."""
+    rows = await conn.fetch(
+        f"""SELECT {_ENTRY_COLUMNS}, {POSITION} FROM waitlist_entries w
+             WHERE w.apartment_id = $1 AND ($2::text IS NULL OR w.user_id = $2)
+             ORDER BY w.seq
+             LIMIT $3""",
+        apartment_id,
+        user_id,
+        limit,
+    )
+    return [WaitlistRow.from_record(r) for r in rows]
+
+
+async def waitlist_entry_for_booking(conn: Conn, booking_id: str) -> WaitlistRow | None:
+    """The entry whose offer this booking is (or was)."""
+    row = await conn.fetchrow(
+        f"""SELECT {_ENTRY_COLUMNS}, {POSITION} FROM waitlist_entries w
+             WHERE w.offered_booking_id = $1""",
+        booking_id,
+    )
+    return None if row is None else WaitlistRow.from_record(row)
+
+
+async def apartment_status(conn: Conn, apartment_id: str) -> str | None:
+    """VACANT, RESERVED or OCCUPIED; None when there is no such apartment."""
+    status: str | None = await conn.fetchval(
+        "SELECT apartment_status FROM apartments WHERE id = $1", apartment_id
+    )
+    return status

@@ -1,0 +1,117 @@
+"""SQL for the waiting lists: entries, their order, their offers.
+
+Written by workflow activities only (``activities.booking``); the API reads through
+``booking.store.reads``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import asyncpg
+
+from booking.contract import WaitlistJoin
+from booking.store import Conn
+
+ENTRY_COLUMNS = """id, workflow_id, apartment_id, user_id, start_date, end_date, status,
+    offered_booking_id, created_on, updated_on"""
+# A WAITING entry's place in its apartment's queue, counted from 1.
+POSITION = """CASE WHEN w.status = 'WAITING' THEN (
+        SELECT count(*) FROM waitlist_entries o
+         WHERE o.apartment_id = w.apartment_id AND o.status = 'WAITING' AND o.seq <= w.seq)
+    END AS position"""
+
+
+@dataclass(frozen=True)
+class WaitlistRow:
+    id: str
+    workflow_id: str
+    apartment_id: str
+    user_id: str
+    start_date: date
+    end_date: date
+    status: str
+    offered_booking_id: str | None
+    created_on: datetime
+    updated_on: datetime
+    position: int | None = None
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> WaitlistRow:
+        return cls(**dict(record))
+
+
+async def insert_entry(conn: Conn, join: WaitlistJoin, *, workflow_id: str) -> None:
+    await conn.execute(
+        """INSERT INTO waitlist_entries (id, workflow_id, apartment_id, user_id, start_date,
+                                         end_date, status)
+           VALUES ($1, $2, $3, $4, $5, $6, 'WAITING')""",
+        join.entry_id,
+        workflow_id,
+        join.apartment_id,
+        join.user_id,
+        join.start_date,
+        join.end_date,
+    )
+
+
+async def get_entry(conn: Conn, entry_id: str, *, for_update: bool = False) -> WaitlistRow | None:
+    lock = " FOR UPDATE" if for_update else ""
+    record = await conn.fetchrow(
+        f"SELECT {ENTRY_COLUMNS} FROM waitlist_entries WHERE id = $1{lock}", entry_id
+    )
+    return None if record is None else WaitlistRow.from_record(record)
+
+
+async def live_entry(conn: Conn, apartment_id: str, user_id: str) -> str | None:
+    """The tenant's WAITING or OFFERED entry for this apartment, if any."""
+    entry_id: str | None = await conn.fetchval(
+        """SELECT id FROM waitlist_entries
+            WHERE apartment_id = $1 AND user_id = $2 AND status IN ('WAITING', 'OFFERED')""",
+        apartment_id,
+        user_id,
+    )
+    return entry_id
+
+
+async def first_waiting(conn: Conn, apartment_id: str) -> WaitlistRow | None:
+    """The entry whose turn it is, locked (the caller holds the apartment's row lock)."""
+    record = await conn.fetchrow(
+        f"""SELECT {ENTRY_COLUMNS} FROM waitlist_entries
+             WHERE apartment_id = $1 AND status = 'WAITING'
+             ORDER BY seq LIMIT 1 FOR UPDATE""",
+        apartment_id,
+    )
+    return None if record is None else WaitlistRow.from_record(record)
+
+
+async def entry_offered(conn: Conn, booking_id: str) -> WaitlistRow | None:
+    """The OFFERED entry whose offer is this booking, locked."""
+    record = await conn.fetchrow(
+        f"""SELECT {ENTRY_COLUMNS} FROM waitlist_entries
+             WHERE offered_booking_id = $1 AND status = 'OFFERED' FOR UPDATE""",
+        booking_id,
+    )
+    return None if record is None else WaitlistRow.from_record(record)
+
+
+async def set_status(
+    conn: Conn,
+    entry_id: str,
+    from_status: str,
+    to_status: str,
+    *,
+    offered_booking_id: str | None = None,
+) -> bool:
+    result = await conn.execute(
+        """UPDATE waitlist_entries
+              SET status = $3, offered_booking_id = coalesce($4, offered_booking_id),
+                  updated_on = now()
+            WHERE id = $1 AND status = $2""",
+        entry_id,
+        from_status,
+        to_status,
+        offered_booking_id,
+    )
+    return result == "UPDATE 1"
