@@ -94,7 +94,7 @@ def create_worker(
 def policy_from(settings: Settings) -> BookingPolicy:
     """The rules the activities apply, from this worker's settings."""
     return BookingPolicy(
-        max_holds_per_tenant=settings.max_holds_per_tenant,
+        max_holds_per_tenant=settings.max_holds_per_tenant or None,
         waitlist_offer_seconds=settings.waitlist_offer_seconds,
     )
 

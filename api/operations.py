@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
@@ -137,28 +138,38 @@ def check_same_booking(
         raise ValidationError(IDEMPOTENCY_CONFLICT)
 
 
+@dataclass
+class Turns:
+    """Who waits for one apartment in this process, and whether a hold was placed meanwhile."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+    # Set by a reserve that placed its hold while others waited: every request waiting then
+    # overlapped that hold, so "taken" is a true answer for it without another read.
+    placed: bool = False
+
+
 class KeyedLocks:
-    """One asyncio lock per key, made on first use and dropped when nobody holds or waits."""
+    """One :class:`Turns` per key, made on first use and dropped when nobody holds or waits
+    (a request arriving after that reads the database afresh)."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._turns: dict[str, Turns] = {}
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
+    async def hold(self, key: str) -> AsyncIterator[Turns]:
+        turns = self._turns.setdefault(key, Turns())
+        turns.waiting += 1
         try:
-            async with lock:
-                yield
+            async with turns.lock:
+                yield turns
         finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+            turns.waiting -= 1
+            if turns.waiting == 0:
+                del self._turns[key]
 
     def __len__(self) -> int:
-        return len(self._locks)
+        return len(self._turns)
 
 
 class BookingCommands:
@@ -188,7 +199,11 @@ class BookingCommands:
         # Why take turns: in a rush on one apartment, the reserves behind the first find it
         # taken by a read once the first has placed its hold, instead of each starting an
         # execution that would only be refused.
-        async with self.apartment_turns.hold(booking.apartment_id):
+        async with self.apartment_turns.hold(booking.apartment_id) as turns:
+            if turns.placed:
+                raise ApartmentUnavailable(
+                    f"apartment {booking.apartment_id} was just reserved by someone else"
+                )
             status = await reader.run(reads.apartment_status, booking.apartment_id)
             if status is None:
                 raise ApartmentNotFound(f"apartment {booking.apartment_id} does not exist")
@@ -200,7 +215,9 @@ class BookingCommands:
                 raise ApartmentUnavailable(
                     f"apartment {booking.apartment_id} is {status}, not VACANT"
                 )
-            return await self._place(booking, reader)
+            placed = await self._place(booking, reader)
+            turns.placed = True
+            return placed
 
     async def _own_booking(self, booking: BookingInput, reader: Reader) -> bool:
         """Whether an earlier request with this idempotency key placed this booking."""

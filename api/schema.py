@@ -18,13 +18,13 @@ from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as aliases_validator
+from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StreamResult
 from strawberry.types.graphql import OperationType
@@ -123,10 +123,19 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     extensions: list[object] = [
         AppSyncErrors,
         OperationMetrics,
-        partial(AddValidationRules, [query_cost_rule(settings.graphql_max_cost)]),
-        partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
+        # The rule classes are made once, here: ValidationCache keys on them, and
+        # QueryDepthLimiter / MaxAliasesLimiter as extensions make new ones per request, so
+        # every request missed the cache and was validated afresh (68 % of the API's CPU in
+        # a profile of the contention scenario; BENCHMARKS.md).
+        partial(
+            AddValidationRules,
+            [
+                query_cost_rule(settings.graphql_max_cost),
+                depth_validator(MAX_DEPTH, None),
+                aliases_validator(MAX_ALIASES),
+            ],
+        ),
         partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
-        partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
         partial(ParserCache, maxsize=512),
         partial(ValidationCache, maxsize=512),
         OperationNameRequired,

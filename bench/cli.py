@@ -249,6 +249,12 @@ async def _run_stack_scenarios(
                         before, await metrics.scrape(stack.worker_metrics_urls)
                     )
                 checkpoint()
+            if "contention" in results["scenarios"] and "reserve" in results["scenarios"]:
+                results["scenarios"]["contention"]["versus_uncontended"] = (
+                    scenarios.versus_uncontended(
+                        results["scenarios"]["contention"], results["scenarios"]["reserve"]
+                    )
+                )
             results["double_booked_apartments"] = await scenarios.double_bookings(bench)
             busy1, ours1 = _machine_busy_seconds(), _our_cpu_seconds(stack.pids)
             wall = time.monotonic() - wall0

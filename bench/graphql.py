@@ -1,4 +1,9 @@
-"""A small GraphQL-over-HTTP client for the booking API, timing every call."""
+"""A small GraphQL-over-HTTP client for the booking API, timing every call.
+
+Over plain HTTP it sends through :class:`bench.http.LeanHttp` (little CPU per request, so
+that the load generator does not crowd the service it measures on a shared machine); over
+HTTPS through httpx.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from bench.http import LeanHttp, LeanHttpError
 from booking.webhook_signing import SIGNATURE_HEADER, webhook_signature
 
 RESERVE = """
@@ -50,17 +56,36 @@ class ApiClient:
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
             timeout=httpx.Timeout(120.0),
         )
+        self._lean = (
+            LeanHttp(
+                self._base,
+                {"x-api-key": api_key, "content-type": "application/json"},
+                connections=connections,
+            )
+            if LeanHttp.usable(self._base)
+            else None
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._lean is not None:
+            await self._lean.aclose()
+
+    async def _post(
+        self, path: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        if self._lean is not None:
+            return await self._lean.post(path, body, headers)
+        response = await self._http.post(path, content=body, headers=headers)
+        return response.status_code, response.content
 
     async def execute(self, query: str, variables: dict[str, Any], field: str) -> Reply:
-        body = json.dumps({"query": query, "variables": variables})
+        body = json.dumps({"query": query, "variables": variables}).encode()
         started = time.perf_counter()
         try:
-            response = await self._http.post("/graphql", content=body)
-            payload = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            status_code, content = await self._post("/graphql", body)
+            payload = json.loads(content)
+        except (httpx.HTTPError, LeanHttpError, ValueError) as exc:
             return Reply(time.perf_counter() - started, None, type(exc).__name__, str(exc), 0)
         seconds = time.perf_counter() - started
         errors = payload.get("errors") if isinstance(payload, dict) else None
@@ -71,12 +96,12 @@ class ApiClient:
                 None,
                 str(first.get("errorType") or "Unknown"),
                 str(first.get("message")),
-                response.status_code,
+                status_code,
             )
         data = (payload.get("data") or {}).get(field)
         if data is None:
-            return Reply(seconds, None, "NoData", json.dumps(payload)[:300], response.status_code)
-        return Reply(seconds, data, None, None, response.status_code)
+            return Reply(seconds, None, "NoData", json.dumps(payload)[:300], status_code)
+        return Reply(seconds, data, None, None, status_code)
 
     async def reserve(
         self, apartment_id: str, user_id: str, start: str, end: str, hold_seconds: int
@@ -125,16 +150,11 @@ class ApiClient:
         headers = {SIGNATURE_HEADER: webhook_signature(secret, body, int(time.time()))}
         started = time.perf_counter()
         try:
-            response = await self._http.post(WEBHOOK_PATH, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+            status_code, content = await self._post(WEBHOOK_PATH, body, headers)
+        except (httpx.HTTPError, LeanHttpError) as exc:
             return Reply(time.perf_counter() - started, None, type(exc).__name__, str(exc), 0)
         seconds = time.perf_counter() - started
-        if response.status_code >= 300:
-            return Reply(
-                seconds,
-                None,
-                f"HTTP{response.status_code}",
-                response.text[:300],
-                response.status_code,
-            )
-        return Reply(seconds, {"status": response.status_code}, None, None, response.status_code)
+        if status_code >= 300:
+            text = content.decode("utf-8", "replace")[:300]
+            return Reply(seconds, None, f"HTTP{status_code}", text, status_code)
+        return Reply(seconds, {"status": status_code}, None, None, status_code)

@@ -318,6 +318,18 @@ def _details(s: dict[str, Any]) -> list[str]:
             f"unexpected errors {c['unexpected_errors'] or 'none'}.",
             "",
         ]
+        v = c.get("versus_uncontended")
+        if v:
+            lines += [
+                f"Losers' p99 {_fmt(v['loser_p99_ms'])} ms = "
+                f"**{_fmt(v['loser_p99_vs_uncontended_p50'])}x** the uncontended reserve p50 "
+                f"({_fmt(v['uncontended_reserve_p50_ms'])} ms; target <= 10x: "
+                f"{'met' if v['loser_target_met'] else 'NOT met'}); workflow executions per "
+                f"rush: p50 {_fmt(_get(c, 'executions_per_rush', 'p50'))}, most "
+                f"{c.get('executions_per_rush_max')} (target <= 8: "
+                f"{'met' if v['executions_target_met'] else 'NOT met'}).",
+                "",
+            ]
         if c.get("note"):
             lines += [f"Note: {c['note']}", ""]
     if "scale" in s:

@@ -166,6 +166,8 @@ class Stack:
                 "BOOKING_JWT_SECRET": secrets.token_hex(32),
                 "BOOKING_WEBHOOK_SECRET": self.webhook_secret,
                 "BOOKING_LOG_LEVEL": opts.log_level,
+                # A few bench tenants place thousands of holds: no per-tenant limit.
+                "BOOKING_MAX_HOLDS_PER_TENANT": "0",
                 **dict(opts.extra_env),
             }
         )

@@ -68,8 +68,9 @@ class Settings(BaseSettings):
     )
     # A tenant's open holds at once (an Admin or API key reserving in the tenant's name
     # included); the next is HoldLimitReached. Enforced by the worker's reserve step.
+    # 0: no limit (the benchmark's few tenants hold thousands).
     max_holds_per_tenant: int = Field(
-        default=3, ge=1, le=1000, validation_alias="BOOKING_MAX_HOLDS_PER_TENANT"
+        default=3, ge=0, le=1000, validation_alias="BOOKING_MAX_HOLDS_PER_TENANT"
     )
     # How long the waiting list's offer (a hold in the first waiting tenant's name) lasts;
     # placed by the worker's release step.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -98,7 +99,7 @@ async def _entry_events(pool: asyncpg.Pool, entry_id: str) -> list[tuple[str | N
     return [(r["from_status"], r["to_status"], r["reason"]) for r in rows]
 
 
-async def _closed(handle: WorkflowHandle[object, WaitlistState] | Handle) -> object:
+async def _closed(handle: WorkflowHandle[Any, Any]) -> object:
     """The result of an execution that is closing by itself, without asking the test server to
     skip time for it (awaiting a result does: the offers' timers would run out meanwhile)."""
     await eventually(

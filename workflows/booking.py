@@ -5,11 +5,20 @@ One execution per booking (workflow id ``booking-<booking id>``):
 1. reserve: one activity, one transaction (apartment VACANT -> RESERVED, booking PENDING);
    reserve, confirm and release run as local activities (see ``_step``), refunds, the
    lease's end and the sweep as ordinary ones;
-2. hold: a durable timer of ``hold_seconds`` that a payment or a cancellation ends early;
+2. hold: a durable timer of ``hold_seconds`` that a payment or a cancellation ends early
+   and ``extend_hold`` moves later (an updatable timer: the run loop waits on the deadline
+   as it stands, and an extension ends that wait and starts one for the new deadline);
 3. outcome: APPROVED (apartment OCCUPIED), or CANCELLED with reason EXPIRED or
-   TENANT_CANCELLED (apartment VACANT);
+   TENANT_CANCELLED: the apartment goes to the first tenant on its waiting list (an offer:
+   a PENDING booking in that tenant's name, with an execution of its own) or is VACANT;
 4. lease: after APPROVED, a durable timer to ``end_date`` 00:00 UTC, then the apartment
-   is VACANT again and ``lease_ended_at`` is recorded.
+   is handed on the same way and ``lease_ended_at`` is recorded.
+
+Releases and lease ends run ``release_and_offer`` / ``end_lease_and_offer`` (one
+transaction: the hand-over is atomic) behind the ``waitlist-offers-on-release`` patch, then
+``hand_on_waitlist`` starts the offer's execution and tells entries how they ended; older
+executions keep their ``release_booking`` / ``end_lease``. A booking that was an offer
+(``BookingInput.waitlist_entry_id``) books its entry when paid.
 
 Who decides a payment was on time: the workflow's clock, or for a signalled payment the time
 our webhook endpoint received it (``PaymentInput.received_at``), so that a payment taken before

@@ -13,13 +13,21 @@ const Q_APARTMENTS = `query Apartments($buildingId: String!) {
   }
 }`;
 const BOOKING_FIELDS = `id apartmentId userId bookingStatus amountDue currency holdExpiresAt paidAt
-  cancellationReason workflowId`;
+  cancellationReason workflowId holdExtensions`;
 const M_RESERVE = `mutation Reserve($input: ReserveApartmentInput!) {
   reserveApartment(input: $input) { ${BOOKING_FIELDS} }
 }`;
 const M_PAY = `mutation Pay($input: PayBookingInput!) { payBooking(input: $input) { ${BOOKING_FIELDS} } }`;
 const M_CANCEL = `mutation Cancel($id: ID!) { cancelBooking(id: $id) { ${BOOKING_FIELDS} } }`;
 const Q_BOOKING = `query Booking($id: ID!) { getBooking(id: $id) { ${BOOKING_FIELDS} } }`;
+const M_EXTEND = `mutation Extend($input: ExtendHoldInput!) { extendHold(input: $input) { ${BOOKING_FIELDS} } }`;
+const ENTRY_FIELDS = `id apartmentId userId status position offeredBookingId
+  offeredBooking { ${BOOKING_FIELDS} }`;
+const M_JOIN = `mutation Join($input: JoinWaitlistInput!) { joinWaitlist(input: $input) { ${ENTRY_FIELDS} } }`;
+const M_LEAVE = `mutation Leave($id: ID!) { leaveWaitlist(id: $id) { ${ENTRY_FIELDS} } }`;
+const S_ENTRY = `subscription Entry($id: ID!) { onWaitlistEntryChanged(id: $id) { ${ENTRY_FIELDS} } }`;
+// How much one click of "extend hold" adds (the server caps how often and how long).
+const EXTEND_SECONDS = 300;
 const S_STATUS = `subscription Status($id: ID!) { onBookingStatusChanged(id: $id) { ${BOOKING_FIELDS} } }`;
 
 const MESSAGES = {
@@ -31,6 +39,8 @@ const MESSAGES = {
   BookingNotFound: "Booking not found.",
   Unauthorized: "You are not allowed to do that.",
   UnauthorizedException: "Please sign in with a valid token.",
+  HoldLimitReached: "You already hold as many apartments as allowed; pay for or cancel one first.",
+  WaitlistEntryNotFound: "That waiting-list entry no longer exists.",
 };
 
 const state = {
@@ -42,6 +52,10 @@ const state = {
   socket: null,
   countdownTimer: null,
   expiredShown: false,
+  // Set once the server refused an extension: the button stays hidden for this booking.
+  extendRefused: null,
+  entry: null,
+  entrySocket: null,
 };
 
 class GraphQLFailure extends Error {
@@ -135,6 +149,7 @@ function signOut() {
   delete $("whoami").dataset.userId;
   $("sign-out").hidden = true;
   closeSocket();
+  closeEntrySocket();
 }
 
 // ------------------------------------------------------------------ GraphQL over HTTP
@@ -249,6 +264,47 @@ function subscribe(bookingId) {
   };
 }
 
+// A second socket follows the waiting-list entry (its own lifetime: it outlives bookings).
+function closeEntrySocket() {
+  if (state.entrySocket) {
+    state.entrySocket.onclose = null;
+    state.entrySocket.close(1000);
+    state.entrySocket = null;
+  }
+}
+
+function subscribeEntry(entryId) {
+  closeEntrySocket();
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/graphql`;
+  const socket = new WebSocket(url, "graphql-transport-ws");
+  state.entrySocket = socket;
+  socket.onopen = () => {
+    socket.send(JSON.stringify({ type: "connection_init", payload: { Authorization: state.token } }));
+  };
+  socket.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "connection_ack") {
+      socket.send(JSON.stringify({
+        id: entryId, type: "subscribe",
+        payload: { query: S_ENTRY, variables: { id: entryId }, operationName: "Entry" },
+      }));
+    } else if (message.type === "ping") {
+      socket.send(JSON.stringify({ type: "pong" }));
+    } else if (message.type === "next" && message.payload && message.payload.data) {
+      const entry = message.payload.data.onWaitlistEntryChanged;
+      if (entry) applyEntry(entry);
+    }
+  };
+  socket.onclose = () => {
+    state.entrySocket = null;
+    if (state.entry && ["WAITING", "OFFERED"].includes(state.entry.status)) {
+      setTimeout(() => {
+        if (state.entry && state.entry.id === entryId && !state.entrySocket) subscribeEntry(entryId);
+      }, 1000);
+    }
+  };
+}
+
 // ------------------------------------------------------------------ catalogue
 
 async function loadBuildings() {
@@ -299,11 +355,23 @@ function renderApartments(apartments) {
     const action = document.createElement("td");
     const button = document.createElement("button");
     button.type = "button";
-    button.textContent = "Reserve";
-    button.className = "reserve";
     button.dataset.apartmentId = apartment.id;
-    button.disabled = apartment.apartmentStatus !== "VACANT" || Boolean(activeHold());
-    button.addEventListener("click", () => reserve(apartment.id));
+    if (apartment.apartmentStatus === "VACANT") {
+      button.textContent = "Reserve";
+      button.className = "reserve";
+      button.disabled = Boolean(activeHold());
+      button.addEventListener("click", () => reserve(apartment.id));
+    } else {
+      // Taken: wait for it instead; the first in line is offered it when it is released.
+      button.textContent = "Join the waiting list";
+      button.className = "join-waitlist";
+      const mine = state.entry && state.entry.apartmentId === apartment.id
+        && ["WAITING", "OFFERED"].includes(state.entry.status);
+      const holding = state.booking && state.booking.apartmentId === apartment.id
+        && ["PENDING", "APPROVED"].includes(state.booking.bookingStatus);
+      button.disabled = Boolean(mine || holding);
+      button.addEventListener("click", () => joinWaitlist(apartment.id));
+    }
     action.append(button);
     row.append(...cells, status, action);
     return row;
@@ -384,6 +452,96 @@ async function cancel() {
   }
 }
 
+async function extendHold() {
+  const booking = activeHold();
+  if (!booking) return;
+  $("extend-hold").disabled = true;
+  try {
+    const data = await mutate(M_EXTEND, { input: { bookingId: booking.id, seconds: EXTEND_SECONDS } });
+    applyBooking(data.extendHold, "extend");
+    showMessage(`Hold extended by ${EXTEND_SECONDS / 60} minutes.`, "info");
+  } catch (error) {
+    if (error instanceof GraphQLFailure && error.errorType === "HoldNotExtendable") {
+      state.extendRefused = booking.id;
+      showMessage(`This hold cannot be extended any more (${error.message}).`, "error");
+    } else {
+      showMessage(explain(error), "error");
+    }
+  } finally {
+    renderExtend();
+  }
+}
+
+function renderExtend() {
+  const booking = activeHold();
+  const button = $("extend-hold");
+  const open = booking && booking.holdExpiresAt && Date.parse(booking.holdExpiresAt) > Date.now();
+  button.hidden = !open || state.extendRefused === (booking && booking.id);
+  button.disabled = false;
+}
+
+async function joinWaitlist(apartmentId) {
+  if (!state.claims) {
+    showMessage("Sign in first.", "error");
+    return;
+  }
+  clearMessage();
+  try {
+    const data = await mutate(M_JOIN, {
+      input: {
+        apartmentId,
+        userId: state.claims.sub,
+        startDate: $("start-date").value,
+        endDate: $("end-date").value,
+      },
+    });
+    applyEntry(data.joinWaitlist);
+    subscribeEntry(data.joinWaitlist.id);
+    showMessage("You are on the waiting list; you will be offered the apartment when it is free.", "info");
+  } catch (error) {
+    showMessage(explain(error), "error");
+  } finally {
+    await loadApartments({ fresh: true }).catch(() => {});
+  }
+}
+
+async function leaveWaitlist() {
+  if (!state.entry) return;
+  try {
+    const data = await mutate(M_LEAVE, { id: state.entry.id });
+    applyEntry(data.leaveWaitlist);
+    showMessage("You left the waiting list.", "info");
+  } catch (error) {
+    showMessage(explain(error), "error");
+  } finally {
+    await loadApartments({ fresh: true }).catch(() => {});
+  }
+}
+
+function applyEntry(entry) {
+  const previous = state.entry;
+  state.entry = entry;
+  $("waitlist").hidden = false;
+  $("entry-apartment").textContent = entry.apartmentId;
+  const status = $("entry-status");
+  status.textContent = entry.status;
+  status.className = `status status-${entry.status}`;
+  status.dataset.status = entry.status;
+  $("entry-position").textContent = entry.position == null ? "\u2014" : String(entry.position);
+  $("leave-waitlist").hidden = !["WAITING", "OFFERED"].includes(entry.status);
+  const offer = entry.offeredBooking;
+  const newOffer = entry.status === "OFFERED" && offer
+    && (!previous || previous.status !== "OFFERED");
+  if (newOffer) {
+    // The offer is a hold in our name: show it as our booking, with its pay form.
+    state.expiredShown = false;
+    applyBooking(offer, "offer");
+    subscribe(offer.id);
+    showMessage("Good news: the apartment is offered to you. Pay before the offer runs out.", "success");
+  }
+  if (!["WAITING", "OFFERED"].includes(entry.status)) closeEntrySocket();
+}
+
 async function refreshBooking() {
   if (!state.booking) return;
   const data = await query(Q_BOOKING, { id: state.booking.id }, { fresh: true });
@@ -406,6 +564,8 @@ function applyBooking(booking, source) {
   $("pay-form").hidden = !pending;
   $("pay").disabled = !pending;
   $("cancel").hidden = !(pending || current.bookingStatus === "APPROVED");
+  $("booking-extensions").textContent = String(current.holdExtensions || 0);
+  renderExtend();
   startCountdown();
   const changed = !previous || previous.id !== current.id
     || previous.bookingStatus !== current.bookingStatus;
@@ -455,6 +615,7 @@ function startCountdown() {
       // brings the final status. Say so now rather than after the round trip.
       out.textContent = "expired";
       $("pay").disabled = true;
+      $("extend-hold").hidden = true;
       announceExpiry();
       clearInterval(state.countdownTimer);
       setTimeout(() => { refreshBooking().catch(() => {}); }, 1500);
@@ -521,6 +682,8 @@ function init() {
   });
   $("pay-form").addEventListener("submit", pay);
   $("cancel").addEventListener("click", cancel);
+  $("extend-hold").addEventListener("click", extendHold);
+  $("leave-waitlist").addEventListener("click", leaveWaitlist);
   // Availability changes under us; a cached copy is fine for up to max-age.
   setInterval(() => {
     if (document.visibilityState === "visible") loadApartments().catch(() => {});

@@ -5,7 +5,7 @@ never interfere through data and can be selected one by one. Latencies are wall-
 seen by the client, in milliseconds. ``harness`` holds what they share.
 """
 
-from bench.scenarios.contention import contention
+from bench.scenarios.contention import contention, versus_uncontended
 from bench.scenarios.harness import QUICK, Bench, BenchFailure, Sizes
 from bench.scenarios.integrity import double_bookings
 from bench.scenarios.payment import payment
@@ -25,4 +25,5 @@ __all__ = [
     "scale",
     "start_hold",
     "throughput",
+    "versus_uncontended",
 ]

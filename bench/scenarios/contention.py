@@ -61,6 +61,7 @@ async def contention(b: Bench) -> dict[str, Any]:
     counter.finish()
     async with b.pool.acquire() as conn:
         rows = await store.bookings_per_apartment(conn, apartments)
+    executions = await _executions_per_rush(b, apartments)
     return {
         "rounds": rounds,
         "clients": clients,
@@ -71,5 +72,42 @@ async def contention(b: Bench) -> dict[str, Any]:
         "loser_latency_ms": summarize(loser_latencies),
         "winner_latency_ms": summarize(winner_latencies),
         "unexpected_errors": dict(unexpected),
+        # Workflow executions each rush left in Temporal (the winner's, and any loser's that
+        # reached a workflow before the hold was visible): issue 14's target is at most 8.
+        "executions_per_rush": summarize([float(n) for n in executions]),
+        "executions_per_rush_max": max(executions, default=0),
         "cpu_cores_used": cpu.cores_used(),
     }
+
+
+def versus_uncontended(contended: dict[str, Any], reserve: dict[str, Any]) -> dict[str, Any]:
+    """Issue 14's targets, from one run: the losers' p99 against an uncontended reserve's
+    p50 (at most 10x), and the executions per rush (at most 8)."""
+    p50 = (reserve.get("latency_ms") or {}).get("p50")
+    p99 = (contended.get("loser_latency_ms") or {}).get("p99")
+    ratio = round(p99 / p50, 2) if p50 and p99 is not None else None
+    return {
+        "uncontended_reserve_p50_ms": p50,
+        "loser_p99_ms": p99,
+        "loser_p99_vs_uncontended_p50": ratio,
+        "loser_target_met": ratio is not None and ratio <= 10,
+        "executions_target_met": contended.get("executions_per_rush_max", 99) <= 8,
+    }
+
+
+async def _executions_per_rush(b: Bench, apartments: list[str]) -> list[int]:
+    """Count each apartment's executions through Temporal's visibility (which lags its
+    writes a little: asked until two readings agree)."""
+    client = b.stack.temporal
+    counts: list[int] = []
+    for apartment in apartments:
+        query = f'ApartmentId = "{apartment}"'
+        previous = -1
+        for _ in range(20):
+            current = (await client.count_workflows(query)).count
+            if current == previous and current > 0:
+                break
+            previous = current
+            await asyncio.sleep(0.25)
+        counts.append(current)
+    return counts

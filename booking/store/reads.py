@@ -15,7 +15,7 @@ import asyncpg
 
 from booking.store import Conn
 from booking.store.bookings import BOOKING_COLUMNS, BookingRow
-from booking.store.waitlist import ENTRY_COLUMNS, POSITION, WaitlistRow
+from booking.store.waitlist import POSITION, W_ENTRY_COLUMNS, WaitlistRow
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,6 @@ class StepFunctionRow:
 
 
 # Qualified: the position subquery reads the same table.
-_ENTRY_COLUMNS = ", ".join(f"w.{c.strip()}" for c in ENTRY_COLUMNS.split(","))
 _USER_COLUMNS = "id, first_name, last_name, email, verified, user_type, created_on, updated_on"
 _BUILDING_COLUMNS = (
     "id, user_id, name, street_address, postal_code, city, country, "
@@ -206,7 +205,7 @@ async def buildings_page(conn: Conn, *, limit: int, after_id: str | None) -> lis
 
 async def waitlist_entry(conn: Conn, entry_id: str) -> WaitlistRow | None:
     row = await conn.fetchrow(
-        f"SELECT {_ENTRY_COLUMNS}, {POSITION} FROM waitlist_entries w WHERE w.id = $1", entry_id
+        f"SELECT {W_ENTRY_COLUMNS}, {POSITION} FROM waitlist_entries w WHERE w.id = $1", entry_id
     )
     return None if row is None else WaitlistRow.from_record(row)
 
@@ -217,7 +216,7 @@ async def waitlist_for_apartment(
     """An apartment's waiting list, in joining order (every status); ``user_id``'s only
     when given."""
     rows = await conn.fetch(
-        f"""SELECT {_ENTRY_COLUMNS}, {POSITION} FROM waitlist_entries w
+        f"""SELECT {W_ENTRY_COLUMNS}, {POSITION} FROM waitlist_entries w
              WHERE w.apartment_id = $1 AND ($2::text IS NULL OR w.user_id = $2)
              ORDER BY w.seq
              LIMIT $3""",
@@ -231,7 +230,7 @@ async def waitlist_for_apartment(
 async def waitlist_entry_for_booking(conn: Conn, booking_id: str) -> WaitlistRow | None:
     """The entry whose offer this booking is (or was)."""
     row = await conn.fetchrow(
-        f"""SELECT {_ENTRY_COLUMNS}, {POSITION} FROM waitlist_entries w
+        f"""SELECT {W_ENTRY_COLUMNS}, {POSITION} FROM waitlist_entries w
              WHERE w.offered_booking_id = $1""",
         booking_id,
     )

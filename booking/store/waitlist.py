@@ -16,6 +16,9 @@ from booking.store import Conn
 
 ENTRY_COLUMNS = """id, workflow_id, apartment_id, user_id, start_date, end_date, status,
     offered_booking_id, created_on, updated_on"""
+# The same, qualified for queries that name the table ``w`` (a literal: SQL is never built).
+W_ENTRY_COLUMNS = """w.id, w.workflow_id, w.apartment_id, w.user_id, w.start_date, w.end_date,
+    w.status, w.offered_booking_id, w.created_on, w.updated_on"""
 # A WAITING entry's place in its apartment's queue, counted from 1.
 POSITION = """CASE WHEN w.status = 'WAITING' THEN (
         SELECT count(*) FROM waitlist_entries o
