@@ -144,9 +144,10 @@ class Turns:
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0
-    # Set by a reserve that placed its hold while others waited: every request waiting then
-    # overlapped that hold, so "taken" is a true answer for it without another read.
-    placed: bool = False
+    # The booking a reserve placed while others waited: every request waiting then overlapped
+    # that hold, so "taken" is a true answer for it without another read (unless it is that
+    # same booking, asked again with its idempotency key).
+    placed_by: str | None = None
 
 
 class KeyedLocks:
@@ -200,7 +201,10 @@ class BookingCommands:
         # taken by a read once the first has placed its hold, instead of each starting an
         # execution that would only be refused.
         async with self.apartment_turns.hold(booking.apartment_id) as turns:
-            if turns.placed:
+            if turns.placed_by is not None:
+                if turns.placed_by == booking.booking_id:
+                    # The same idempotency key, sent again while its first request placed it.
+                    return await self._place(booking, reader)
                 raise ApartmentUnavailable(
                     f"apartment {booking.apartment_id} was just reserved by someone else"
                 )
@@ -216,7 +220,7 @@ class BookingCommands:
                     f"apartment {booking.apartment_id} is {status}, not VACANT"
                 )
             placed = await self._place(booking, reader)
-            turns.placed = True
+            turns.placed_by = placed
             return placed
 
     async def _own_booking(self, booking: BookingInput, reader: Reader) -> bool:

@@ -352,8 +352,9 @@ class _Connection:
             on_subscribed=acknowledge,
         )
         # A credential of its own (the start's) that expires ends this subscription then; the
-        # connection's own credential closes the whole connection (close_when_expired).
-        expires = principal.expires_at if principal is not self.principal else None
+        # connection's own credential (also when the start repeats it, as Amplify's does)
+        # closes the whole connection (close_when_expired), and only that.
+        expires = principal.expires_at if principal != self.principal else None
         deadline = asyncio.timeout(seconds_until(expires) if expires is not None else None)
         try:
             async with deadline:

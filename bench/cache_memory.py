@@ -83,7 +83,12 @@ async def measure(holds: int, *, unsandboxed: bool, root: Path) -> dict[str, Any
         if unsandboxed:
             options["workflow_runner"] = UnsandboxedWorkflowRunner()
         worker = booking_worker.create_worker(
-            client, pool, Settings(), task_queue=TASK_QUEUE, **options
+            # One probe tenant holds every apartment: no per-tenant hold limit.
+            client,
+            pool,
+            Settings.model_validate({"BOOKING_MAX_HOLDS_PER_TENANT": 0}),
+            task_queue=TASK_QUEUE,
+            **options,
         )
         start = date.today() + timedelta(days=30)
         ids = iter(apartments)

@@ -14,12 +14,23 @@ def connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0") else host
 
 
+# Ports this process handed out: the kernel may offer a port again once its probe socket is
+# closed, before the server it was meant for has bound it (seen: Temporal given the port
+# just handed to Postgres, "address already in use").
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port nothing listens on now (the kernel's choice), never one handed out before
+    by this process."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port: int = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise OSError("no free TCP port that was not handed out already")
 
 
 def port_free(host: str, port: int) -> bool:

@@ -255,10 +255,23 @@ async def test_a_spent_idempotency_key_is_refused_after_its_execution_closed(adm
     tenant = await create_user(admin)
     _, apartment = await create_apartment(admin)
     key = f"key-{uuid.uuid4()}"
-    # The first request places no hold (no such apartment); its execution closes at once.
+    # A request the API refuses from a read starts no execution and spends no key.
     body = await admin(RESERVE, reserve_input(f"missing-{apartment}", tenant, idempotencyKey=key))
     assert error_types(body) == ["ApartmentNotFound"]
+    # The tenant at the hold limit: the workflow refuses this one; its execution closes.
+    held = []
+    for _ in range(3):
+        _, other = await create_apartment(admin)
+        held.append(
+            (await admin(RESERVE, reserve_input(other, tenant)))["data"]["reserveApartment"]
+        )
+    body = await admin(RESERVE, reserve_input(apartment, tenant, idempotencyKey=key))
+    assert error_types(body) == ["HoldLimitReached"]
+    await admin(CANCEL, {"id": held[0]["id"]})
+    # The key is spent: the same key again is refused, even with a slot free now.
     body = await admin(RESERVE, reserve_input(apartment, tenant, idempotencyKey=key))
     assert error_types(body) == ["ValidationError"]
     assert "idempotencyKey" in body["errors"][0]["message"]
     assert await _status(admin, apartment) == "VACANT"
+    for booking in held[1:]:
+        await admin(CANCEL, {"id": booking["id"]})

@@ -195,5 +195,7 @@ async def test_apartment_just_taken_is_explained(stack: E2EStack, page: Page) ->
     await expect(message).to_have_attribute("data-kind", "error")
     await expect(page.get_by_test_id("booking")).to_be_hidden()
     await expect(apartment).to_have_attribute("data-status", "RESERVED", timeout=TIMEOUT_MS)
-    await expect(apartment.get_by_role("button", name="Reserve")).to_be_disabled()
+    # A taken apartment cannot be reserved; it can be waited for.
+    await expect(apartment.get_by_role("button", name="Reserve")).to_have_count(0)
+    await expect(apartment.get_by_role("button", name="Join the waiting list")).to_be_enabled()
     await shot(page, "7-just-taken")
