@@ -86,6 +86,34 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
                 _at_least(ratio, 0.8),
             )
         )
+    cpu = _get(s, "throughput", "cpu_ms_per_booking")
+    if cpu:
+        targets += [
+            Target(
+                "cpu_per_booking_ratio",
+                "CPU per completed booking vs floor",
+                "<= 1.25x",
+                cpu.get("ratio"),
+                "x",
+                _at_most(cpu.get("ratio"), 1.25),
+            ),
+            Target(
+                "api_cpu_per_request",
+                "API CPU per GraphQL request",
+                "<= 2 ms",
+                cpu.get("api_per_request"),
+                "ms",
+                _at_most(cpu.get("api_per_request"), 2),
+            ),
+            Target(
+                "worker_cpu_per_booking",
+                "worker CPU per booking",
+                "<= 9 ms",
+                cpu.get("worker"),
+                "ms",
+                _at_most(cpu.get("worker"), 9),
+            ),
+        ]
     doubles = results.get("double_booked_apartments")
     if "contention" in s or doubles is not None:
         rounds = _get(s, "contention", "rounds")
@@ -301,6 +329,20 @@ def _details(s: dict[str, Any]) -> list[str]:
                 f"{_fmt(_get(r, 'latency_ms', 'p99'))} | {sum(r['errors'].values())} | "
                 f"{_cpu(r.get('cpu_cores_used'))} |"
             )
+        cpu = t.get("cpu_ms_per_booking")
+        if cpu:
+            ours = t["bookings"].get("cpu_ms_per_completed", {})
+            floor = t["floor"].get("cpu_ms_per_completed", {})
+            per = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(ours.items()))
+            per_floor = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(floor.items()))
+            lines += [
+                "",
+                f"CPU ms per completed booking: service {_fmt(cpu['service'])} "
+                f"({per}; `bench` is the load generator, not counted) against the floor's "
+                f"{_fmt(cpu['floor'])} ({per_floor}; its client counted, as its API): "
+                f"**{_fmt(cpu['ratio'])}x**; API {_fmt(cpu['api_per_request'])} ms per GraphQL "
+                "request.",
+            ]
         lines += [
             "",
             f"Ratio bookings / floor: **{_fmt(t['ratio'])}x** "

@@ -228,6 +228,9 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
         "reserve_p99",
         "payment_p50",
         "throughput_ratio",
+        "cpu_per_booking_ratio",
+        "api_cpu_per_request",
+        "worker_cpu_per_booking",
         "double_bookings",
         "scale_open",
         "scale_expired",
@@ -238,6 +241,12 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     assert targets["scale_expired"]["met"] is True
     assert targets["scale_open"]["measured"] == s["scale"]["open_after_placing"]
     assert targets["reserve_p50"]["measured"] == s["reserve"]["latency_ms"]["p50"]
+    # CPU per booking: every process of the service, and the floor's, measured (not zero).
+    cpu = s["throughput"]["cpu_ms_per_booking"]
+    assert cpu["service"] > 0 and cpu["floor"] > 0
+    assert cpu["ratio"] == targets["cpu_per_booking_ratio"]["measured"]
+    assert s["throughput"]["bookings"]["cpu_ms_per_completed"]["api"] > 0
+    assert "CPU ms per completed booking" in out_md.read_text()
 
     markdown = out_md.read_text()
     assert "## Results against the targets" in markdown

@@ -147,14 +147,26 @@ class CpuMeter:
                 found[name] = value
         return found
 
-    def cores_used(self) -> dict[str, float]:
+    def usage(self) -> dict[str, float]:
+        """Cores each process used since the meter started (unrounded)."""
         wall = time.monotonic() - self._start
         now = self._read()
         return {
-            name: round((now[name] - self._cpu[name]) / wall, 2)
+            name: (now[name] - self._cpu[name]) / wall
             for name in now
             if name in self._cpu and wall > 0
         }
+
+    def cores_used(self) -> dict[str, float]:
+        return {name: round(cores, 2) for name, cores in self.usage().items()}
+
+
+def cpu_ms_per(usage: dict[str, float], rate: float) -> dict[str, float]:
+    """CPU milliseconds per item, per process, for work done at ``rate`` items per second
+    while the processes used ``usage`` cores (the warm-up included: the same rate)."""
+    if rate <= 0:
+        return {}
+    return {name: round(cores / rate * 1000, 2) for name, cores in usage.items()}
 
 
 async def run_concurrently(count: int, clients: int, job: Callable[[int], Awaitable[None]]) -> None:

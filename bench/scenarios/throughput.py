@@ -19,6 +19,7 @@ from bench.scenarios.harness import (
     Bench,
     BenchFailure,
     CpuMeter,
+    cpu_ms_per,
     ms,
 )
 from bench.stats import summarize
@@ -120,7 +121,9 @@ async def _floor(b: Bench, protocol: str, clients: int) -> dict[str, Any]:
         *(loop() for _ in range(clients)),
     )
     result = window.result(clients)
-    result["cpu_cores_used"] = cpu.cores_used()
+    usage = cpu.usage()
+    result["cpu_cores_used"] = {k: round(v, 2) for k, v in usage.items()}
+    result["cpu_ms_per_completed"] = cpu_ms_per(usage, result["per_second"])
     return result
 
 
@@ -164,7 +167,11 @@ async def _bookings(b: Bench, clients: int) -> dict[str, Any]:
         *(loop() for _ in range(clients)),
     )
     result = window.result(clients)
-    result["cpu_cores_used"] = cpu.cores_used()
+    usage = cpu.usage()
+    result["cpu_cores_used"] = {k: round(v, 2) for k, v in usage.items()}
+    result["cpu_ms_per_completed"] = cpu_ms_per(usage, result["per_second"])
+    # Two GraphQL requests per booking (reserve, pay).
+    result["api_cpu_ms_per_request"] = round(result["cpu_ms_per_completed"].get("api", 0) / 2, 2)
     result["worker_metrics"] = metrics.summarize(
         before, await metrics.scrape(b.stack.worker_metrics_urls)
     )
@@ -179,12 +186,28 @@ async def throughput(b: Bench) -> dict[str, Any]:
     floor_update = await _floor(b, "update", clients)
     bookings = await _bookings(b, clients)
     floor_rate = floor_signal["per_second"]
+    ours = bookings["cpu_ms_per_completed"]
+    floor = floor_signal["cpu_ms_per_completed"]
+    # The service: every process but the load generator. The floor's service is the server,
+    # its worker and the Temporal client driving it (the floor's stand-in for our API).
+    ours_total = round(sum(v for k, v in ours.items() if k != "bench"), 2)
+    floor_total = round(
+        sum(v for k, v in floor.items() if k in ("temporal", "floor_worker", "bench")), 2
+    )
     return {
         "clients": clients,
         "bookings": bookings,
         "floor": floor_signal,
         "floor_update_protocol": floor_update,
         "ratio": round(bookings["per_second"] / floor_rate, 3) if floor_rate else None,
+        "cpu_ms_per_booking": {
+            "service": ours_total,
+            "floor": floor_total,
+            "ratio": round(ours_total / floor_total, 2) if floor_total else None,
+            "worker": ours.get("worker"),
+            "api_per_request": bookings["api_cpu_ms_per_request"],
+            "load_generator": ours.get("bench"),
+        },
         "ratio_vs_update_protocol": (
             round(bookings["per_second"] / floor_update["per_second"], 3)
             if floor_update["per_second"]
