@@ -399,12 +399,12 @@ class BookingActivities:
                             BookingNotCancellable.error_type,
                         )
                     # The apartment first: a join waits for this transaction, or is seen by it.
-                    await store.lock_apartment(conn, booking.apartment_id)
+                    terms = await store.lock_apartment(conn, booking.apartment_id)
                     await store.cancel_booking(conn, booking.id, request.reason)
                     settled = LEFT if request.reason == TENANT_CANCELLED else LAPSED
                     entry = await _settle_entry(conn, booking.id, settled, request.reason)
                     at = request.released_at or datetime.now(UTC)
-                    offer, lapsed = await self._offer_next(conn, booking.apartment_id, at)
+                    offer, lapsed = await self._offer_next(conn, booking.apartment_id, terms, at)
                     if offer is None:
                         await store.release_reserved_apartment(conn, booking.apartment_id)
                     outcome = ReleaseOutcome(
@@ -426,20 +426,10 @@ class BookingActivities:
         async with self._connection() as conn:
             with permanent_db_errors("lease end not recorded"):
                 async with self._transaction(conn):
-                    booking = await store.get_booking(conn, request.booking_id, for_update=True)
+                    booking = await _lease_to_end(conn, request.booking_id)
                     if booking is None:
-                        raise _permanent(
-                            f"booking {request.booking_id} does not exist",
-                            BookingNotFound.error_type,
-                        )
-                    if booking.lease_ended_at is not None:
-                        return await _earlier_outcome(conn, booking.id, "LEASE_ENDED")
-                    if booking.booking_status != APPROVED:
-                        raise _permanent(
-                            f"booking is {booking.booking_status}, not APPROVED",
-                            ValidationError.error_type,
-                        )
-                    await store.lock_apartment(conn, booking.apartment_id)
+                        return await _earlier_outcome(conn, request.booking_id, "LEASE_ENDED")
+                    terms = await store.lock_apartment(conn, booking.apartment_id)
                     await store.end_lease(conn, booking.id, request.ended_at)
                     offer: Offer | None = None
                     lapsed: list[str] = []
@@ -447,7 +437,7 @@ class BookingActivities:
                     # let it to someone else meanwhile).
                     if await store.occupied_by(conn, booking.apartment_id, booking.user_id):
                         offer, lapsed = await self._offer_next(
-                            conn, booking.apartment_id, request.ended_at
+                            conn, booking.apartment_id, terms, request.ended_at
                         )
                     if offer is None:
                         await store.vacate_after_lease(conn, booking.apartment_id, booking.user_id)
@@ -463,10 +453,15 @@ class BookingActivities:
         return outcome
 
     async def _offer_next(
-        self, conn: PoolConnectionProxy[asyncpg.Record], apartment_id: str, now: datetime
+        self,
+        conn: PoolConnectionProxy[asyncpg.Record],
+        apartment_id: str,
+        terms: store.RentTerms | None,
+        now: datetime,
     ) -> tuple[Offer | None, list[str]]:
-        """Offer the apartment (whose row the caller has locked) to the first waiting tenant,
-        its hold timed from ``now`` (the workflow's clock, which the hold's timer runs on).
+        """Offer the apartment (whose row the caller has locked, reading its ``terms``) to the
+        first waiting tenant, its hold timed from ``now`` (the workflow's clock, which the
+        hold's timer runs on).
 
         An entry whose stay has already begun can no longer be booked: it lapses (its id is
         returned with the offer, for its workflow to be told), and the next one is asked.
@@ -483,8 +478,7 @@ class BookingActivities:
                 )
                 lapsed.append(entry.id)
                 continue
-            terms = await store.lock_apartment(conn, apartment_id)
-            assert terms is not None  # locked by the caller
+            assert terms is not None  # the apartment of a booking exists (a foreign key)
             seconds = self._policy.waitlist_offer_seconds
             booking = BookingInput(
                 booking_id=offer_booking_id_for(entry.id),
@@ -719,19 +713,9 @@ class BookingActivities:
         async with self._connection() as conn:
             with permanent_db_errors("lease end not recorded"):
                 async with self._transaction(conn):
-                    booking = await store.get_booking(conn, request.booking_id, for_update=True)
+                    booking = await _lease_to_end(conn, request.booking_id)
                     if booking is None:
-                        raise _permanent(
-                            f"booking {request.booking_id} does not exist",
-                            BookingNotFound.error_type,
-                        )
-                    if booking.lease_ended_at is not None:
                         return  # an earlier attempt committed
-                    if booking.booking_status != APPROVED:
-                        raise _permanent(
-                            f"booking is {booking.booking_status}, not APPROVED",
-                            ValidationError.error_type,
-                        )
                     await store.end_lease(conn, booking.id, request.ended_at)
                     await store.vacate_after_lease(conn, booking.apartment_id, booking.user_id)
                     await store.append_event(conn, booking.id, APPROVED, APPROVED, "LEASE_ENDED")
@@ -768,6 +752,23 @@ def _existing_reservation(existing: store.BookingRow, request: ReserveRequest) -
         "a new booking needs a new idempotency key",
         ValidationError.error_type,
     )
+
+
+async def _lease_to_end(
+    conn: PoolConnectionProxy[asyncpg.Record], booking_id: str
+) -> store.BookingRow | None:
+    """The APPROVED booking whose lease is to end, its row locked; None: it has ended already
+    (an earlier attempt committed)."""
+    booking = await store.get_booking(conn, booking_id, for_update=True)
+    if booking is None:
+        raise _permanent(f"booking {booking_id} does not exist", BookingNotFound.error_type)
+    if booking.lease_ended_at is not None:
+        return None
+    if booking.booking_status != APPROVED:
+        raise _permanent(
+            f"booking is {booking.booking_status}, not APPROVED", ValidationError.error_type
+        )
+    return booking
 
 
 async def _settle_entry(

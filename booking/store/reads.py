@@ -15,6 +15,7 @@ import asyncpg
 
 from booking.store import Conn
 from booking.store.bookings import BOOKING_COLUMNS, BookingRow
+from booking.store.bookings import apartment_status as apartment_status  # the API's "taken"
 from booking.store.waitlist import POSITION, W_ENTRY_COLUMNS, WaitlistRow
 
 
@@ -235,11 +236,3 @@ async def waitlist_entry_for_booking(conn: Conn, booking_id: str) -> WaitlistRow
         booking_id,
     )
     return None if row is None else WaitlistRow.from_record(row)
-
-
-async def apartment_status(conn: Conn, apartment_id: str) -> str | None:
-    """VACANT, RESERVED or OCCUPIED; None when there is no such apartment."""
-    status: str | None = await conn.fetchval(
-        "SELECT apartment_status FROM apartments WHERE id = $1", apartment_id
-    )
-    return status
