@@ -30,13 +30,27 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import asyncpg
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent, MarkerRecordedEventAttributes
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle, WorkflowHistory
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from booking.contract import BookingInput, BookingState, start_search_attributes, workflow_id_for
+from booking.contract import (
+    BookingInput,
+    BookingState,
+    PaymentInput,
+    start_search_attributes,
+    workflow_id_for,
+)
 from booking.converter import DATA_CONVERTER
 from workflows.booking import ApartmentBookingWorkflow
 
@@ -234,6 +248,28 @@ async def start_and_hold(
     handle = await start_booking(client, input, task_queue)
     state = await handle.execute_update(ApartmentBookingWorkflow.wait_for_hold)
     return handle, state
+
+
+def payment_for(state: BookingState, **overrides: object) -> PaymentInput:
+    """A payment of exactly what the held booking owes, under a fresh reference."""
+    if "amount" not in overrides and "currency" not in overrides:
+        assert state.amount_due is not None and state.currency is not None, state
+    fields: dict[str, object] = {
+        "amount": state.amount_due,
+        "currency": state.currency,
+        "payment_reference": f"pay-{uuid.uuid4()}",
+    }
+    fields.update(overrides)
+    return PaymentInput(**fields)  # type: ignore[arg-type]
+
+
+async def update_refusal(call: Awaitable[object]) -> ApplicationError:
+    """The domain error a workflow update was refused with."""
+    with pytest.raises(WorkflowUpdateFailedError) as failure:
+        await call
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    return cause
 
 
 async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:

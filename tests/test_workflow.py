@@ -17,10 +17,8 @@ from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowHandle,
-    WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from booking.contract import (
@@ -38,31 +36,15 @@ from tests.helpers import (
     events,
     eventually,
     make_rental,
+    payment_for,
     record_history,
     reserve_with_start,
     start_and_hold,
+    update_refusal,
 )
 from workflows.booking import ApartmentBookingWorkflow
 
 Handle = WorkflowHandle[ApartmentBookingWorkflow, BookingState]
-
-
-def _payment(state: BookingState, **overrides: object) -> PaymentInput:
-    fields: dict[str, object] = {
-        "amount": state.amount_due,
-        "currency": state.currency,
-        "payment_reference": f"pay-{uuid.uuid4()}",
-    }
-    fields.update(overrides)
-    return PaymentInput(**fields)  # type: ignore[arg-type]
-
-
-async def _update_error(call: object) -> ApplicationError:
-    with pytest.raises(WorkflowUpdateFailedError) as failure:
-        await call  # type: ignore[misc]
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError)
-    return cause
 
 
 async def _refunds(pool: asyncpg.Pool, booking_id: str) -> list[tuple[str, str, str | None]]:
@@ -92,7 +74,7 @@ async def test_paid_then_lease_ends_a_year_later(
     assert row["workflow_id"] == workflow_id_for(data.booking_id)
     assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "RESERVED"
 
-    payment = _payment(held)
+    payment = payment_for(held)
     paid = await handle.execute_update(ApartmentBookingWorkflow.pay, payment)
     assert paid.status == "APPROVED" and paid.paid_at is not None
     assert paid.paid_at < held.hold_expires_at
@@ -134,7 +116,7 @@ async def test_search_attributes_follow_the_status(
     assert attrs.get(APARTMENT_ID) == rental.apartment_id
     assert attrs.get(TENANT_ID) == rental.user_id
     assert attrs.get(HOLD_EXPIRES_AT) == held.hold_expires_at
-    await handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held))
+    await handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
     attrs = (await handle.describe()).typed_search_attributes
     assert attrs.get(BOOKING_STATUS) == "APPROVED"
     await handle.terminate("test done")
@@ -151,7 +133,9 @@ async def test_expires_exactly_at_the_deadline(
 
     # Skip to the very instant the hold ends: a payment now is too late.
     await env.sleep(held.hold_expires_at - await env.get_current_time())
-    error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held)))
+    error = await update_refusal(
+        handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
+    )
     assert error.type == "BookingExpired"
 
     final = await handle.result()
@@ -179,7 +163,7 @@ async def test_payment_one_second_before_the_deadline_is_on_time(
     handle, held = await start_and_hold(client, data, task_queue)
     assert held.hold_expires_at is not None
     await env.sleep(held.hold_expires_at - await env.get_current_time() - timedelta(seconds=1))
-    paid = await handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held))
+    paid = await handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
     assert paid.status == "APPROVED"
     # The hold timer has passed by now; the booking stays paid.
     await env.sleep(timedelta(seconds=5))
@@ -203,7 +187,9 @@ async def test_tenant_cancels_during_the_hold(
     # A repeated cancel answers the same; a payment now is refused.
     again = await handle.execute_update(ApartmentBookingWorkflow.cancel)
     assert again == cancelled
-    error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held)))
+    error = await update_refusal(
+        handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
+    )
     assert error.type == "PaymentRejected"
 
     apartment = await apartment_row(pool, rental.apartment_id)
@@ -223,8 +209,8 @@ async def test_paid_booking_cannot_be_cancelled(
 ) -> None:
     rental = await make_rental(pool)
     handle, held = await start_and_hold(client, await booking_input(env, rental), task_queue)
-    await handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held))
-    error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.cancel))
+    await handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
+    error = await update_refusal(handle.execute_update(ApartmentBookingWorkflow.cancel))
     assert error.type == "BookingNotCancellable"
     await handle.terminate("test done")
 
@@ -237,7 +223,7 @@ async def test_late_payment_is_recorded_and_refunded(
     data = await booking_input(env, rental, hold_seconds=60)
     handle, held = await start_and_hold(client, data, task_queue)
     await env.sleep(timedelta(seconds=120))
-    late = _payment(held)
+    late = payment_for(held)
     await handle.signal(ApartmentBookingWorkflow.payment_received, late)
     final = await handle.result()  # after the refund window
     assert (final.status, final.cancellation_reason) == ("CANCELLED", "EXPIRED")
@@ -256,17 +242,19 @@ async def test_duplicate_payments(
     rental = await make_rental(pool)
     data = await booking_input(env, rental, lease_days=30)
     handle, held = await start_and_hold(client, data, task_queue)
-    payment = _payment(held)
+    payment = payment_for(held)
     first = await handle.execute_update(ApartmentBookingWorkflow.pay, payment)
     # The same reference again, by update or by signal: nothing changes.
     again = await handle.execute_update(ApartmentBookingWorkflow.pay, payment)
     assert again == first
     await handle.signal(ApartmentBookingWorkflow.payment_received, payment)
     # A second, different payment once paid is refunded; a paying update is refused.
-    extra = _payment(held)
+    extra = payment_for(held)
     await handle.signal(ApartmentBookingWorkflow.payment_received, extra)
     await handle.signal(ApartmentBookingWorkflow.payment_received, extra)
-    error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held)))
+    error = await update_refusal(
+        handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
+    )
     assert error.type == "PaymentRejected"
 
     final = await handle.result()
@@ -286,19 +274,19 @@ async def test_wrong_amount_or_currency(
     data = await booking_input(env, rental, lease_days=30)
     handle, held = await start_and_hold(client, data, task_queue)
 
-    for wrong in (_payment(held, amount=98_00), _payment(held, currency="USD")):
-        error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.pay, wrong))
+    for wrong in (payment_for(held, amount=98_00), payment_for(held, currency="USD")):
+        error = await update_refusal(handle.execute_update(ApartmentBookingWorkflow.pay, wrong))
         assert error.type == "PaymentRejected"
     state = await handle.query(ApartmentBookingWorkflow.state)
     assert state.status == "PENDING"
     assert await _refunds(pool, data.booking_id) == []  # refused updates took no money
 
     # Money that came in by webhook with the wrong amount or currency is refunded.
-    short = _payment(held, amount=1)
-    dollars = _payment(held, currency="USD")
+    short = payment_for(held, amount=1)
+    dollars = payment_for(held, currency="USD")
     await handle.signal(ApartmentBookingWorkflow.payment_received, short)
     await handle.signal(ApartmentBookingWorkflow.payment_received, dollars)
-    right = _payment(held)
+    right = payment_for(held)
     paid = await handle.execute_update(ApartmentBookingWorkflow.pay, right)
     assert paid.status == "APPROVED"
     final = await handle.result()
@@ -320,7 +308,7 @@ async def test_payment_by_signal_confirms(
     rental = await make_rental(pool)
     data = await booking_input(env, rental, lease_days=2)
     handle, held = await start_and_hold(client, data, task_queue)
-    await handle.signal(ApartmentBookingWorkflow.payment_received, _payment(held))
+    await handle.signal(ApartmentBookingWorkflow.payment_received, payment_for(held))
     final = await handle.result()
     assert final.status == "APPROVED" and final.lease_ended_at is not None
     await record_history(handle, "waitlist_paid_by_signal")
@@ -337,7 +325,7 @@ async def test_hold_outside_one_second_to_a_day_is_rejected(
 ) -> None:
     rental = await make_rental(pool)
     data = await booking_input(env, rental, hold_seconds=hold_seconds)
-    error = await _update_error(reserve_with_start(client, data, task_queue))
+    error = await update_refusal(reserve_with_start(client, data, task_queue))
     assert error.type == "ValidationError"
     assert "holdSeconds" in error.message
     handle = client.get_workflow_handle_for(
@@ -357,7 +345,7 @@ async def test_unknown_and_unavailable_apartments_are_rejected(
 ) -> None:
     rental = await make_rental(pool)
     missing = await booking_input(env, rental, apartment_id="no-such-apartment")
-    error = await _update_error(reserve_with_start(client, missing, task_queue))
+    error = await update_refusal(reserve_with_start(client, missing, task_queue))
     assert error.type == "ApartmentNotFound"
     handle = client.get_workflow_handle_for(
         ApartmentBookingWorkflow.run, workflow_id_for(missing.booking_id)
@@ -367,7 +355,7 @@ async def test_unknown_and_unavailable_apartments_are_rejected(
 
     first, _ = await start_and_hold(client, await booking_input(env, rental), task_queue)
     taken = await booking_input(env, rental)
-    error = await _update_error(reserve_with_start(client, taken, task_queue))
+    error = await update_refusal(reserve_with_start(client, taken, task_queue))
     assert error.type == "ApartmentUnavailable"
     second = client.get_workflow_handle_for(
         ApartmentBookingWorkflow.run, workflow_id_for(taken.booking_id)
@@ -434,19 +422,19 @@ async def test_a_reference_whose_payment_was_refunded_is_refused_not_pending(
     rental = await make_rental(pool)
     data = await booking_input(env, rental, lease_days=60)
     handle, held = await start_and_hold(client, data, task_queue)
-    wrong = _payment(held, amount=1)
+    wrong = payment_for(held, amount=1)
     await handle.signal(ApartmentBookingWorkflow.payment_received, wrong)
     await eventually(lambda: _refunds(pool, data.booking_id), what="the refund")
-    right_amount = _payment(held, payment_reference=wrong.payment_reference)
-    error = await _update_error(handle.execute_update(ApartmentBookingWorkflow.pay, right_amount))
+    right_amount = payment_for(held, payment_reference=wrong.payment_reference)
+    error = await update_refusal(handle.execute_update(ApartmentBookingWorkflow.pay, right_amount))
     assert error.type == "PaymentRejected"
     assert "was used before" in error.message and "refunded (WRONG_AMOUNT)" in error.message
     assert (await handle.query(ApartmentBookingWorkflow.state)).status == "PENDING"
     # A new reference pays.
-    paid = await handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held))
+    paid = await handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
     assert paid.status == "APPROVED"
     # And the paying reference repeated still answers APPROVED, the refunded one still refused.
-    again = await _update_error(handle.execute_update(ApartmentBookingWorkflow.pay, right_amount))
+    again = await update_refusal(handle.execute_update(ApartmentBookingWorkflow.pay, right_amount))
     assert again.type == "PaymentRejected"
     assert (await handle.result()).status == "APPROVED"
     await record_history(handle, "waitlist_truthful_reused_reference_refused")
@@ -462,7 +450,7 @@ async def test_references_are_scoped_to_their_booking(
     reference = f"shared-{uuid.uuid4()}"
     for handle, held in ((handle_a, held_a), (handle_b, held_b)):
         paid = await handle.execute_update(
-            ApartmentBookingWorkflow.pay, _payment(held, payment_reference=reference)
+            ApartmentBookingWorkflow.pay, payment_for(held, payment_reference=reference)
         )
         assert paid.status == "APPROVED"
     rows = await pool.fetch(

@@ -9,7 +9,6 @@ limit is the reserve step's, counted under the tenant's row lock.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import timedelta
 
 import asyncpg
@@ -18,7 +17,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from booking.contract import MAX_HOLD_SECONDS, BookingState, ExtendHoldInput, PaymentInput
+from booking.contract import MAX_HOLD_SECONDS, BookingState, ExtendHoldInput
 from booking.search_attributes import HOLD_EXPIRES_AT
 from tests.helpers import (
     apartment_row,
@@ -27,27 +26,16 @@ from tests.helpers import (
     events,
     insert_apartment,
     make_rental,
+    payment_for,
     record_history,
     reserve_with_start,
     start_and_hold,
+    update_refusal,
 )
 from workflows.booking import ApartmentBookingWorkflow
 
 Handle = WorkflowHandle[ApartmentBookingWorkflow, BookingState]
 ONE_EXTENSION = 1  # BOOKING_MAX_HOLD_EXTENSIONS' default, as the API passes it
-
-
-def _payment(state: BookingState) -> PaymentInput:
-    assert state.amount_due is not None and state.currency is not None
-    return PaymentInput(state.amount_due, state.currency, f"pay-{uuid.uuid4()}")
-
-
-async def _refusal(call: object) -> ApplicationError:
-    with pytest.raises(WorkflowUpdateFailedError) as failure:
-        await call  # type: ignore[misc]
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError)
-    return cause
 
 
 async def _extend(handle: Handle, seconds: int, most: int = ONE_EXTENSION) -> BookingState:
@@ -79,7 +67,7 @@ async def test_an_extension_moves_the_timer_the_row_and_the_search_attribute(
 
     # Past the old deadline the hold is still open: the timer was moved, not only the row.
     await env.sleep(old_deadline - await env.get_current_time() + timedelta(minutes=10))
-    paid = await handle.execute_update(ApartmentBookingWorkflow.pay, _payment(extended))
+    paid = await handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(extended))
     assert paid.status == "APPROVED"
     assert paid.paid_at is not None and old_deadline < paid.paid_at < new_deadline
 
@@ -111,7 +99,9 @@ async def test_an_extended_hold_expires_at_its_new_deadline(
 
     # At the very instant of the new deadline a payment is too late.
     await env.sleep(extended.hold_expires_at - await env.get_current_time())
-    late = await _refusal(handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held)))
+    late = await update_refusal(
+        handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
+    )
     assert late.type == "BookingExpired"
     final = await handle.result()
     assert (final.status, final.cancellation_reason) == ("CANCELLED", "EXPIRED")
@@ -134,15 +124,15 @@ async def test_extensions_beyond_the_rules_are_refused_with_the_reason(
     handle, held = await start_and_hold(client, data, task_queue)
 
     for seconds in (0, -5, MAX_HOLD_SECONDS + 1):
-        wrong = await _refusal(_extend(handle, seconds))
+        wrong = await update_refusal(_extend(handle, seconds))
         assert wrong.type == "ValidationError", seconds
     # The whole hold lasts at most 24 h: one hour held, 23 h more is the most.
-    too_long = await _refusal(_extend(handle, 23 * 3600 + 1))
+    too_long = await update_refusal(_extend(handle, 23 * 3600 + 1))
     assert too_long.type == "HoldNotExtendable" and "24 h" in too_long.message
     # Two allowed (as a deployment may set), the third refused.
     await _extend(handle, 600, most=2)
     await _extend(handle, 600, most=2)
-    third = await _refusal(_extend(handle, 600, most=2))
+    third = await update_refusal(_extend(handle, 600, most=2))
     assert third.type == "HoldNotExtendable"
     assert "BOOKING_MAX_HOLD_EXTENSIONS=2" in third.message
 
@@ -155,8 +145,8 @@ async def test_extensions_beyond_the_rules_are_refused_with_the_reason(
     assert reasons == ["RESERVED", "HOLD_EXTENDED", "HOLD_EXTENDED"]
 
     # Paid: nothing left to extend.
-    await handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held))
-    paid = await _refusal(_extend(handle, 600, most=5))
+    await handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
+    paid = await update_refusal(_extend(handle, 600, most=5))
     assert paid.type == "HoldNotExtendable" and "APPROVED" in paid.message
     await handle.terminate("test done")
 
@@ -171,13 +161,13 @@ async def test_an_expired_or_cancelled_hold_cannot_be_extended(
     assert held.hold_expires_at is not None
     await env.sleep(timedelta(seconds=61))
     # The execution waits out its late-payment window: it still answers, and refuses.
-    expired = await _refusal(_extend(handle, 600))
+    expired = await update_refusal(_extend(handle, 600))
     assert expired.type == "HoldNotExtendable" and "CANCELLED" in expired.message
 
     other = await booking_input(env, await make_rental(pool))
     cancelled_handle, _ = await start_and_hold(client, other, task_queue)
     await cancelled_handle.execute_update(ApartmentBookingWorkflow.cancel)
-    cancelled = await _refusal(_extend(cancelled_handle, 600))
+    cancelled = await update_refusal(_extend(cancelled_handle, 600))
     assert cancelled.type == "HoldNotExtendable"
     for h in (handle, cancelled_handle):
         await h.terminate("test done")
@@ -194,7 +184,7 @@ async def test_a_payment_and_an_extension_at_once_end_in_one_outcome(
         data = await booking_input(env, rental, hold_seconds=900)
         handle, held = await start_and_hold(client, data, task_queue)
         results = await asyncio.gather(
-            handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held)),
+            handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held)),
             _extend(handle, 600),
             return_exceptions=True,
         )
@@ -254,7 +244,7 @@ async def test_concurrent_reserves_by_one_tenant_place_at_most_the_limit(
 
     # Paying one and cancelling another frees two slots.
     (first, first_state), (second, _), _third = held
-    await first.execute_update(ApartmentBookingWorkflow.pay, _payment(first_state))
+    await first.execute_update(ApartmentBookingWorkflow.pay, payment_for(first_state))
     await second.execute_update(ApartmentBookingWorkflow.cancel)
     free = [a for a in apartments if (await apartment_row(pool, a))["apartment_status"] == "VACANT"]
     retries = [await booking_input(env, rental, apartment_id=a) for a in free[:3]]

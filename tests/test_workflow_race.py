@@ -19,7 +19,6 @@ in time while no worker ran, so it wins over the timer that fired in the same ta
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -33,7 +32,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from booking.contract import BookingState, ExtendHoldInput, PaymentInput
+from booking.contract import BookingState, ExtendHoldInput
 from booking.devstack.binaries import find_binary
 from booking.settings import Settings
 from booking.temporal import register_search_attributes
@@ -45,6 +44,7 @@ from tests.helpers import (
     booking_row,
     eventually,
     make_rental,
+    payment_for,
     record_history,
     start_and_hold,
 )
@@ -70,11 +70,6 @@ async def race_env() -> AsyncIterator[WorkflowEnvironment]:
 def _worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> Worker:
     # No sticky cache: after a restart the next task goes to the normal queue at once.
     return create_worker(client, pool, Settings(), task_queue=task_queue, max_cached_workflows=0)
-
-
-def _payment(state: BookingState) -> PaymentInput:
-    assert state.amount_due is not None and state.currency is not None
-    return PaymentInput(state.amount_due, state.currency, f"pay-{uuid.uuid4()}")
 
 
 def _task_batches(events: Sequence[HistoryEvent]) -> list[set[int]]:
@@ -140,7 +135,7 @@ async def test_signal_in_the_same_task_as_the_timer_is_refunded(
     client, handle, held, apartment_id = await _hold_then_stop(env, pool, task_queue, HOLD)
     booking_id = held.booking_id
     await _until_past(env, held.hold_expires_at)
-    payment = _payment(held)
+    payment = payment_for(held)
     await handle.signal(ApartmentBookingWorkflow.payment_received, payment)
 
     async with _worker(client, pool, task_queue):
@@ -179,7 +174,7 @@ async def test_update_in_the_same_task_as_the_timer_is_refused(
     await _until_past(env, held.hold_expires_at)
     # The update waits for a worker; it and the fired timer reach the next task together.
     paying = asyncio.create_task(
-        handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held))
+        handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
     )
     await asyncio.sleep(0.5)
     async with _worker(client, pool, task_queue):
@@ -210,7 +205,7 @@ async def test_signal_received_before_the_deadline_wins_over_the_timer(
     # The webhook took the money while the hold was open, but no worker ran to see it.
     received_at = held.hold_expires_at - timedelta(seconds=1)
     await _until_past(env, held.hold_expires_at)
-    payment = replace(_payment(held), received_at=received_at)
+    payment = replace(payment_for(held), received_at=received_at)
     await handle.signal(ApartmentBookingWorkflow.payment_received, payment)
 
     async with _worker(client, pool, task_queue):

@@ -29,7 +29,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from booking.contract import (
     BookingState,
-    PaymentInput,
     WaitlistJoin,
     WaitlistState,
     offer_booking_id_for,
@@ -44,6 +43,7 @@ from tests.helpers import (
     eventually,
     insert_user,
     make_rental,
+    payment_for,
     record_history,
     server_today,
     start_and_hold,
@@ -54,11 +54,6 @@ from workflows.waitlist import WaitlistEntryWorkflow
 Handle = WorkflowHandle[ApartmentBookingWorkflow, BookingState]
 EntryHandle = WorkflowHandle[WaitlistEntryWorkflow, WaitlistState]
 OFFER = timedelta(seconds=86_400)  # BOOKING_WAITLIST_OFFER_SECONDS' default
-
-
-def _payment(state: BookingState) -> PaymentInput:
-    assert state.amount_due is not None and state.currency is not None
-    return PaymentInput(state.amount_due, state.currency, f"pay-{uuid.uuid4()}")
 
 
 async def _join(
@@ -178,7 +173,7 @@ async def test_an_expired_hold_is_offered_to_the_first_in_line_who_pays(
 
     # Paying the offer is an ordinary payment; it books the entry.
     offer_handle = _offer_handle(client, first_in_line.entry_id)
-    paid = await offer_handle.execute_update(ApartmentBookingWorkflow.pay, _payment(offer))
+    paid = await offer_handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(offer))
     assert paid.status == "APPROVED"
     settled = await _closed(entry_handle)
     assert isinstance(settled, WaitlistState) and settled.status == "BOOKED"
@@ -308,7 +303,7 @@ async def test_an_entry_whose_stay_has_begun_lapses_at_the_lease_end(
     waiting = await insert_user(pool)
     data = await booking_input(env, rental, lease_days=30)
     handle, held = await start_and_hold(client, data, task_queue)
-    await handle.execute_update(ApartmentBookingWorkflow.pay, _payment(held))
+    await handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
     entry_handle, entry = await _join(client, env, rental, waiting, task_queue)  # starts tomorrow
     final = await handle.result()
     assert final.lease_ended_at is not None

@@ -24,7 +24,7 @@ import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -141,3 +141,17 @@ async def admin(stack: E2EStack) -> AsyncIterator[Gql]:
 @pytest.fixture
 def ids() -> Iterator[str]:
     yield uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A fresh browser page; JavaScript errors on it fail the test."""
+    context = await browser.new_context(viewport={"width": 1100, "height": 900})
+    opened = await context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield opened
+    finally:
+        await context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"

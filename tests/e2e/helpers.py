@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,12 +21,16 @@ import httpx
 import jwt
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
+from playwright.async_api import Page, expect
 from temporalio.client import Client
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from booking.devstack.net import free_port
 from booking.devstack.stack import Stack
 from booking.settings import Settings
 from booking.tokens import mint_token
+from tests.helpers import Rental
 
 API_KEY = "e2e-api-key-0123456789"
 JWT_SECRET = "e2e-jwt-secret-0123456789abcdef-0123456789"
@@ -287,3 +292,44 @@ def bad_credentials() -> dict[str, dict[str, str]]:
             "Authorization": jwt.encode(claims(), JWT_SECRET)[:-4] + "AAAA",
         },
     }
+
+
+# -- graphql-transport-ws ----------------------------------------------------------------
+
+TRANSPORT_WS = Subprotocol("graphql-transport-ws")
+
+
+async def open_transport_ws(url: str, payload: dict[str, Any]) -> ClientConnection:
+    """A graphql-transport-ws connection, initialised with ``payload`` and acknowledged."""
+    ws = await connect(url, subprotocols=[TRANSPORT_WS])
+    await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+    ack = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert ack["type"] == "connection_ack", ack
+    return ws
+
+
+async def next_message(ws: ClientConnection, within: float = 10) -> dict[str, Any]:
+    """The next message that is not a ping or pong."""
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), within))
+        if message["type"] in ("ping", "pong"):
+            continue
+        return dict(message)
+
+
+# -- the tenant page in Chromium ---------------------------------------------------------
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+TIMEOUT_MS = 20_000
+
+
+async def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"web-{name}.png"), full_page=True)
+
+
+async def open_signed_in(page: Page, stack: E2EStack, rental: Rental, query: str = "") -> None:
+    await page.goto(f"{stack.api.url}/?building={rental.building_id}{query}")
+    await page.get_by_test_id("token-input").fill(stack.token(rental.user_id, ["Tenants"]))
+    await page.get_by_test_id("sign-in").click()
+    await expect(page.get_by_test_id("whoami")).to_contain_text(rental.user_id)

@@ -11,17 +11,19 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
 
 from api.notify import APPLICATION_NAME
 from tests.e2e.helpers import (
     CANCEL,
     PAY,
     RESERVE,
+    TRANSPORT_WS,
     E2EStack,
     Gql,
     create_apartment,
     create_user,
+    next_message,
+    open_transport_ws,
     reserve_input,
 )
 from tests.helpers import eventually
@@ -35,17 +37,8 @@ subscription ($id: ID!) {
   }
 }
 """
-PROTOCOL = Subprotocol("graphql-transport-ws")
 # The issue's promise: a transition reaches subscribers within a second.
 DELIVERY_SECONDS = 1.0
-
-
-async def _open(url: str, payload: dict[str, Any]) -> ClientConnection:
-    ws = await connect(url, subprotocols=[PROTOCOL])
-    await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
-    ack = json.loads(await asyncio.wait_for(ws.recv(), 5))
-    assert ack["type"] == "connection_ack", ack
-    return ws
 
 
 async def _subscribe(ws: ClientConnection, booking_id: str, op: str = "1") -> None:
@@ -58,14 +51,6 @@ async def _subscribe(ws: ClientConnection, booking_id: str, op: str = "1") -> No
             }
         )
     )
-
-
-async def _next(ws: ClientConnection, within: float = 10) -> dict[str, Any]:
-    while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), within))
-        if message["type"] in ("ping", "pong"):
-            continue
-        return dict(message)
 
 
 async def _reserved(stack: E2EStack, admin: Gql, rent: int) -> tuple[str, str, Gql]:
@@ -84,10 +69,12 @@ async def test_subscriber_sees_pending_then_approved(stack: E2EStack, admin: Gql
     tenant, booking_id, gql = await _reserved(stack, admin, 4_200)
     # Subscribe on the *other* API instance: the change is made through the first one,
     # so only Postgres' NOTIFY can carry it across.
-    ws = await _open(stack.api2.ws_url, {"Authorization": stack.token(tenant, ["Tenants"])})
+    ws = await open_transport_ws(
+        stack.api2.ws_url, {"Authorization": stack.token(tenant, ["Tenants"])}
+    )
     async with ws, gql.http:
         await _subscribe(ws, booking_id)
-        first = await _next(ws)
+        first = await next_message(ws)
         assert first["type"] == "next", first
         assert first["payload"]["data"]["onBookingStatusChanged"]["bookingStatus"] == "PENDING"
         assert first["payload"]["data"]["onBookingStatusChanged"]["apartment"] == {
@@ -107,7 +94,7 @@ async def test_subscriber_sees_pending_then_approved(stack: E2EStack, admin: Gql
         )
         answered = time.monotonic()
         assert paid["data"]["payBooking"]["bookingStatus"] == "APPROVED"
-        update = await _next(ws)
+        update = await next_message(ws)
         latency = time.monotonic() - answered
         booking = update["payload"]["data"]["onBookingStatusChanged"]
         assert booking["bookingStatus"] == "APPROVED"
@@ -120,15 +107,17 @@ async def test_subscriber_sees_pending_then_approved(stack: E2EStack, admin: Gql
 
 async def test_subscriber_sees_pending_then_cancelled(stack: E2EStack, admin: Gql) -> None:
     tenant, booking_id, gql = await _reserved(stack, admin, 3_000)
-    ws = await _open(stack.api.ws_url, {"headers": {"x-api-key": stack.key["x-api-key"]}})
+    ws = await open_transport_ws(
+        stack.api.ws_url, {"headers": {"x-api-key": stack.key["x-api-key"]}}
+    )
     async with ws, gql.http:
         await _subscribe(ws, booking_id)
-        assert (await _next(ws))["payload"]["data"]["onBookingStatusChanged"][
+        assert (await next_message(ws))["payload"]["data"]["onBookingStatusChanged"][
             "bookingStatus"
         ] == "PENDING"
         cancelled = await gql(CANCEL, {"id": booking_id})
         assert cancelled["data"]["cancelBooking"]["bookingStatus"] == "CANCELLED"
-        update = await _next(ws, within=DELIVERY_SECONDS)
+        update = await next_message(ws, within=DELIVERY_SECONDS)
         assert update["payload"]["data"]["onBookingStatusChanged"] == {
             "id": booking_id,
             "bookingStatus": "CANCELLED",
@@ -143,10 +132,12 @@ async def test_subscription_to_another_tenants_booking_is_refused(
     stack: E2EStack, admin: Gql
 ) -> None:
     _, booking_id, gql = await _reserved(stack, admin, 1_000)
-    ws = await _open(stack.api.ws_url, {"Authorization": stack.token("intruder", ["Tenants"])})
+    ws = await open_transport_ws(
+        stack.api.ws_url, {"Authorization": stack.token("intruder", ["Tenants"])}
+    )
     async with ws, gql.http:
         await _subscribe(ws, booking_id)
-        message = await _next(ws)
+        message = await next_message(ws)
         assert message["type"] == "next"
         errors = message["payload"]["errors"]
         assert [e["errorType"] for e in errors] == ["Unauthorized"]
@@ -159,7 +150,7 @@ async def test_subscription_to_another_tenants_booking_is_refused(
 async def test_websocket_without_valid_credentials_is_closed(
     stack: E2EStack, payload: dict[str, Any]
 ) -> None:
-    async with connect(stack.api.ws_url, subprotocols=[PROTOCOL]) as ws:
+    async with connect(stack.api.ws_url, subprotocols=[TRANSPORT_WS]) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
@@ -168,7 +159,7 @@ async def test_websocket_without_valid_credentials_is_closed(
 
 
 async def test_subscription_validation_errors_have_appsync_shape(stack: E2EStack) -> None:
-    ws = await _open(stack.api.ws_url, stack.key)
+    ws = await open_transport_ws(stack.api.ws_url, stack.key)
     async with ws:
         await ws.send(
             json.dumps(
@@ -179,17 +170,19 @@ async def test_subscription_validation_errors_have_appsync_shape(stack: E2EStack
                 }
             )
         )
-        message = await _next(ws)
+        message = await next_message(ws)
     assert message["type"] == "error"
     assert [e["errorType"] for e in message["payload"]] == ["ValidationError"]
 
 
 async def test_updates_survive_a_lost_listen_connection(stack: E2EStack, admin: Gql) -> None:
     tenant, booking_id, gql = await _reserved(stack, admin, 2_500)
-    ws = await _open(stack.api.ws_url, {"Authorization": stack.token(tenant, ["Tenants"])})
+    ws = await open_transport_ws(
+        stack.api.ws_url, {"Authorization": stack.token(tenant, ["Tenants"])}
+    )
     async with ws, gql.http:
         await _subscribe(ws, booking_id)
-        assert (await _next(ws))["payload"]["data"]["onBookingStatusChanged"][
+        assert (await next_message(ws))["payload"]["data"]["onBookingStatusChanged"][
             "bookingStatus"
         ] == "PENDING"
         killed = await stack.pool.fetchval(
@@ -217,5 +210,5 @@ async def test_updates_survive_a_lost_listen_connection(stack: E2EStack, admin: 
             },
         )
         assert paid["data"]["payBooking"]["bookingStatus"] == "APPROVED"
-        update = await _next(ws, within=5)
+        update = await next_message(ws, within=5)
         assert update["payload"]["data"]["onBookingStatusChanged"]["bookingStatus"] == "APPROVED"

@@ -10,8 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.typing import Subprotocol
+from websockets.asyncio.client import ClientConnection
 
 from tests.e2e.helpers import (
     APARTMENT_STATUS,
@@ -24,6 +23,8 @@ from tests.e2e.helpers import (
     create_apartment,
     create_user,
     error_types,
+    next_message,
+    open_transport_ws,
     reserve_input,
 )
 from tests.helpers import eventually
@@ -364,20 +365,15 @@ async def _subscription(
 ) -> ClientConnection:
     """A graphql-transport-ws subscription on the second API process, signed in as
     ``tenant``: changes made through the first reach it only through Postgres."""
-    ws = await connect(stack.api2.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")])
     token = stack.token(tenant, ["Tenants"])
-    await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": token}}))
-    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    ws = await open_transport_ws(stack.api2.ws_url, {"Authorization": token})
     payload = {"query": query, "variables": variables}
     await ws.send(json.dumps({"id": "s", "type": "subscribe", "payload": payload}))
     return ws
 
 
 async def _frame(ws: ClientConnection, field: str) -> dict[str, Any]:
-    while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), 15))
-        if message["type"] in ("ping", "pong"):
-            continue
-        assert message["type"] == "next", message
-        value: dict[str, Any] = message["payload"]["data"][field]
-        return value
+    message = await next_message(ws, within=15)
+    assert message["type"] == "next", message
+    value: dict[str, Any] = message["payload"]["data"][field]
+    return value

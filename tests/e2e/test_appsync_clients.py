@@ -284,11 +284,10 @@ async def run_page(
     return result, console
 
 
-async def test_amplify_in_a_page_on_an_allowed_origin_books_and_subscribes(
-    tls_api: TlsApi, amplify_client: AmplifyClient, tls_browser: Browser, admin: Gql
-) -> None:
-    tenant, apartment = await vacant_apartment(admin, 2_400)
-    config = {
+async def _page_config(tls_api: TlsApi, admin: Gql, rent: int) -> dict[str, Any]:
+    """What the Amplify page is told: the endpoint, its key, a vacant apartment to book."""
+    tenant, apartment = await vacant_apartment(admin, rent)
+    return {
         "endpoint": tls_api.endpoint,
         "apiKey": API_KEY,
         "apartmentId": apartment,
@@ -296,6 +295,12 @@ async def test_amplify_in_a_page_on_an_allowed_origin_books_and_subscribes(
         "paymentReference": f"page-{uuid.uuid4()}",
         **STAY,
     }
+
+
+async def test_amplify_in_a_page_on_an_allowed_origin_books_and_subscribes(
+    tls_api: TlsApi, amplify_client: AmplifyClient, tls_browser: Browser, admin: Gql
+) -> None:
+    config = await _page_config(tls_api, admin, 2_400)
     result, console = await run_page(
         tls_browser, amplify_client, tls_api, tls_api.allowed_port, config
     )
@@ -308,15 +313,7 @@ async def test_amplify_in_a_page_on_an_allowed_origin_books_and_subscribes(
 async def test_amplify_in_a_page_on_another_origin_is_refused_by_the_browser(
     tls_api: TlsApi, amplify_client: AmplifyClient, tls_browser: Browser, admin: Gql
 ) -> None:
-    tenant, apartment = await vacant_apartment(admin, 2_500)
-    config = {
-        "endpoint": tls_api.endpoint,
-        "apiKey": API_KEY,
-        "apartmentId": apartment,
-        "userId": tenant,
-        "paymentReference": f"page-{uuid.uuid4()}",
-        **STAY,
-    }
+    config = await _page_config(tls_api, admin, 2_500)
     result, console = await run_page(
         tls_browser, amplify_client, tls_api, tls_api.refused_port, config
     )
@@ -325,7 +322,8 @@ async def test_amplify_in_a_page_on_another_origin_is_refused_by_the_browser(
     assert any("CORS" in line for line in console), console
     # The preflight failed, so the browser never sent the mutation: nothing was held.
     body = await admin(
-        "query ($id: ID!) { getApartment(id: $id) { apartmentStatus } }", {"id": apartment}
+        "query ($id: ID!) { getApartment(id: $id) { apartmentStatus } }",
+        {"id": config["apartmentId"]},
     )
     assert body["data"]["getApartment"]["apartmentStatus"] == "VACANT"
 

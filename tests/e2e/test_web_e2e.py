@@ -7,50 +7,20 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Page, expect
 
-from tests.e2e.helpers import E2EStack
-from tests.helpers import Rental, make_rental
+from tests.e2e.helpers import TIMEOUT_MS, E2EStack, open_signed_in, shot
+from tests.helpers import make_rental
 
 pytestmark = pytest.mark.e2e
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-TIMEOUT_MS = 20_000
 
 RESERVE = """mutation R($input: ReserveApartmentInput!) {
   reserveApartment(input: $input) { id bookingStatus amountDue currency }
 }"""
 PAY = """mutation P($input: PayBookingInput!) { payBooking(input: $input) { id bookingStatus } }"""
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport={"width": 1100, "height": 900})
-    opened = await context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        yield opened
-    finally:
-        await context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
-
-
-async def shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"web-{name}.png"), full_page=True)
-
-
-async def open_signed_in(page: Page, stack: E2EStack, rental: Rental, query: str = "") -> None:
-    await page.goto(f"{stack.api.url}/?building={rental.building_id}{query}")
-    await page.get_by_test_id("token-input").fill(stack.token(rental.user_id, ["Tenants"]))
-    await page.get_by_test_id("sign-in").click()
-    await expect(page.get_by_test_id("whoami")).to_contain_text(rental.user_id)
 
 
 async def apartment_status(stack: E2EStack, apartment_id: str) -> str:

@@ -8,12 +8,10 @@ from datetime import datetime, timedelta
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.e2e.helpers import E2EStack, Gql, error_types
-from tests.e2e.test_web_e2e import TIMEOUT_MS, open_signed_in, page, shot
+from tests.e2e.helpers import TIMEOUT_MS, E2EStack, Gql, error_types, open_signed_in, shot
 from tests.helpers import insert_user, make_rental
 
 pytestmark = pytest.mark.e2e
-__all__ = ["page"]  # the fixture, shared with the page's other tests
 
 RESERVE = """mutation R($input: ReserveApartmentInput!) {
   reserveApartment(input: $input) { id bookingStatus }
