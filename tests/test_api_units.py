@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import cast
@@ -18,7 +19,7 @@ from api.context import RequestContext
 from api.errors import ServiceUnavailable, appsync_error, classify, domain_error_from
 from api.loaders import Loaders, Reader
 from api.metrics import ApiMetrics
-from api.operations import check_same_booking
+from api.operations import KeyedLocks, check_same_booking
 from api.pagination import MAX_LIMIT, decode_token, encode_token, page_limit
 from api.scalars import (
     parse_aws_date,
@@ -357,3 +358,28 @@ def test_the_api_never_imports_activities() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+async def test_apartment_turns_take_turns_and_are_dropped_when_nobody_waits() -> None:
+    """One reserve at a time per apartment; a placed hold is seen by those who waited;
+    the turn is forgotten once nobody holds or waits (no per-apartment state is kept)."""
+    turns = KeyedLocks()
+    order: list[str] = []
+    seen: list[str | None] = []
+
+    async def reserve(name: str) -> None:
+        async with turns.hold("apt-1") as turn:
+            seen.append(turn.placed_by)
+            order.append(f"{name} in")
+            await asyncio.sleep(0.01)
+            order.append(f"{name} out")
+            turn.placed_by = turn.placed_by or name
+
+    await asyncio.gather(reserve("first"), reserve("second"), reserve("third"))
+    assert order == ["first in", "first out", "second in", "second out", "third in", "third out"]
+    assert seen == [None, "first", "first"]
+    assert len(turns) == 0
+    # A later request starts afresh: nothing placed is remembered.
+    async with turns.hold("apt-1") as turn:
+        assert turn.placed_by is None
+    assert len(turns) == 0
