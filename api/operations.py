@@ -27,16 +27,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
     RPCTimeoutOrCancelledError,
     WithStartWorkflowOperation,
     WorkflowFailureError,
+    WorkflowHandle,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -52,6 +53,7 @@ from booking.contract import (
     EXPIRED,
     LEFT,
     OFFERED,
+    PENDING,
     WAITING,
     WORKFLOW_TYPE,
     BookingInput,
@@ -71,6 +73,7 @@ from booking.errors import (
     ApartmentUnavailable,
     BookingExpired,
     BookingNotCancellable,
+    DomainError,
     HoldNotExtendable,
     PaymentRejected,
     ValidationError,
@@ -88,6 +91,12 @@ T = TypeVar("T")
 
 # The tutorial's execution booked a stay; ours starts tomorrow for 30 nights.
 _DEMO_STAY = timedelta(days=30)
+
+
+# How often a command to an offer whose execution is starting asks again (_update_booking).
+OFFER_START_POLL_SECONDS = 0.05
+# What a booking's execution answers an update it will not apply.
+REFUSALS = (PaymentRejected, BookingExpired, BookingNotCancellable, HoldNotExtendable)
 
 
 def step_function_arn(namespace: str) -> str:
@@ -316,15 +325,62 @@ class BookingCommands:
         with contextlib.suppress(ApartmentUnavailable, WorkflowAlreadyStartedError):
             await self._start_and_wait(booking_input, execution_id, "with the same id")
 
+    async def _update_booking(
+        self,
+        booking: BookingRow,
+        update: Callable[[WorkflowHandle[Any, Any]], Awaitable[T]],
+        retry_hint: str,
+    ) -> T:
+        """Run ``update`` on the booking's execution; RPCError NOT_FOUND once it has closed.
+
+        A waiting-list offer's row is PENDING before its execution has caught up: the release
+        that made the offer commits the row, then its next step starts the execution
+        (activity ``hand_on_waitlist``, retried by Temporal until it has), whose first step
+        takes the hold the row already shows. A tenant who pays or declines the moment the
+        offer shows must not hear "not PENDING" about a PENDING booking, so while the row
+        says PENDING: a missing execution is waited for, and a refusal is asked again once
+        the execution's hold step is done (``wait_for_hold``), all within the call's deadline.
+        """
+        handle = self._client.get_workflow_handle(booking.workflow_id)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._deadline
+        caught_up = booking.booking_status != PENDING
+
+        def remaining() -> float:
+            return max(give_up - loop.time(), OFFER_START_POLL_SECONDS)
+
+        while True:
+            try:
+                return await _unwrap(update(handle), deadline=remaining(), retry_hint=retry_hint)
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND or booking.booking_status != PENDING:
+                    raise
+                if loop.time() + OFFER_START_POLL_SECONDS > give_up:
+                    raise ServiceUnavailable(
+                        f"the booking's hold is still being placed; retry {retry_hint}"
+                    ) from None
+                await asyncio.sleep(OFFER_START_POLL_SECONDS)
+            except REFUSALS as refusal:
+                if caught_up:
+                    raise
+                caught_up = True
+                # The refusal may be the execution's view before its hold step: ask once more
+                # when that step is done (it answers at once when it was done already).
+                try:
+                    await _unwrap(
+                        handle.execute_update(ApartmentBookingWorkflow.wait_for_hold),
+                        deadline=remaining(),
+                        retry_hint=retry_hint,
+                    )
+                except DomainError:
+                    raise refusal from None  # the hold was never placed: the refusal stands
+
     async def pay(self, booking: BookingRow, payment: PaymentInput) -> BookingState:
-        handle = self._client.get_workflow_handle_for(
-            ApartmentBookingWorkflow.run, booking.workflow_id
-        )
         try:
-            state = await _unwrap(
-                handle.execute_update(ApartmentBookingWorkflow.pay, payment),
-                deadline=self._deadline,
-                retry_hint="with the same paymentReference",
+            state = await self._update_booking(
+                booking,
+                lambda handle: handle.execute_update(ApartmentBookingWorkflow.pay, payment),
+                "with the same paymentReference",
             )
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
@@ -343,15 +399,12 @@ class BookingCommands:
         return state
 
     async def extend_hold(self, booking: BookingRow, seconds: int) -> BookingState:
-        handle = self._client.get_workflow_handle_for(
-            ApartmentBookingWorkflow.run, booking.workflow_id
-        )
         request = ExtendHoldInput(seconds, self._settings.max_hold_extensions)
         try:
-            return await _unwrap(
-                handle.execute_update(ApartmentBookingWorkflow.extend_hold, request),
-                deadline=self._deadline,
-                retry_hint="later (getBooking shows whether the hold moved)",
+            return await self._update_booking(
+                booking,
+                lambda handle: handle.execute_update(ApartmentBookingWorkflow.extend_hold, request),
+                "later (getBooking shows whether the hold moved)",
             )
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
@@ -420,14 +473,11 @@ class BookingCommands:
             ) from None
 
     async def cancel(self, booking: BookingRow) -> BookingState:
-        handle = self._client.get_workflow_handle_for(
-            ApartmentBookingWorkflow.run, booking.workflow_id
-        )
         try:
-            return await _unwrap(
-                handle.execute_update(ApartmentBookingWorkflow.cancel),
-                deadline=self._deadline,
-                retry_hint="later (getBooking shows whether the cancellation went through)",
+            return await self._update_booking(
+                booking,
+                lambda handle: handle.execute_update(ApartmentBookingWorkflow.cancel),
+                "later (getBooking shows whether the cancellation went through)",
             )
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
