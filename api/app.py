@@ -125,7 +125,9 @@ def create_app(
         *web.routes(settings),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
-        WebSocketRoute("/graphql/realtime", AppSyncRealtime(services, graphql.schema)),
+        WebSocketRoute(
+            "/graphql/realtime", AppSyncRealtime(services, graphql.schema, graphql.shared_streams)
+        ),
         *(ide.routes() if settings.dev_mode else []),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

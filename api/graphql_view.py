@@ -19,6 +19,8 @@ real-time protocol lives on ``/graphql/realtime`` (``api.realtime``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -29,23 +31,31 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message as ASGIMessage
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.async_base_view import AsyncWebSocketAdapter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
+    _OperationStreamClosed,  # what its pre-execution error handling raises once it closed
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import CompleteMessage, Message
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
-from strawberry.subscriptions.protocols.graphql_ws.types import OperationMessage
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    CompleteMessage as WSCompleteMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage, OperationMessage
 from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
 from strawberry.types.unset import UNSET
 
 from api.context import RequestContext
 from api.cors import websocket_origin_refused
 from api.errors import appsync_error, request_error_body, unauthorized_body
+from api.fanout import SharedStream, SharedStreams, stream_key
 from api.graphql_http import GraphQLRequest, RequestRefused, loads, read_request
 from api.http_cache import REQUEST_STATE
 from api.ide import offline_graphiql_html
@@ -97,7 +107,64 @@ def _message_problem(message: object, with_id: tuple[str, ...], carries_query: s
 
 class _AppSyncTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
     """graphql-transport-ws with AppSync-shaped errors in ``next`` and ``error`` messages,
-    and every message's shape checked before Strawberry reads it (4400 otherwise)."""
+    every message's shape checked before Strawberry reads it (4400 otherwise), and
+    subscriptions shared by the callers asking the same (``api.fanout``)."""
+
+    view: BookingGraphQL
+
+    async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
+        key = stream_key(
+            GRAPHQL_TRANSPORT_WS_PROTOCOL,
+            operation.query,
+            operation.operation_name,
+            operation.variables,
+            self.context.principal,
+        )
+        if key is None:
+            await super().run_operation(operation)
+            return
+
+        async def open_stream(_stream: SharedStream) -> Any:
+            return await self.schema.stream(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=self.context,
+                root_value=self.root_value,
+                operation_name=operation.operation_name,
+            )
+
+        prefix = '{"id":' + json.dumps(operation.id) + ',"type":"next","payload":'
+        try:
+            async with self.view.shared_streams.join(key, open_stream) as stream:
+                async for link in stream.results():
+                    if isinstance(link.result, PreExecutionError):
+                        # Not valid, not allowed: every joiner is told, as it would be alone.
+                        await self._handle_pre_execution_error(operation, link.result)
+                        return
+                    if operation.completed:
+                        return
+                    await send_text(self.websocket, prefix + link.payload_json + "}")
+            await operation.send_operation_message(
+                CompleteMessage(id=operation.id, type="complete")
+            )
+        except _OperationStreamClosed:
+            return
+        except (WebSocketDisconnect, OSError):
+            return  # the connection went away while we sent: nobody to tell
+        except RuntimeError as err:
+            # Starlette's "send once a close message has been sent": closed under us.
+            if not websocket_closed(self.websocket):
+                await self._failed(operation, err)
+        except Exception as err:
+            await self._failed(operation, err)
+
+    async def _failed(self, operation: Operation[RequestContext, None], err: Exception) -> None:
+        """As Strawberry's own handler: logged, then ``complete``."""
+        await self.handle_task_exception(err)
+        with contextlib.suppress(Exception):
+            await operation.send_operation_message(
+                CompleteMessage(id=operation.id, type="complete")
+            )
 
     async def handle_message(self, message: Message) -> None:
         problem = transport_ws_problem(message)
@@ -117,7 +184,10 @@ class _AppSyncTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, N
 
 
 class _AppSyncGraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
-    """The legacy Apollo ``graphql-ws`` protocol, checked and AppSync-shaped like the above."""
+    """The legacy Apollo ``graphql-ws`` protocol, checked, AppSync-shaped and shared like the
+    above."""
+
+    view: BookingGraphQL
 
     async def handle_message(self, message: OperationMessage) -> None:
         problem = graphql_ws_problem(message)
@@ -125,6 +195,53 @@ class _AppSyncGraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
             await self.websocket.close(code=4400, reason=problem)
             return
         await super().handle_message(message)
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        key = stream_key(
+            GRAPHQL_WS_PROTOCOL, query, operation_name, variables, self.context.principal
+        )
+        if key is None:
+            await super().handle_async_results(operation_id, query, operation_name, variables)
+            return
+
+        async def open_stream(_stream: SharedStream) -> Any:
+            return await self.schema.subscribe(
+                query=query,
+                variable_values=variables,
+                operation_name=operation_name,
+                context_value=self.context,
+                root_value=self.root_value,
+            )
+
+        prefix = '{"type":"data","id":' + json.dumps(operation_id) + ',"payload":'
+        try:
+            async with self.view.shared_streams.join(key, open_stream) as stream:
+                async for link in stream.results():
+                    if isinstance(link.result, PreExecutionError) and link.result.errors:
+                        error = link.result.errors[0].formatted
+                        await self.send_message(
+                            ErrorMessage(type="error", id=operation_id, payload=error)
+                        )
+                        return
+                    await send_text(self.websocket, prefix + link.payload_json + "}")
+            await self.send_message(WSCompleteMessage(type="complete", id=operation_id))
+        except asyncio.CancelledError:
+            # A `stop`: the protocol answers `complete` (as Strawberry's own handler does).
+            with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+                await self.send_message(WSCompleteMessage(type="complete", id=operation_id))
+        except (WebSocketDisconnect, OSError):
+            pass  # the connection went away while we sent: nobody to tell
+        except RuntimeError:
+            if not websocket_closed(self.websocket):
+                raise
+        finally:
+            self.tasks.pop(operation_id, None)
 
     async def send_message(self, message: OperationMessage) -> None:
         raw: dict[str, Any] = dict(message)
@@ -134,6 +251,16 @@ class _AppSyncGraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
         elif raw["type"] == "error" and isinstance(payload, dict) and "message" in payload:
             raw["payload"] = appsync_error(payload)
         await super().send_message(cast("OperationMessage", raw))
+
+
+async def send_text(websocket: AsyncWebSocketAdapter, text: str) -> None:
+    """A message already encoded (a shared result's, ``api.fanout``): no encoding per send."""
+    await cast(ASGIWebSocketAdapter, websocket).ws.send_text(text)
+
+
+def websocket_closed(websocket: AsyncWebSocketAdapter) -> bool:
+    ws = cast(ASGIWebSocketAdapter, websocket).ws
+    return WebSocketState.DISCONNECTED in (ws.client_state, ws.application_state)
 
 
 class BookingGraphQL(GraphQL[RequestContext, None]):
@@ -149,6 +276,7 @@ class BookingGraphQL(GraphQL[RequestContext, None]):
             **kwargs,
         )
         self.services = services
+        self.shared_streams = SharedStreams(services.metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":

@@ -8,6 +8,7 @@ not one per parent.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -107,37 +108,54 @@ def _in_key_order(keys: Sequence[str], rows: list[R], key: Callable[[R], str]) -
 
 
 class Loaders:
+    """The DataLoaders of one operation, each made when first used: a WebSocket connection's
+    context holds a Loaders it never loads through (every operation gets ``fresh()`` ones),
+    and 10,000 subscribers should not hold five idle DataLoaders each."""
+
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
 
-        async def load_users(ids: list[str]) -> list[UserRow | None]:
-            return _in_key_order(ids, await reader.run(reads.users_by_ids, ids), lambda r: r.id)
-
-        async def load_buildings(ids: list[str]) -> list[BuildingRow | None]:
-            rows = await reader.run(reads.buildings_by_ids, ids)
+    @functools.cached_property
+    def users(self) -> DataLoader[str, UserRow | None]:
+        async def load(ids: list[str]) -> list[UserRow | None]:
+            rows = await self.reader.run(reads.users_by_ids, ids)
             return _in_key_order(ids, rows, lambda r: r.id)
 
-        async def load_apartments(ids: list[str]) -> list[ApartmentRow | None]:
-            rows = await reader.run(reads.apartments_by_ids, ids)
+        return DataLoader(load)
+
+    @functools.cached_property
+    def buildings(self) -> DataLoader[str, BuildingRow | None]:
+        async def load(ids: list[str]) -> list[BuildingRow | None]:
+            rows = await self.reader.run(reads.buildings_by_ids, ids)
             return _in_key_order(ids, rows, lambda r: r.id)
 
-        async def load_building_apartments(ids: list[str]) -> list[list[ApartmentRow]]:
+        return DataLoader(load)
+
+    @functools.cached_property
+    def apartments(self) -> DataLoader[str, ApartmentRow | None]:
+        async def load(ids: list[str]) -> list[ApartmentRow | None]:
+            rows = await self.reader.run(reads.apartments_by_ids, ids)
+            return _in_key_order(ids, rows, lambda r: r.id)
+
+        return DataLoader(load)
+
+    @functools.cached_property
+    def building_apartments(self) -> DataLoader[str, list[ApartmentRow]]:
+        async def load(ids: list[str]) -> list[list[ApartmentRow]]:
             grouped: dict[str, list[ApartmentRow]] = defaultdict(list)
-            for row in await reader.run(reads.apartments_by_building_ids, ids):
+            for row in await self.reader.run(reads.apartments_by_building_ids, ids):
                 grouped[row.building_id].append(row)
             return [grouped.get(i, []) for i in ids]
 
-        async def load_bookings(ids: list[str]) -> list[BookingRow | None]:
-            rows = await reader.run(reads.bookings_by_ids, ids)
+        return DataLoader(load)
+
+    @functools.cached_property
+    def bookings(self) -> DataLoader[str, BookingRow | None]:
+        async def load(ids: list[str]) -> list[BookingRow | None]:
+            rows = await self.reader.run(reads.bookings_by_ids, ids)
             return _in_key_order(ids, rows, lambda r: r.id)
 
-        self.users: DataLoader[str, UserRow | None] = DataLoader(load_users)
-        self.buildings: DataLoader[str, BuildingRow | None] = DataLoader(load_buildings)
-        self.apartments: DataLoader[str, ApartmentRow | None] = DataLoader(load_apartments)
-        self.building_apartments: DataLoader[str, list[ApartmentRow]] = DataLoader(
-            load_building_apartments
-        )
-        self.bookings: DataLoader[str, BookingRow | None] = DataLoader(load_bookings)
+        return DataLoader(load)
 
     def fresh(self) -> Loaders:
         """New loaders (empty caches) on a new reader: one per operation of a WebSocket."""

@@ -57,7 +57,12 @@ class ApiMetrics:
         )
         self.subscriptions = Gauge(
             "booking_api_active_subscriptions",
-            "Open onBookingStatusChanged subscriptions",
+            "Open subscriptions (each subscriber's, every protocol)",
+            registry=self.registry,
+        )
+        self.subscription_streams = Gauge(
+            "booking_api_subscription_streams",
+            "Subscriptions executing for them: subscribers asking the same share one (api.fanout)",
             registry=self.registry,
         )
 

@@ -36,7 +36,6 @@ import contextlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,12 +43,12 @@ from graphql import GraphQLError
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.schema.base import BaseSchema
-from strawberry.types import ExecutionResult
 
 from api.auth import Principal
 from api.context import RequestContext
 from api.cors import websocket_origin_refused
 from api.errors import INTERNAL_FAILURE, appsync_error, unauthorized_body
+from api.fanout import SharedStream, SharedStreams, stream_key
 from api.graphql_http import RequestRefused, loads
 from api.loaders import Loaders, Reader
 from api.services import Services
@@ -59,6 +58,8 @@ from booking.errors import UnauthorizedException
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "graphql-ws"
+# Its streams' own kind in api.fanout: the legacy Apollo protocol shares the subprotocol's name.
+STREAM_KIND = "appsync-realtime"
 HEADER_SUBPROTOCOL_PREFIX = "header-"
 # AppSync's own value: a client that hears nothing (not even `ka`) this long closes.
 CONNECTION_TIMEOUT_MS = 300_000
@@ -139,9 +140,10 @@ def upgrade_credentials(websocket: WebSocket) -> dict[str, str]:
 class AppSyncRealtime:
     """The ASGI endpoint of ``/graphql/realtime``."""
 
-    def __init__(self, services: Services, schema: BaseSchema) -> None:
+    def __init__(self, services: Services, schema: BaseSchema, shared: SharedStreams) -> None:
         self.services = services
         self.schema = schema
+        self.shared_streams = shared
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
@@ -167,6 +169,7 @@ class AppSyncRealtime:
             websocket,
             self.services,
             self.schema,
+            self.shared_streams,
             principal,
             keepalive_seconds=settings.ws_keepalive_seconds,
         )
@@ -182,6 +185,7 @@ class _Connection:
     websocket: WebSocket
     services: Services
     schema: BaseSchema
+    shared_streams: SharedStreams
     principal: Principal
     keepalive_seconds: float
     operations: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -190,9 +194,12 @@ class _Connection:
     _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def send(self, message: dict[str, Any]) -> None:
+        await self.send_text(json.dumps(message, separators=(",", ":")))
+
+    async def send_text(self, text: str) -> None:
         # Subscriptions and the keep-alive send from their own tasks; one frame at a time.
         async with self._send_lock:
-            await self.websocket.send_text(json.dumps(message, separators=(",", ":")))
+            await self.websocket.send_text(text)
 
     async def serve(self) -> None:
         try:
@@ -343,38 +350,57 @@ class _Connection:
         services = self.services
         connection_id = self.websocket.scope.get("state", {}).get("request_id", "-")
         request_id = f"{connection_id}:{operation_id}"
-        context = RequestContext(
-            services=services,
-            loaders=Loaders(Reader(services.require_pool(), services.settings.db_timeout_seconds)),
-            request_id=request_id,
-            principal=principal,
-            request=self.websocket,
-            on_subscribed=acknowledge,
+
+        async def open_stream(stream: SharedStream) -> Any:
+            # The stream's own context: it outlives this subscriber if others follow it.
+            context = RequestContext(
+                services=services,
+                loaders=Loaders(
+                    Reader(services.require_pool(), services.settings.db_timeout_seconds)
+                ),
+                request_id=request_id,
+                principal=principal,
+                request=self.websocket,
+                on_subscribed=stream.mark_live,
+            )
+            return await self.schema.subscribe(
+                request.query,
+                variable_values=request.variables,
+                context_value=context,
+                operation_name=request.operation_name,
+            )
+
+        # The start's own principal is part of the key: only callers with the same
+        # credential share (api.fanout). What is not shared runs alone, the same way.
+        key = (
+            stream_key(
+                STREAM_KIND, request.query, request.operation_name, request.variables, principal
+            )
+            or object()
         )
         # A credential of its own (the start's) that expires ends this subscription then; the
         # connection's own credential (also when the start repeats it, as Amplify's does)
         # closes the whole connection (close_when_expired), and only that.
         expires = principal.expires_at if principal != self.principal else None
         deadline = asyncio.timeout(seconds_until(expires) if expires is not None else None)
+        prefix = '{"id":' + json.dumps(operation_id) + ',"type":"data","payload":'
         try:
-            async with deadline:
-                stream = await self.schema.subscribe(
-                    request.query,
-                    variable_values=request.variables,
-                    context_value=context,
-                    operation_name=request.operation_name,
-                )
-                async with aclosing(stream):
-                    async for result in stream:
-                        if not acknowledged and result.errors and result.data is None:
-                            # Refused before it listened (not allowed, not valid): never data.
-                            await self._send_errors(operation_id, result.errors)
-                            return
+            async with deadline, self.shared_streams.join(key, open_stream) as shared:
+                if shared.live:
+                    await acknowledge()
+                async for link in shared.follow():
+                    result = link.result
+                    if result is None:
                         if not acknowledged:
                             await acknowledge()
-                        await self.send(
-                            {"id": operation_id, "type": "data", "payload": _payload(result)}
-                        )
+                        continue
+                    if not acknowledged and result.errors and result.data is None:
+                        # Refused before it listened (not allowed, not valid): never data.
+                        await self._send_errors(operation_id, result.errors)
+                        return
+                    if not acknowledged:
+                        await acknowledge()
+                    await self.send_text(prefix + link.payload_json + "}")
             await self.send({"id": operation_id, "type": "complete"})
         except TimeoutError:
             if not deadline.expired():
@@ -435,10 +461,3 @@ def _subscription_request(data: str, operation_id: str) -> _Request:
     if name is not None and not isinstance(name, str):
         raise _Refused(BAD_REQUEST, "`operationName` must be a string", operation_id)
     return _Request(request["query"], variables, name)
-
-
-def _payload(result: ExecutionResult) -> dict[str, Any]:
-    payload: dict[str, Any] = {"data": result.data}
-    if result.errors:
-        payload["errors"] = [appsync_error(dict(e.formatted)) for e in result.errors]
-    return payload

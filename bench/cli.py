@@ -23,7 +23,7 @@ from bench.progress import Progress
 from bench.stack import Stack, StackError, StackOptions
 from booking.errors import ConfigurationError
 
-SCENARIOS = ("reserve", "payment", "throughput", "contention", "scale", "suite")
+SCENARIOS = ("reserve", "payment", "throughput", "contention", "live", "scale", "suite")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--contention-rounds", type=int)
     s.add_argument("--holds", type=int, help="open holds in the scale scenario (10000)")
     s.add_argument("--hold-seconds", type=int, help="minimum hold in the scale scenario (60)")
+    s.add_argument("--subscribers", type=int, help="subscribers of one booking in live (10000)")
     s.add_argument("--suite", action="append", help="test paths for the suite scenario")
     s.add_argument("--suite-arg", action="append", default=[], help="extra pytest argument")
     o = p.add_argument_group("output")
@@ -125,6 +126,7 @@ def _sizes(args: argparse.Namespace) -> scenarios.Sizes:
         "contention_rounds": args.contention_rounds,
         "scale_holds": args.holds,
         "scale_hold_seconds": args.hold_seconds,
+        "live_subscribers": args.subscribers,
     }
     updates = {k: v for k, v in overrides.items() if v is not None}
     for key, value in updates.items():
@@ -236,6 +238,8 @@ async def _run_stack_scenarios(
                         results["scenarios"][name] = await scenarios.throughput(bench)
                     elif name == "contention":
                         results["scenarios"][name] = await scenarios.contention(bench)
+                    elif name == "live":
+                        results["scenarios"][name] = await scenarios.live_updates(bench)
                     elif name == "scale":
                         results["scenarios"][name] = await scenarios.scale(bench)
                 except (scenarios.BenchFailure, StackError) as exc:

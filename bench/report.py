@@ -114,6 +114,37 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
                 _at_most(cpu.get("worker"), 9),
             ),
         ]
+    if "live" in s:
+        count = _get(s, "live", "subscribers")
+        delivered = _get(s, "live", "delivered")
+        per = _get(s, "live", "api_kb_per_subscriber")
+        p99 = _get(s, "live", "delivery_ms", "p99")
+        targets += [
+            Target(
+                "live_delivered",
+                f"{count} subscribers of one booking get the change",
+                "all",
+                delivered,
+                "",
+                delivered == count and _get(s, "live", "subscribed") == count,
+            ),
+            Target(
+                "live_kb_per_subscriber",
+                "API memory per subscriber",
+                "<= 40 KB",
+                per,
+                "KB",
+                _at_most(per, 40),
+            ),
+            Target(
+                "live_delivery_p99",
+                "change -> subscriber p99",
+                "<= 1 s",
+                round(p99 / 1000, 3) if p99 is not None else None,
+                "s",
+                _at_most(p99 / 1000 if p99 is not None else None, 1.0),
+            ),
+        ]
     doubles = results.get("double_booked_apartments")
     if "contention" in s or doubles is not None:
         rounds = _get(s, "contention", "rounds")
@@ -374,6 +405,26 @@ def _details(s: dict[str, Any]) -> list[str]:
             ]
         if c.get("note"):
             lines += [f"Note: {c['note']}", ""]
+    if "live" in s:
+        c = s["live"]
+        lines += [
+            "### Live updates",
+            "",
+            f"{c['subscribers']} {c['protocol']} subscribers of one booking on one API process "
+            f"(their own process, `bench.subscribers`): {c['subscribed']} subscribed in "
+            f"{c['subscribe_seconds']} s; API RSS {_fmt(c.get('api_rss_mb_before'))} MB before, "
+            f"{_fmt(c.get('api_rss_mb_subscribed'))} MB subscribed: "
+            f"**{_fmt(c.get('api_kb_per_subscriber'))} KB per subscriber**. The booking paid: "
+            f"{c['delivered']} got APPROVED; failures "
+            f"{c['subscribe_failures'] or c['delivery_failures'] or 'none'}; API CPU from the "
+            f"payment to the last delivery {_fmt(c.get('api_cpu_ms_pay_to_delivered'))} ms.",
+            "",
+            "| from the change (the APPROVED notice) to | count | p50 ms | p90 ms | p99 ms | "
+            "max ms |",
+            "| --- | --- | --- | --- | --- | --- |",
+            _latency_row("a subscriber's `next`", c["delivery_ms"]),
+            "",
+        ]
     if "scale" in s:
         c = s["scale"]
         lines += [

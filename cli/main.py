@@ -30,6 +30,8 @@ log = logging.getLogger("booking.cli")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2  # bad flags, bad or refused configuration
+# Descriptors the API holds besides its connections: the pool, Temporal, logs, the LISTEN one.
+OWN_DESCRIPTORS = 256
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,8 +188,26 @@ def cmd_api(args: argparse.Namespace) -> int:
     # Checked first so that a wrong address is one clear line and exit 2; uvicorn would
     # report the same as a traceback and exit 3.
     asyncio.run(_check_dependencies(settings))
+    _open_files_for(settings.http_max_connections)
     uvicorn.run(create_app(settings), **uvicorn_options(settings))
     return EXIT_OK
+
+
+def _open_files_for(connections: int) -> None:
+    """A descriptor per connection (BOOKING_HTTP_MAX_CONNECTIONS), plus the process's own."""
+    from booking.rlimits import raise_open_file_limit
+
+    limit = raise_open_file_limit(connections + OWN_DESCRIPTORS)
+    if limit.raised:
+        log.info("open-file limit raised from %d to %d", limit.before, limit.now)
+    if limit.now < connections + OWN_DESCRIPTORS:
+        log.warning(
+            "open-file limit %d (hard %d) is below BOOKING_HTTP_MAX_CONNECTIONS=%d: connections "
+            "beyond it will fail; raise the hard limit (ulimit -Hn, LimitNOFILE, compose ulimits)",
+            limit.now,
+            limit.hard,
+            connections,
+        )
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

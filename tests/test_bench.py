@@ -171,7 +171,7 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     assert machine["git"]["commit"] is None or len(machine["git"]["commit"]) == 40
     assert len(results["load"]["before"]) == 3 and len(results["load"]["after"]) == 3
     s = results["scenarios"]
-    assert set(s) == {"reserve", "payment", "throughput", "contention", "scale", "suite"}
+    assert set(s) == {"reserve", "payment", "throughput", "contention", "live", "scale", "suite"}
 
     _latency_ok(s["reserve"]["latency_ms"], s["reserve"]["count"])
     assert s["reserve"]["errors"] == {}
@@ -195,6 +195,13 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     assert contention["unexpected_errors"] == {}
     _latency_ok(contention["loser_latency_ms"], contention["rounds"] * (contention["clients"] - 1))
     assert results["double_booked_apartments"] == []
+
+    live = s["live"]
+    # Every subscriber got the booking, then the change; each had its own connection.
+    assert live["subscribed"] == live["delivered"] == live["subscribers"] > 1
+    assert live["subscribe_failures"] == live["delivery_failures"] == {}
+    _latency_ok(live["delivery_ms"], live["subscribers"])
+    assert live["api_rss_mb_subscribed"] >= live["api_rss_mb_before"] > 20
 
     scale = s["scale"]
     assert scale["all_expired_correctly"] is True
@@ -232,12 +239,16 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
         "api_cpu_per_request",
         "worker_cpu_per_booking",
         "double_bookings",
+        "live_delivered",
+        "live_kb_per_subscriber",
+        "live_delivery_p99",
         "scale_open",
         "scale_expired",
         "scale_worker_rss",
         "scale_expiry_lag_p99",
     }
     assert targets["double_bookings"]["met"] is True
+    assert targets["live_delivered"]["met"] is True
     assert targets["scale_expired"]["met"] is True
     assert targets["scale_open"]["measured"] == s["scale"]["open_after_placing"]
     assert targets["reserve_p50"]["measured"] == s["reserve"]["latency_ms"]["p50"]
@@ -252,6 +263,7 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     assert "## Results against the targets" in markdown
     assert "| reserve latency p50 | <= 40 ms |" in markdown
     assert "### Test-suite speed" in markdown
+    assert "### Live updates" in markdown
     section = readme.read_text()
     assert "| throughput vs engine floor | >= 0.8x |" in section
     assert "placeholder" not in section and "Kept as it was." in section

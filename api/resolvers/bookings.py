@@ -242,28 +242,23 @@ class BookingSubscriptions:
             raise RuntimeError("live updates are not running (lifespan not started)")
         booking_id = str(id)
         last: tuple[str, object] | None = None
-        metrics = context.services.metrics
-        metrics.subscriptions.inc()
-        try:
-            # Subscribe before the first read, so no transition can fall between them.
-            with broadcaster.subscribe(booking_id) as queue:
-                while True:
-                    row = await context.loaders.reader.run(reads.booking_by_id, booking_id)
-                    if row is not None:
-                        _may_see(principal, row)
-                    # Listening, and the caller may see it: from here on no change is missed.
-                    await context.subscribed()
-                    if row is not None:
-                        version = (row.booking_status, row.update_on)
-                        if version != last:
-                            last = version
-                            # Fresh loaders: nested fields (the apartment's status) must not
-                            # come from the previous message's cache.
-                            context.loaders = context.loaders.fresh()
-                            yield Booking.from_row(row)
-                    await queue.get()
-                    # Several notices may have queued up; one read answers them all.
-                    while not queue.empty():
-                        queue.get_nowait()
-        finally:
-            metrics.subscriptions.dec()
+        # Subscribe before the first read, so no transition can fall between them.
+        with broadcaster.subscribe(booking_id) as queue:
+            while True:
+                row = await context.loaders.reader.run(reads.booking_by_id, booking_id)
+                if row is not None:
+                    _may_see(principal, row)
+                # Listening, and the caller may see it: from here on no change is missed.
+                await context.subscribed()
+                if row is not None:
+                    version = (row.booking_status, row.update_on)
+                    if version != last:
+                        last = version
+                        # Fresh loaders: nested fields (the apartment's status) must not
+                        # come from the previous message's cache.
+                        context.loaders = context.loaders.fresh()
+                        yield Booking.from_row(row)
+                await queue.get()
+                # Several notices may have queued up; one read answers them all.
+                while not queue.empty():
+                    queue.get_nowait()

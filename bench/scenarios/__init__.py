@@ -8,6 +8,7 @@ seen by the client, in milliseconds. ``harness`` holds what they share.
 from bench.scenarios.contention import contention, versus_uncontended
 from bench.scenarios.harness import QUICK, Bench, BenchFailure, Sizes
 from bench.scenarios.integrity import double_bookings
+from bench.scenarios.live import live_updates
 from bench.scenarios.payment import payment
 from bench.scenarios.reserve import reserve_latency
 from bench.scenarios.scale import scale, start_hold
@@ -20,6 +21,7 @@ __all__ = [
     "Sizes",
     "contention",
     "double_bookings",
+    "live_updates",
     "payment",
     "reserve_latency",
     "scale",

@@ -50,6 +50,7 @@ class Sizes:
     scale_grace: float = 120.0
     # Seconds of slack on top of the calibrated time it takes to place every hold.
     scale_margin: int = 10
+    live_subscribers: int = 10_000
     warmup: int = 10
 
     def as_dict(self) -> dict[str, Any]:
@@ -70,6 +71,7 @@ QUICK = Sizes(
     scale_calibration=8,
     scale_grace=30.0,
     scale_margin=2,
+    live_subscribers=20,
     warmup=1,
 )
 

@@ -1,0 +1,270 @@
+"""The live-updates load generator: N graphql-transport-ws subscribers in one process.
+
+Run by the ``live`` scenario as ``python -m bench.subscribers`` so that its CPU and memory
+are its own, not the bench's or the API's. It speaks the least WebSocket a subscriber needs
+(RFC 6455 handshake, small unfragmented text frames, pong for ping) over plain asyncio
+protocols: a general client (``websockets``) keeps tasks and buffers per connection, and its
+per-message work would sit on the same two cores as the API it measures.
+
+Protocol with the parent, one JSON object per line on stdout:
+
+- ``{"subscribed": n, "failed": {...}, "seconds": s}`` once every subscriber got its first
+  ``next`` (the booking as it is) or failed;
+- ``{"received": [t, ...], "failed": {...}}`` once every subscriber saw ``--until`` in
+  ``bookingStatus`` (or ``--wait`` seconds passed after the parent wrote a line on stdin);
+  ``t`` is ``time.monotonic()`` at receipt: CLOCK_MONOTONIC, one clock for every process on
+  Linux (the bench's ``perf_counter`` is the same clock there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import sys
+import time
+from collections import Counter
+from urllib.parse import urlsplit
+
+from booking.rlimits import raise_open_file_limit
+
+SUBPROTOCOL = "graphql-transport-ws"
+QUERY = (
+    "subscription Status($id: ID!) { onBookingStatusChanged(id: $id) "
+    "{ id apartmentId userId bookingStatus amountDue currency holdExpiresAt paidAt } }"
+)
+
+
+def frame(text: str) -> bytes:
+    """A masked, unfragmented text frame (clients must mask, RFC 6455 5.3)."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x81, 0x80 | n))
+    elif n < 65536:
+        header = bytes((0x81, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 0x80 | 127)) + n.to_bytes(8, "big")
+    repeated = (mask * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
+    return header + mask + masked
+
+
+def control(opcode: int, payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked
+
+
+class Subscriber(asyncio.Protocol):
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.nexts = 0
+        self.done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            (
+                f"GET {self.run.path} HTTP/1.1\r\nHost: {self.run.host}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n"
+            ).encode()
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done:
+            self.fail("connection closed")
+
+    def fail(self, why: str) -> None:
+        if not self.done:
+            self.done = True
+            self.run.failed(self, why)
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.upgraded:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(self.buffer[:12])
+            if not status.startswith(b"HTTP/1.1 101"):
+                self.fail(f"upgrade refused: {status.decode(errors='replace')}")
+                return
+            del self.buffer[: end + 4]
+            self.upgraded = True
+            self.send({"type": "connection_init", "payload": {"x-api-key": self.run.api_key}})
+        while len(self.buffer) >= 2:
+            first, second = self.buffer[0], self.buffer[1]
+            length, start = second & 0x7F, 2
+            if length == 126:
+                if len(self.buffer) < 4:
+                    return
+                length, start = int.from_bytes(self.buffer[2:4], "big"), 4
+            elif length == 127:
+                if len(self.buffer) < 10:
+                    return
+                length, start = int.from_bytes(self.buffer[2:10], "big"), 10
+            if len(self.buffer) < start + length:
+                return
+            payload = bytes(self.buffer[start : start + length])
+            del self.buffer[: start + length]
+            opcode = first & 0x0F
+            if opcode == 0x1:
+                self.on_message(json.loads(payload))
+            elif opcode == 0x9 and self.transport is not None:
+                self.transport.write(control(0xA, payload))
+            elif opcode == 0x8:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 0
+                self.fail(f"closed by the server ({code})")
+                return
+
+    def send(self, message: dict[str, object]) -> None:
+        if self.transport is not None:
+            self.transport.write(frame(json.dumps(message)))
+
+    def on_message(self, message: dict[str, object]) -> None:
+        kind = message.get("type")
+        if kind == "connection_ack":
+            self.send(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": QUERY, "variables": {"id": self.run.booking_id}},
+                }
+            )
+        elif kind == "ping":
+            self.send({"type": "pong"})
+        elif kind == "next":
+            payload = message.get("payload")
+            data = payload.get("data") if isinstance(payload, dict) else None
+            booking = data.get("onBookingStatusChanged") if isinstance(data, dict) else None
+            if not isinstance(booking, dict):
+                self.fail(f"next without the booking: {str(payload)[:120]}")
+                return
+            self.nexts += 1
+            if self.nexts == 1:
+                self.run.subscribed(self)
+            if booking.get("bookingStatus") == self.run.until and not self.done:
+                self.done = True
+                self.run.received(time.monotonic())
+        elif kind in ("error", "complete"):
+            self.fail(f"{kind}: {str(message.get('payload'))[:120]}")
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace) -> None:
+        parts = urlsplit(args.url)
+        self.host = parts.netloc
+        self.address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.path = parts.path or "/graphql"
+        self.api_key: str = args.api_key
+        self.booking_id: str = args.booking_id
+        self.until: str = args.until
+        self.count: int = args.count
+        self.failures: Counter[str] = Counter()
+        self.times: list[float] = []
+        self.pending_subscribe = args.count
+        self.all_subscribed = asyncio.Event()
+        self.all_received = asyncio.Event()
+        self.settled = 0
+
+    def subscribed(self, _sub: Subscriber) -> None:
+        self._one_subscribed()
+
+    def _one_subscribed(self) -> None:
+        self.pending_subscribe -= 1
+        if self.pending_subscribe <= 0:
+            self.all_subscribed.set()
+
+    def failed(self, sub: Subscriber, why: str) -> None:
+        self.failures[why] += 1
+        if sub.nexts == 0:
+            self._one_subscribed()
+        self._one_settled()
+
+    def received(self, at: float) -> None:
+        self.times.append(at)
+        self._one_settled()
+
+    def _one_settled(self) -> None:
+        self.settled += 1
+        if self.settled >= self.count:
+            self.all_received.set()
+
+
+def emit(obj: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+async def main(args: argparse.Namespace) -> None:
+    run = Run(args)
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    # Connect in bounded waves: a burst of 10,000 SYNs would overflow the listen backlog.
+    opening = asyncio.Semaphore(args.connecting)
+    subscribers: list[Subscriber] = []
+
+    async def open_one() -> None:
+        async with opening:
+            sub = Subscriber(run)
+            subscribers.append(sub)
+            try:
+                await loop.create_connection(lambda: sub, *run.address)
+            except OSError as exc:
+                sub.fail(f"connect: {type(exc).__name__}")
+
+    await asyncio.gather(*(open_one() for _ in range(run.count)))
+    try:
+        await asyncio.wait_for(run.all_subscribed.wait(), args.subscribe_timeout)
+    except TimeoutError:
+        run.failures["no first next in time"] += run.pending_subscribe
+    emit(
+        {
+            "subscribed": sum(1 for s in subscribers if s.nexts >= 1),
+            "failed": dict(run.failures),
+            "seconds": round(time.monotonic() - started, 2),
+        }
+    )
+    # The parent makes the change now and writes a line when it has.
+    await loop.run_in_executor(None, sys.stdin.readline)
+    try:
+        await asyncio.wait_for(run.all_received.wait(), args.wait)
+    except TimeoutError:
+        missing = sum(1 for s in subscribers if not s.done)
+        run.failures[f"not received within {args.wait:.0f} s"] += missing
+    emit({"received": run.times, "failed": dict(run.failures)})
+    for sub in subscribers:
+        if sub.transport is not None:
+            sub.transport.close()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.subscribers")
+    p.add_argument("--url", required=True, help="ws://host:port/graphql")
+    p.add_argument("--api-key", required=True)
+    p.add_argument("--booking-id", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--until", default="APPROVED", help="the bookingStatus that ends the wait")
+    p.add_argument("--connecting", type=int, default=256, help="connections opening at once")
+    p.add_argument("--subscribe-timeout", type=float, default=300.0)
+    p.add_argument("--wait", type=float, default=60.0)
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    raise_open_file_limit(arguments.count + 256)  # a descriptor per subscriber
+    asyncio.run(main(arguments))
