@@ -17,6 +17,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import asyncpg
 
@@ -87,23 +88,23 @@ class BookingBroadcaster:
                     del self._subscribers[booking_id]
 
     def _on_notification(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        try:
-            notice = json.loads(str(payload))
-            booking_id = str(notice["id"])
-            status = str(notice["status"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignored malformed %s notification", CHANNEL)
-            return
-        for queue in self._subscribers.get(booking_id, ()):
-            queue.put_nowait(status)
+        self._fan_out(CHANNEL, payload, lambda notice: str(notice["id"]))
 
     def _on_waitlist(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        self._fan_out(
+            WAITLIST_CHANNEL, payload, lambda notice: waitlist_key(str(notice["apartmentId"]))
+        )
+
+    def _fan_out(
+        self, channel: str, payload: object, key_of: Callable[[dict[str, Any]], str]
+    ) -> None:
+        """A notice's status to every queue subscribed to its key (a malformed one: logged)."""
         try:
             notice = json.loads(str(payload))
-            key = waitlist_key(str(notice["apartmentId"]))
+            key = key_of(notice)
             status = str(notice["status"])
         except (ValueError, KeyError, TypeError):
-            log.warning("ignored malformed %s notification", WAITLIST_CHANNEL)
+            log.warning("ignored malformed %s notification", channel)
             return
         for queue in self._subscribers.get(key, ()):
             queue.put_nowait(status)

@@ -22,7 +22,7 @@ from api.auth import Principal
 from api.cost import MAX_LIST_ITEMS, bounded
 from api.directives import ADMINS, TENANTS, authorize, cognito, resolver, subscription
 from api.pagination import encode_token
-from api.resolvers.common import ctx, given, may_act_as, page
+from api.resolvers.common import ctx, given, live_rows, may_act_as, may_see, page
 from api.types import (
     Booking,
     BookingsResult,
@@ -41,14 +41,13 @@ from booking.contract import (
     booking_id_for,
     payment_problem,
 )
-from booking.errors import BookingNotFound, Unauthorized, ValidationError
+from booking.errors import BookingNotFound, ValidationError
 from booking.store import reads
 from booking.store.bookings import BookingRow
 
 
 def _may_see(principal: Principal, row: BookingRow) -> None:
-    if not principal.sees_all_bookings and row.user_id != principal.user_id:
-        raise Unauthorized("Not Authorized to access this booking")
+    may_see(principal, row.user_id, "booking")
 
 
 async def _row(info: Info, booking_id: str) -> BookingRow:
@@ -236,29 +235,13 @@ class BookingSubscriptions:
         self, info: Info, id: strawberry.ID
     ) -> AsyncGenerator[Booking | None, None]:
         principal = authorize(info)
-        context = ctx(info)
-        broadcaster = context.services.broadcaster
-        if broadcaster is None:
-            raise RuntimeError("live updates are not running (lifespan not started)")
-        booking_id = str(id)
-        last: tuple[str, object] | None = None
-        # Subscribe before the first read, so no transition can fall between them.
-        with broadcaster.subscribe(booking_id) as queue:
-            while True:
-                row = await context.loaders.reader.run(reads.booking_by_id, booking_id)
-                if row is not None:
-                    _may_see(principal, row)
-                # Listening, and the caller may see it: from here on no change is missed.
-                await context.subscribed()
-                if row is not None:
-                    version = (row.booking_status, row.update_on)
-                    if version != last:
-                        last = version
-                        # Fresh loaders: nested fields (the apartment's status) must not
-                        # come from the previous message's cache.
-                        context.loaders = context.loaders.fresh()
-                        yield Booking.from_row(row)
-                await queue.get()
-                # Several notices may have queued up; one read answers them all.
-                while not queue.empty():
-                    queue.get_nowait()
+        rows = live_rows(
+            ctx(info),
+            str(id),
+            reads.booking_by_id,
+            str(id),
+            version=lambda row: (row.booking_status, row.update_on),
+            check=lambda row: _may_see(principal, row),
+        )
+        async for row in rows:
+            yield Booking.from_row(row)

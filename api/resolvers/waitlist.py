@@ -24,7 +24,7 @@ from api.auth import Principal
 from api.cost import MAX_LIST_ITEMS, bounded
 from api.directives import ADMINS, TENANTS, authorize, cognito, resolver, subscription
 from api.notify import waitlist_key
-from api.resolvers.common import ctx, may_act_as
+from api.resolvers.common import ctx, live_rows, may_act_as, may_see
 from api.types import JoinWaitlistInput, WaitlistEntry
 from booking.contract import (
     MIN_HOLD_SECONDS,
@@ -33,14 +33,13 @@ from booking.contract import (
     WaitlistJoin,
     booking_problem,
 )
-from booking.errors import Unauthorized, ValidationError, WaitlistEntryNotFound
+from booking.errors import ValidationError, WaitlistEntryNotFound
 from booking.store import reads
 from booking.store.waitlist import WaitlistRow
 
 
 def _may_see(principal: Principal, row: WaitlistRow) -> None:
-    if not principal.sees_all_bookings and row.user_id != principal.user_id:
-        raise Unauthorized("Not Authorized to access this waiting-list entry")
+    may_see(principal, row.user_id, "waiting-list entry")
 
 
 async def _entry(info: Info, entry_id: str) -> WaitlistRow:
@@ -122,28 +121,19 @@ class WaitlistSubscriptions:
         self, info: Info, id: strawberry.ID
     ) -> AsyncGenerator[WaitlistEntry | None, None]:
         principal = authorize(info)
-        context = ctx(info)
-        broadcaster = context.services.broadcaster
-        if broadcaster is None:
-            raise RuntimeError("live updates are not running (lifespan not started)")
         first = await _entry(info, str(id))
         _may_see(principal, first)
-        last: tuple[str, int | None, object] | None = None
-        # Subscribe before the read that is sent first, so no change falls between them.
-        with broadcaster.subscribe(waitlist_key(first.apartment_id)) as queue:
-            await context.subscribed()
-            while True:
-                row = await context.loaders.reader.run(reads.waitlist_entry, first.id)
-                if row is not None:
-                    version = (row.status, row.position, row.updated_on)
-                    if version != last:
-                        last = version
-                        context.loaders = context.loaders.fresh()
-                        yield WaitlistEntry.from_row(row)
-                await queue.get()
-                # Several notices may have queued up; one read answers them all.
-                while not queue.empty():
-                    queue.get_nowait()
+        rows = live_rows(
+            ctx(info),
+            waitlist_key(first.apartment_id),
+            reads.waitlist_entry,
+            first.id,
+            # Positions move when one ahead leaves or gets an offer.
+            version=lambda row: (row.status, row.position, row.updated_on),
+            check=lambda row: _may_see(principal, row),
+        )
+        async for row in rows:
+            yield WaitlistEntry.from_row(row)
 
 
 def _join_problem(join: WaitlistJoin, limits: StayLimits) -> str | None:
