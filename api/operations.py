@@ -330,8 +330,9 @@ class BookingCommands:
         booking: BookingRow,
         update: Callable[[WorkflowHandle[Any, Any]], Awaitable[T]],
         retry_hint: str,
+        closed: Callable[[], DomainError],
     ) -> T:
-        """Run ``update`` on the booking's execution; RPCError NOT_FOUND once it has closed.
+        """Run ``update`` on the booking's execution; ``closed()`` is raised once it has closed.
 
         A waiting-list offer's row is PENDING before its execution has caught up: the release
         that made the offer commits the row, then its next step starts the execution
@@ -353,8 +354,10 @@ class BookingCommands:
             try:
                 return await _unwrap(update(handle), deadline=remaining(), retry_hint=retry_hint)
             except RPCError as err:
-                if err.status != RPCStatusCode.NOT_FOUND or booking.booking_status != PENDING:
+                if err.status != RPCStatusCode.NOT_FOUND:
                     raise
+                if booking.booking_status != PENDING:
+                    raise closed() from None  # the booking is settled one way or the other
                 if loop.time() + OFFER_START_POLL_SECONDS > give_up:
                     raise ServiceUnavailable(
                         f"the booking's hold is still being placed; retry {retry_hint}"
@@ -376,19 +379,17 @@ class BookingCommands:
                     raise refusal from None  # the hold was never placed: the refusal stands
 
     async def pay(self, booking: BookingRow, payment: PaymentInput) -> BookingState:
-        try:
-            state = await self._update_booking(
-                booking,
-                lambda handle: handle.execute_update(ApartmentBookingWorkflow.pay, payment),
-                "with the same paymentReference",
-            )
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise
-            # The execution has closed: the booking is settled one way or the other.
+        def closed() -> DomainError:
             if booking.booking_status == CANCELLED and booking.cancellation_reason == EXPIRED:
-                raise BookingExpired("the hold is over") from None
-            raise PaymentRejected(f"booking is {booking.booking_status}, not PENDING") from None
+                return BookingExpired("the hold is over")
+            return PaymentRejected(f"booking is {booking.booking_status}, not PENDING")
+
+        state = await self._update_booking(
+            booking,
+            lambda handle: handle.execute_update(ApartmentBookingWorkflow.pay, payment),
+            "with the same paymentReference",
+            closed,
+        )
         if state.status != APPROVED:
             # Never a success-shaped answer for money that did not pay the booking (an older
             # execution answers a repeated reference with the booking as it is).
@@ -400,18 +401,14 @@ class BookingCommands:
 
     async def extend_hold(self, booking: BookingRow, seconds: int) -> BookingState:
         request = ExtendHoldInput(seconds, self._settings.max_hold_extensions)
-        try:
-            return await self._update_booking(
-                booking,
-                lambda handle: handle.execute_update(ApartmentBookingWorkflow.extend_hold, request),
-                "later (getBooking shows whether the hold moved)",
-            )
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise
-            raise HoldNotExtendable(
+        return await self._update_booking(
+            booking,
+            lambda handle: handle.execute_update(ApartmentBookingWorkflow.extend_hold, request),
+            "later (getBooking shows whether the hold moved)",
+            lambda: HoldNotExtendable(
                 f"the hold cannot be extended: the booking is {booking.booking_status}"
-            ) from None
+            ),
+        )
 
     async def join_waitlist(self, join: WaitlistJoin) -> str:
         """Add the entry (its workflow's first step); the id of the entry the tenant has."""
@@ -473,15 +470,11 @@ class BookingCommands:
             ) from None
 
     async def cancel(self, booking: BookingRow) -> BookingState:
-        try:
-            return await self._update_booking(
-                booking,
-                lambda handle: handle.execute_update(ApartmentBookingWorkflow.cancel),
-                "later (getBooking shows whether the cancellation went through)",
-            )
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise
-            raise BookingNotCancellable(
+        return await self._update_booking(
+            booking,
+            lambda handle: handle.execute_update(ApartmentBookingWorkflow.cancel),
+            "later (getBooking shows whether the cancellation went through)",
+            lambda: BookingNotCancellable(
                 f"booking cannot be cancelled: it is {booking.booking_status}"
-            ) from None
+            ),
+        )
