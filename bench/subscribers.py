@@ -37,26 +37,19 @@ QUERY = (
 )
 
 
-def frame(text: str) -> bytes:
-    """A masked, unfragmented text frame (clients must mask, RFC 6455 5.3)."""
-    payload = text.encode()
+def frame(opcode: int, payload: bytes) -> bytes:
+    """A masked, unfragmented frame (clients must mask, RFC 6455 5.3)."""
     mask = os.urandom(4)
     n = len(payload)
     if n < 126:
-        header = bytes((0x81, 0x80 | n))
+        header = bytes((0x80 | opcode, 0x80 | n))
     elif n < 65536:
-        header = bytes((0x81, 0x80 | 126)) + n.to_bytes(2, "big")
+        header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
     else:
-        header = bytes((0x81, 0x80 | 127)) + n.to_bytes(8, "big")
+        header = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
     repeated = (mask * (n // 4 + 1))[:n]
     masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
     return header + mask + masked
-
-
-def control(opcode: int, payload: bytes) -> bytes:
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked
 
 
 class Subscriber(asyncio.Protocol):
@@ -124,7 +117,7 @@ class Subscriber(asyncio.Protocol):
             if opcode == 0x1:
                 self.on_message(json.loads(payload))
             elif opcode == 0x9 and self.transport is not None:
-                self.transport.write(control(0xA, payload))
+                self.transport.write(frame(0xA, payload))  # pong
             elif opcode == 0x8:
                 code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 0
                 self.fail(f"closed by the server ({code})")
@@ -132,7 +125,7 @@ class Subscriber(asyncio.Protocol):
 
     def send(self, message: dict[str, object]) -> None:
         if self.transport is not None:
-            self.transport.write(frame(json.dumps(message)))
+            self.transport.write(frame(0x1, json.dumps(message).encode()))
 
     def on_message(self, message: dict[str, object]) -> None:
         kind = message.get("type")
@@ -155,7 +148,7 @@ class Subscriber(asyncio.Protocol):
                 return
             self.nexts += 1
             if self.nexts == 1:
-                self.run.subscribed(self)
+                self.run.subscribed()
             if booking.get("bookingStatus") == self.run.until and not self.done:
                 self.done = True
                 self.run.received(time.monotonic())
@@ -180,10 +173,7 @@ class Run:
         self.all_received = asyncio.Event()
         self.settled = 0
 
-    def subscribed(self, _sub: Subscriber) -> None:
-        self._one_subscribed()
-
-    def _one_subscribed(self) -> None:
+    def subscribed(self) -> None:
         self.pending_subscribe -= 1
         if self.pending_subscribe <= 0:
             self.all_subscribed.set()
@@ -191,7 +181,7 @@ class Run:
     def failed(self, sub: Subscriber, why: str) -> None:
         self.failures[why] += 1
         if sub.nexts == 0:
-            self._one_subscribed()
+            self.subscribed()
         self._one_settled()
 
     def received(self, at: float) -> None:
