@@ -26,7 +26,6 @@ covers it.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -36,8 +35,7 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.exceptions import ApplicationError
 
 from activities.db_errors import permanent_db_errors
 from booking.contract import (
@@ -48,14 +46,12 @@ from booking.contract import (
     CONFIRM_BOOKING,
     END_LEASE,
     END_LEASE_AND_OFFER,
-    ENTRY_SETTLED_SIGNAL,
     EXTEND_HOLD,
     HAND_ON,
     JOIN_WAITLIST,
     LAPSED,
     LEAVE_WAITLIST,
     LEFT,
-    OFFERED,
     PENDING,
     REFUND_PAYMENT,
     REFUND_UNPLACED_PAYMENT,
@@ -64,11 +60,9 @@ from booking.contract import (
     RESERVE_APARTMENT,
     TENANT_CANCELLED,
     WAITING,
-    WORKFLOW_TYPE,
     BookingInput,
     ConfirmRequest,
     EndLeaseRequest,
-    EntrySettled,
     ExtendHoldRequest,
     HandOn,
     JoinResult,
@@ -82,11 +76,8 @@ from booking.contract import (
     ReserveRequest,
     WaitlistJoin,
     amount_due,
-    offer_booking_id_for,
     reserve_rejection_details,
-    start_search_attributes,
     waitlist_workflow_id_for,
-    workflow_id_for,
 )
 from booking.errors import (
     ApartmentNotFound,
@@ -99,6 +90,7 @@ from booking.errors import (
     ValidationError,
     WaitlistEntryNotFound,
 )
+from booking.offers import hand_on, offer_next, settle_entry
 from booking.store import bookings as store
 from booking.store import waitlist as waitlist_store
 
@@ -356,7 +348,7 @@ class BookingActivities:
                         {"paymentReference": payment.payment_reference},
                     )
                     # A booking the waiting list offered: its entry is BOOKED.
-                    await _settle_entry(conn, booking.id, BOOKED, "PAID")
+                    await settle_entry(conn, booking.id, BOOKED, "PAID")
 
     @activity.defn(name=RELEASE_BOOKING)
     async def release_booking(self, request: ReleaseRequest) -> bool:
@@ -402,9 +394,11 @@ class BookingActivities:
                     terms = await store.lock_apartment(conn, booking.apartment_id)
                     await store.cancel_booking(conn, booking.id, request.reason)
                     settled = LEFT if request.reason == TENANT_CANCELLED else LAPSED
-                    entry = await _settle_entry(conn, booking.id, settled, request.reason)
+                    entry = await settle_entry(conn, booking.id, settled, request.reason)
                     at = request.released_at or datetime.now(UTC)
-                    offer, lapsed = await self._offer_next(conn, booking.apartment_id, terms, at)
+                    offer, lapsed = await offer_next(
+                        conn, booking.apartment_id, terms, at, self._policy.waitlist_offer_seconds
+                    )
                     if offer is None:
                         await store.release_reserved_apartment(conn, booking.apartment_id)
                     outcome = ReleaseOutcome(
@@ -436,8 +430,12 @@ class BookingActivities:
                     # Only the tenant's own lease hands the apartment on (an admin may have
                     # let it to someone else meanwhile).
                     if await store.occupied_by(conn, booking.apartment_id, booking.user_id):
-                        offer, lapsed = await self._offer_next(
-                            conn, booking.apartment_id, terms, request.ended_at
+                        offer, lapsed = await offer_next(
+                            conn,
+                            booking.apartment_id,
+                            terms,
+                            request.ended_at,
+                            self._policy.waitlist_offer_seconds,
                         )
                     if offer is None:
                         await store.vacate_after_lease(conn, booking.apartment_id, booking.user_id)
@@ -451,75 +449,6 @@ class BookingActivities:
                         _outcome_details(outcome),
                     )
         return outcome
-
-    async def _offer_next(
-        self,
-        conn: PoolConnectionProxy[asyncpg.Record],
-        apartment_id: str,
-        terms: store.RentTerms | None,
-        now: datetime,
-    ) -> tuple[Offer | None, list[str]]:
-        """Offer the apartment (whose row the caller has locked, reading its ``terms``) to the
-        first waiting tenant, its hold timed from ``now`` (the workflow's clock, which the
-        hold's timer runs on).
-
-        An entry whose stay has already begun can no longer be booked: it lapses (its id is
-        returned with the offer, for its workflow to be told), and the next one is asked.
-        """
-        lapsed: list[str] = []
-        while True:
-            entry = await waitlist_store.first_waiting(conn, apartment_id)
-            if entry is None:
-                return None, lapsed
-            if entry.start_date < now.date():
-                await waitlist_store.set_status(conn, entry.id, WAITING, LAPSED)
-                await store.append_event(
-                    conn, None, WAITING, LAPSED, "STAY_STARTED", waitlist_entry_id=entry.id
-                )
-                lapsed.append(entry.id)
-                continue
-            assert terms is not None  # the apartment of a booking exists (a foreign key)
-            seconds = self._policy.waitlist_offer_seconds
-            booking = BookingInput(
-                booking_id=offer_booking_id_for(entry.id),
-                apartment_id=apartment_id,
-                user_id=entry.user_id,
-                start_date=entry.start_date,
-                end_date=entry.end_date,
-                hold_seconds=seconds,
-                waitlist_entry_id=entry.id,
-            )
-            hold_expires_at = now + timedelta(seconds=seconds)
-            await store.hold_for_offer(conn, apartment_id)
-            await store.insert_booking(
-                conn,
-                booking,
-                workflow_id=workflow_id_for(booking.booking_id),
-                amount_due=amount_due(terms.monthly_rent, entry.start_date, entry.end_date),
-                currency=terms.currency,
-                hold_expires_at=hold_expires_at,
-            )
-            await waitlist_store.set_status(
-                conn, entry.id, WAITING, OFFERED, offered_booking_id=booking.booking_id
-            )
-            await store.append_event(
-                conn,
-                booking.booking_id,
-                None,
-                PENDING,
-                "WAITLIST_OFFER",
-                {"holdExpiresAt": hold_expires_at.isoformat(), "waitlistEntryId": entry.id},
-            )
-            await store.append_event(
-                conn,
-                booking.booking_id,
-                WAITING,
-                OFFERED,
-                "OFFERED",
-                {"holdExpiresAt": hold_expires_at.isoformat()},
-                waitlist_entry_id=entry.id,
-            )
-            return Offer(booking, hold_expires_at), lapsed
 
     @activity.defn(name=EXTEND_HOLD)
     async def extend_hold(self, request: ExtendHoldRequest) -> bool:
@@ -620,34 +549,9 @@ class BookingActivities:
         """Tell entries' workflows how they ended; start the offer's booking workflow.
 
         Through the worker's Temporal client rather than as the releasing workflow's child:
-        the offer's hold outlives the execution that made it, and owes it nothing. Both are
-        idempotent: an entry's workflow already gone is fine (its row says how it ended), and
-        an offer already started is left running.
+        the offer's hold outlives the execution that made it, and owes it nothing.
         """
-        client = activity.client()
-        for settled in request.settled:
-            handle = client.get_workflow_handle(waitlist_workflow_id_for(settled.entry_id))
-            try:
-                await handle.signal(ENTRY_SETTLED_SIGNAL, EntrySettled(settled.status))
-            except RPCError as err:
-                if err.status != RPCStatusCode.NOT_FOUND:
-                    raise
-        offer = request.offer
-        if offer is None:
-            return
-        booking = offer.booking
-        # Started before only on a repeat of this step.
-        with contextlib.suppress(WorkflowAlreadyStartedError):
-            await client.start_workflow(
-                WORKFLOW_TYPE,
-                booking,
-                id=workflow_id_for(booking.booking_id),
-                task_queue=activity.info().task_queue,
-                search_attributes=start_search_attributes(booking, offer.hold_expires_at),
-                static_summary=(
-                    f"waiting-list offer: apartment {booking.apartment_id} for {booking.user_id}"
-                ),
-            )
+        await hand_on(activity.client(), activity.info().task_queue, request)
 
     @activity.defn(name=REFUND_PAYMENT)
     async def refund_payment(self, request: RefundRequest) -> RefundResult:
@@ -769,18 +673,6 @@ async def _lease_to_end(
             f"booking is {booking.booking_status}, not APPROVED", ValidationError.error_type
         )
     return booking
-
-
-async def _settle_entry(
-    conn: PoolConnectionProxy[asyncpg.Record], booking_id: str, status: str, reason: str
-) -> str | None:
-    """OFFERED -> ``status`` for the entry whose offer this booking was; its id, or None."""
-    entry = await waitlist_store.entry_offered(conn, booking_id)
-    if entry is None:
-        return None
-    await waitlist_store.set_status(conn, entry.id, OFFERED, status)
-    await store.append_event(conn, booking_id, OFFERED, status, reason, waitlist_entry_id=entry.id)
-    return entry.id
 
 
 def _outcome_details(outcome: ReleaseOutcome) -> dict[str, Any]:

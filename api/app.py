@@ -95,8 +95,6 @@ def create_app(
         graphql_ide="graphiql" if settings.dev_mode else None,
         keep_alive=True,
         keep_alive_interval=settings.ws_keepalive_seconds,
-        # Strawberry's own check of a WebSocket's Origin, with the same list as api.cors.
-        allowed_origins=settings.cors_origins,
     )
 
     @contextlib.asynccontextmanager
@@ -137,5 +135,5 @@ def create_app(
     app.state.services = services
     app.add_middleware(CachingMiddleware, settings=settings)
     app.add_middleware(ObservabilityMiddleware, metrics=services.metrics)
-    add_cors(app, settings.cors_origins)
+    add_cors(app, settings.cors_origins, loopback=settings.dev_mode)
     return app

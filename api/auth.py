@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import jwt
 
+from booking.contract import text_problem
 from booking.errors import UnauthorizedException
 from booking.settings import Settings
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 MISSING = "Valid authorization header not provided."
 DENIED = "You are not authorized to make this call."
 _LEEWAY_SECONDS = 5
+# What converting a claim someone chose can raise (OSError: a timestamp the platform refuses).
+_UNCONVERTIBLE = (ArithmeticError, ValueError, TypeError, OSError)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class Principal:
     trusted: bool  # an x-api-key caller: every operation, in anyone's name
     # When the credential stops being valid (a JWT's exp); None: an API key, until revoked.
     expires_at: datetime | None = None
+    # The token's `email` claim (ID tokens carry it): the only email a caller who is not an
+    # Admin may put on its own account.
+    email: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -183,17 +189,41 @@ class Authenticator:
         except jwt.ExpiredSignatureError:
             log.info("rejected request: expired token")
             raise UnauthorizedException("Token has expired.") from None
-        except (jwt.PyJWTError, jwt.PyJWKClientError) as err:
+        except (jwt.PyJWTError, jwt.PyJWKClientError, *_UNCONVERTIBLE) as err:
+            # _UNCONVERTIBLE: a signed claim PyJWT compares without converting it safely (an
+            # `exp` of 1e400 is infinity, and int(inf) overflows).
             log.info("rejected request: invalid token (%s)", type(err).__name__)
             raise UnauthorizedException(DENIED) from None
-        sub = claims.get("sub")
-        groups = claims.get("cognito:groups") or []
-        if not isinstance(sub, str) or not sub or not isinstance(groups, list):
-            log.info("rejected request: token lacks a usable sub or cognito:groups")
-            raise UnauthorizedException(DENIED)
-        return Principal(
-            user_id=sub,
-            groups=frozenset(g for g in groups if isinstance(g, str)),
-            trusted=False,
-            expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
-        )
+        return _principal(claims)
+
+
+def _principal(claims: Mapping[str, Any]) -> Principal:
+    """The caller a verified token's claims name; any claim we cannot use as ours is a 401.
+
+    A signature proves who wrote the claims, not that they fit: an ``exp`` past the year 9999
+    has no datetime, a ``sub`` with control characters would make ids that are not one
+    caller's alone (``booking.contract.booking_id_for`` joins user and key with NUL).
+    """
+    sub = claims.get("sub")
+    groups = claims.get("cognito:groups") or []
+    if (
+        not isinstance(sub, str)
+        or not sub
+        or text_problem("sub", sub) is not None
+        or not isinstance(groups, list)
+    ):
+        log.info("rejected request: token lacks a usable sub or cognito:groups")
+        raise UnauthorizedException(DENIED)
+    try:
+        expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
+    except _UNCONVERTIBLE:
+        log.info("rejected request: token's exp is not a time we can represent")
+        raise UnauthorizedException(DENIED) from None
+    email = claims.get("email")
+    return Principal(
+        user_id=sub,
+        groups=frozenset(g for g in groups if isinstance(g, str)),
+        trusted=False,
+        expires_at=expires_at,
+        email=email if isinstance(email, str) and email else None,
+    )

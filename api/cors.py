@@ -11,16 +11,27 @@ Browsers do not apply CORS to WebSockets; they send ``Origin`` on the upgrade in
 ``Origin`` (a client outside a browser) and the API's own origin are accepted, any other origin
 only when it is on the list, so "unset" means "same origin only" for HTTP and WebSockets alike.
 Refused upgrades get 403 before anything else is sent.
+
+Under ``booking dev`` (``BOOKING_DEV_MODE``) any loopback origin (``localhost``, ``127.0.0.1``,
+``[::1]``, any port, http or https) is allowed too, so that a web app on a dev server of its
+own talks to the API without a setting. A refused preflight is logged with the setting that
+would allow it, instead of the bare 405/400 a browser developer would otherwise see.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import Scope
 from strawberry.http.websocket_origin import is_same_origin, normalize_origin
+
+log = logging.getLogger(__name__)
 
 ALLOWED_METHODS = ("GET", "POST", "OPTIONS")
 # What Amplify, the AppSync SDKs and plain fetch() send with a GraphQL request.
@@ -34,19 +45,36 @@ ALLOWED_HEADERS = (
 )
 # How long a browser may reuse a preflight's answer.
 PREFLIGHT_MAX_AGE_SECONDS = 600
+# Loopback origins, any port: allowed in dev mode.
+LOOPBACK_ORIGIN = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?"
+_LOOPBACK = re.compile(LOOPBACK_ORIGIN)
 
 
-def add_cors(app: Starlette, origins: Iterable[str]) -> None:
-    """Put CORSMiddleware for ``origins`` outermost on ``app`` (nothing when there are none).
+class _LoggingCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, saying in the log which setting would allow a refused preflight."""
 
-    Outermost, so that a preflight is answered before authentication or caching sees it.
+    def preflight_response(self, request_headers: Headers) -> Response:
+        origin = request_headers.get("origin", "")
+        if not self.is_allowed_origin(origin):
+            log.warning(
+                "refused a CORS preflight from origin %r: add it to BOOKING_CORS_ORIGINS "
+                "(comma-separated exact origins) to let that page call the API",
+                origin[:200],
+            )
+        return super().preflight_response(request_headers)
+
+
+def add_cors(app: Starlette, origins: Iterable[str], *, loopback: bool = False) -> None:
+    """Put CORSMiddleware for ``origins`` (and, with ``loopback``, every loopback origin)
+    outermost on ``app``.
+
+    Outermost, so that a preflight is answered before authentication or caching sees it. With
+    no origin allowed at all it is there still, to answer and log refused preflights.
     """
-    allowed = list(origins)
-    if not allowed:
-        return
     app.add_middleware(
-        CORSMiddleware,
-        allow_origins=allowed,
+        _LoggingCORSMiddleware,
+        allow_origins=list(origins),
+        allow_origin_regex=LOOPBACK_ORIGIN if loopback else None,
         allow_methods=ALLOWED_METHODS,
         allow_headers=ALLOWED_HEADERS,
         expose_headers=("x-request-id",),
@@ -54,7 +82,9 @@ def add_cors(app: Starlette, origins: Iterable[str]) -> None:
     )
 
 
-def websocket_origin_refused(scope: Scope, origins: Iterable[str]) -> str | None:
+def websocket_origin_refused(
+    scope: Scope, origins: Iterable[str], *, loopback: bool = False
+) -> str | None:
     """The upgrade's ``Origin`` when it may not connect (see above), else None."""
     found: dict[bytes, str] = {
         name: value.decode("latin-1") for name, value in scope.get("headers", ())
@@ -62,6 +92,9 @@ def websocket_origin_refused(scope: Scope, origins: Iterable[str]) -> str | None
     origin = found.get(b"origin")
     if origin is None or is_same_origin(origin, found.get(b"host")):
         return None
-    if normalize_origin(origin) in set(origins):
+    normal = normalize_origin(origin)
+    if normal is None:
+        return origin
+    if normal in set(origins) or (loopback and _LOOPBACK.fullmatch(normal)):
         return None
     return origin

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
+
 from api.errors import request_error_body
 from api.persisted_queries import APQError, PersistedQueryStore, resolve_persisted_query
 
@@ -51,6 +53,34 @@ class GraphQLRequest:
     variables: dict[str, Any] | None
     operation_name: str | None
     extensions: dict[str, Any] | None
+    # A new persisted query's hash: registered by ``register_persisted`` once the query ran
+    # (parsed and validated), never before.
+    register: str | None = None
+
+
+def is_subscription(query: str | None, operation_name: str | None) -> bool:
+    """Whether the operation ``query`` would run (by ``operation_name``) is a subscription.
+
+    Documents are parsed only when they mention the keyword at all: the common request pays
+    one substring search. A document that does not parse is not a subscription here; GraphQL
+    reports its syntax error as usual.
+    """
+    if query is None or "subscription" not in query:
+        return False
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return False
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    return len(operations) == 1 and operations[0].operation == OperationType.SUBSCRIPTION
+
+
+def register_persisted(store: PersistedQueryStore, request: GraphQLRequest, owner: str) -> None:
+    """Keep a newly sent persisted query, now that it has parsed and validated, for ``owner``."""
+    if request.register is not None and request.query is not None:
+        store.put(request.register, request.query, owner)
 
 
 def json_depth_ok(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -148,9 +178,15 @@ def read_request(
     else:
         raise RequestRefused(405, "GraphQL answers GET and POST only")
     try:
-        query = resolve_persisted_query(store, request.query, request.extensions)
+        resolved = resolve_persisted_query(store, request.query, request.extensions)
     except APQError as error:
         raise RequestRefused(error.status, error.message, json.loads(error.body())) from None
-    if query is None:
+    if resolved.query is None:
         raise RequestRefused(400, "no GraphQL query was sent (`query` is missing)")
-    return GraphQLRequest(query, request.variables, request.operation_name, request.extensions)
+    return GraphQLRequest(
+        resolved.query,
+        request.variables,
+        request.operation_name,
+        request.extensions,
+        resolved.register,
+    )

@@ -24,6 +24,7 @@ import contextlib
 import json
 from collections.abc import Mapping
 from contextvars import ContextVar
+from datetime import timedelta
 from typing import Any, cast
 
 from cross_web import HTTPException
@@ -56,17 +57,37 @@ from api.context import RequestContext
 from api.cors import websocket_origin_refused
 from api.errors import appsync_error, request_error_body, unauthorized_body
 from api.fanout import SharedStream, SharedStreams, stream_key
-from api.graphql_http import GraphQLRequest, RequestRefused, loads, read_request
+from api.graphql_http import (
+    GraphQLRequest,
+    RequestRefused,
+    is_subscription,
+    loads,
+    read_request,
+    register_persisted,
+)
 from api.http_cache import REQUEST_STATE
 from api.ide import offline_graphiql_html
 from api.loaders import Loaders, Reader
 from api.schema import build_schema
 from api.services import Services
-from api.ws_support import close_when_expired, deny, stop_expiry_timer
+from api.ws_support import (
+    CLOSE_INIT_TIMEOUT,
+    CLOSE_TOO_MANY_INITS,
+    CONNECTION_INIT_TIMEOUT_SECONDS,
+    close_when_expired,
+    deny,
+    stop_expiry_timer,
+)
 from booking.errors import UnauthorizedException
+from booking.settings import DEV_API_KEY
 
 # GraphQL documents are small (the token limit caps them); variables carry a few ids.
 MAX_BODY_BYTES = 1024 * 1024
+UNSUPPORTED_OPERATION = "UnsupportedOperation"
+SUBSCRIPTION_OVER_HTTP = (
+    "subscriptions are served over WebSocket: graphql-transport-ws or graphql-ws on /graphql, "
+    "AppSync's real-time protocol on /graphql/realtime (or ask for multipart/mixed)"
+)
 # What the view read: for the caching middleware around it (scope state, REQUEST_STATE) and
 # for ``parse_http_body`` (the same task, further down Strawberry's call).
 _READ: ContextVar[GraphQLRequest] = ContextVar("graphql_request")
@@ -185,15 +206,36 @@ class _AppSyncTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, N
 
 class _AppSyncGraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
     """The legacy Apollo ``graphql-ws`` protocol, checked, AppSync-shaped and shared like the
-    above."""
+    above, with graphql-transport-ws's rules for ``connection_init``: within
+    CONNECTION_INIT_TIMEOUT_SECONDS (4408), and once (4429). A second one would replace the
+    credential whose expiry ends the subscriptions the first one authorized."""
 
     view: BookingGraphQL
+    _init_received = False
+
+    async def handle(self) -> None:
+        deadline = asyncio.create_task(self._close_unless_initialised())
+        try:
+            await super().handle()
+        finally:
+            deadline.cancel()
+
+    async def _close_unless_initialised(self) -> None:
+        await asyncio.sleep(CONNECTION_INIT_TIMEOUT_SECONDS)
+        if not self._init_received:
+            with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+                await self.websocket.close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout")
 
     async def handle_message(self, message: OperationMessage) -> None:
         problem = graphql_ws_problem(message)
         if problem is not None:
             await self.websocket.close(code=4400, reason=problem)
             return
+        if message["type"] == "connection_init":
+            if self._init_received:
+                await self.websocket.close(CLOSE_TOO_MANY_INITS, "Too many initialisation requests")
+                return
+            self._init_received = True
         await super().handle_message(message)
 
     async def handle_async_results(
@@ -273,6 +315,7 @@ class BookingGraphQL(GraphQL[RequestContext, None]):
         super().__init__(
             build_schema(services.settings),
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            connection_init_wait_timeout=timedelta(seconds=CONNECTION_INIT_TIMEOUT_SECONDS),
             **kwargs,
         )
         self.services = services
@@ -280,7 +323,10 @@ class BookingGraphQL(GraphQL[RequestContext, None]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            origin = websocket_origin_refused(scope, self.services.settings.cors_origins)
+            settings = self.services.settings
+            origin = websocket_origin_refused(
+                scope, settings.cors_origins, loopback=settings.dev_mode
+            )
             if origin is not None:
                 body = unauthorized_body(f"origin {origin} is not allowed (BOOKING_CORS_ORIGINS)")
                 await deny(WebSocket(scope, receive, send), 403, body)
@@ -317,6 +363,14 @@ class BookingGraphQL(GraphQL[RequestContext, None]):
             return _too_large()
         except RequestRefused as refused:
             return JSONResponse(refused.body, status_code=refused.status)
+        if self._get_stream_transport_from_headers(request.headers) is None and is_subscription(
+            read.query, read.operation_name
+        ):
+            # Plain HTTP cannot carry a stream: running it would answer `data: null` as if
+            # there were nothing to say.
+            return JSONResponse(
+                request_error_body(SUBSCRIPTION_OVER_HTTP, UNSUPPORTED_OPERATION), status_code=400
+            )
         state[REQUEST_STATE] = read
         _READ.set(read)
         try:
@@ -345,10 +399,17 @@ class BookingGraphQL(GraphQL[RequestContext, None]):
         except RequestRefused as refused:
             raise json.JSONDecodeError(str(refused), "", 0) from None
 
+    def is_websocket_origin_allowed(self, request: Any, origin: str) -> bool:
+        # Decided by api.cors in __call__ (403 before the upgrade): one rule for every path.
+        return True
+
     @property
     def graphql_ide_html(self) -> str:
-        # React and GraphiQL from this API, never from a CDN (api/ide.py).
-        return offline_graphiql_html()
+        # React and GraphiQL from this API, never from a CDN (api/ide.py); under booking dev
+        # with its documented key, the page sends that key by itself.
+        settings = self.services.settings
+        dev_key = DEV_API_KEY if settings.dev_mode and DEV_API_KEY in settings.api_keys else None
+        return offline_graphiql_html(dev_key)
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         # A GET that carries only a persisted query's hash is a query, not the IDE.
@@ -391,6 +452,11 @@ class BookingGraphQL(GraphQL[RequestContext, None]):
                 stop_expiry_timer(request)
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        read = _READ.get(None)
+        # A new persisted query that parsed and validated (a PreExecutionError did not).
+        if read is not None and read.register and not isinstance(result, PreExecutionError):
+            principal = request.scope["state"]["principal"]
+            register_persisted(self.services.persisted_queries, read, principal.actor)
         body: dict[str, Any] = {"data": result.data}
         if result.errors:
             body["errors"] = [appsync_error(dict(e.formatted)) for e in result.errors]

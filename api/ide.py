@@ -16,6 +16,7 @@ names, copy the named file under ``vendor/<pkg>@<version>/`` and its LICENSE und
 from __future__ import annotations
 
 import functools
+import json
 import re
 from pathlib import Path
 from typing import Final
@@ -31,10 +32,26 @@ CDN: Final = "https://unpkg.com/"
 _EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["'](?:https?:)?//""", re.IGNORECASE)
 
 
+_DEFAULT_HEADERS: Final = "const defaultHeaders = {};"
+_FETCHER_OPTIONS: Final = "headers: defaultHeaders,"
+
+
 @functools.cache
-def offline_graphiql_html() -> str:
-    """Strawberry's GraphiQL page with every CDN URL pointing at the vendored copy."""
+def offline_graphiql_html(dev_api_key: str | None = None) -> str:
+    """Strawberry's GraphiQL page with every CDN URL pointing at the vendored copy.
+
+    With ``dev_api_key`` (``booking dev``'s documented key, never a real one) every request
+    of the page carries it, the WebSocket's ``connection_init`` too: the schema loads into the
+    Docs pane and a first query answers, instead of an UnauthorizedException.
+    """
     html = get_graphql_ide_html("graphiql").replace(CDN, VENDOR_URL)
+    if dev_api_key is not None:
+        if _DEFAULT_HEADERS not in html or _FETCHER_OPTIONS not in html:
+            raise RuntimeError("Strawberry's GraphiQL page changed: the dev API key has no place")
+        key = json.dumps({"x-api-key": dev_api_key})
+        html = html.replace(_DEFAULT_HEADERS, f"const defaultHeaders = {key};", 1).replace(
+            _FETCHER_OPTIONS, f"{_FETCHER_OPTIONS} wsConnectionParams: defaultHeaders,", 1
+        )
     leftover = _EXTERNAL.search(html)
     if leftover is not None:
         raise RuntimeError(f"the GraphiQL page still loads from another host: {leftover[0]!r}")

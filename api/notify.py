@@ -44,7 +44,7 @@ class BookingBroadcaster:
         dsn: str,
         *,
         reconnect_delay: float = 0.5,
-        on_persisted_query: Callable[[str, str], None] | None = None,
+        on_persisted_query: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self._dsn = dsn
         self._on_persisted_query = on_persisted_query
@@ -115,10 +115,12 @@ class BookingBroadcaster:
         try:
             notice = json.loads(str(payload))
             sha, query = str(notice["sha256Hash"]), str(notice["query"])
-        except (ValueError, KeyError, TypeError):
+            # Counted against the caller who registered it, in every process.
+            owner = str(notice.get("owner", "peer"))
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("ignored malformed %s notification", PERSISTED_QUERY_CHANNEL)
             return
-        self._on_persisted_query(sha, query)
+        self._on_persisted_query(sha, query, owner)
 
     def _on_termination(self, _conn: object) -> None:
         self._lost.set()

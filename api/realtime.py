@@ -52,7 +52,14 @@ from api.fanout import SharedStream, SharedStreams, stream_key
 from api.graphql_http import RequestRefused, loads
 from api.loaders import Loaders, Reader
 from api.services import Services
-from api.ws_support import close_when_expired, deny, seconds_until, stop_expiry_timer
+from api.ws_support import (
+    CLOSE_INIT_TIMEOUT,
+    CONNECTION_INIT_TIMEOUT_SECONDS,
+    close_when_expired,
+    deny,
+    seconds_until,
+    stop_expiry_timer,
+)
 from booking.errors import UnauthorizedException
 
 log = logging.getLogger(__name__)
@@ -63,8 +70,6 @@ STREAM_KIND = "appsync-realtime"
 HEADER_SUBPROTOCOL_PREFIX = "header-"
 # AppSync's own value: a client that hears nothing (not even `ka`) this long closes.
 CONNECTION_TIMEOUT_MS = 300_000
-# A connection must say connection_init this soon after the upgrade.
-CONNECTION_INIT_TIMEOUT_SECONDS = 10.0
 # AppSync's limit of subscriptions on one connection.
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 100
 MAX_ID_LENGTH = 128
@@ -78,7 +83,6 @@ LIMIT_EXCEEDED = "LimitExceededException"
 INIT_TIMEOUT = "ConnectionInitTimeout"
 # Close codes: a message that is not JSON; no connection_init in time.
 CLOSE_BAD_MESSAGE = 4400
-CLOSE_INIT_TIMEOUT = 4408
 
 
 class _Refused(Exception):
@@ -148,7 +152,7 @@ class AppSyncRealtime:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
         settings = self.services.settings
-        origin = websocket_origin_refused(scope, settings.cors_origins)
+        origin = websocket_origin_refused(scope, settings.cors_origins, loopback=settings.dev_mode)
         if origin is not None:
             message = f"origin {origin} is not allowed (BOOKING_CORS_ORIGINS)"
             await deny(websocket, 403, unauthorized_body(message))

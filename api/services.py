@@ -53,9 +53,9 @@ class Services:
     def __post_init__(self) -> None:
         self.persisted_queries = PersistedQueryStore(on_new=self._announce_persisted_query)
 
-    def _announce_persisted_query(self, sha256_hash: str, query: str) -> None:
+    def _announce_persisted_query(self, sha256_hash: str, query: str, owner: str) -> None:
         """Tell the other API processes (best effort: a missed notice costs one round trip)."""
-        payload = json.dumps({"sha256Hash": sha256_hash, "query": query})
+        payload = json.dumps({"sha256Hash": sha256_hash, "query": query, "owner": owner})
         if self.pool is None or len(payload.encode()) > MAX_NOTIFY_BYTES:
             return
         task = asyncio.ensure_future(self._notify(PERSISTED_QUERY_CHANNEL, payload))

@@ -61,6 +61,8 @@ def render_index(
     for source, asset in manifest.items():
         html = html.replace("{{asset:" + source + "}}", "/static/" + asset.url_name)
     html = html.replace("{{dev_mode}}", "true" if settings.dev_mode else "false")
+    # Under booking dev tokens are signed with its dev secret: the command needs --dev.
+    html = html.replace("{{token_flag}}", " --dev" if settings.dev_mode else "")
     return html.encode("utf-8")
 
 
@@ -94,9 +96,16 @@ def _static_routes(settings: Settings) -> list[Route]:
             )
         return _not_modified_or(request, found.content, found.media_type, IMMUTABLE)
 
+    icon = (STATIC_DIR / "favicon.ico").read_bytes()
+
+    async def favicon(request: Request) -> Response:
+        # Browsers ask for it on every site; a 404 there is noise in every log.
+        return _not_modified_or(request, icon, "image/x-icon", "public, max-age=86400")
+
     return [
         Route("/", page, methods=["GET", "HEAD"], name="tenant_page"),
         Route("/static/{name}", asset, methods=["GET", "HEAD"], name="static_asset"),
+        Route("/favicon.ico", favicon, methods=["GET", "HEAD"], name="favicon"),
     ]
 
 

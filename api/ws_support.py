@@ -2,7 +2,9 @@
 
 - :func:`deny`: refuse an upgrade with an HTTP status and an AppSync-shaped body, before
   anything else is sent (uvicorn's ``websocket.http.response`` extension);
-- :func:`close_when_expired`: no subscription outlives the credential that opened it.
+- :func:`close_when_expired`: no subscription outlives the credential that opened it;
+- :data:`CONNECTION_INIT_TIMEOUT_SECONDS`: how long any of the three protocols waits for a
+  peer that has not said who it is (``connection_init``) before it closes the connection.
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
+# Every protocol's deadline for connection_init: an anonymous peer holds a connection slot
+# this long at most (the graphql-ws library's own server allows 3 s; browsers on a slow
+# link still make it in 10).
+CONNECTION_INIT_TIMEOUT_SECONDS = 10.0
+# The close codes graphql-transport-ws defines; the legacy protocol defines none, so it
+# closes with the same ones.
+CLOSE_INIT_TIMEOUT = 4408
+CLOSE_TOO_MANY_INITS = 4429
 # A connection whose credential expired is closed with this code (graphql-transport-ws's
 # "Unauthorized"; Amplify reconnects with a fresh token when its socket closes).
 EXPIRED_CLOSE_CODE = 4401

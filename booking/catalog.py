@@ -87,6 +87,13 @@ async def create_user(conn: Conn, user: UserData, *, actor: str) -> CatalogResul
         raise ValidationError("email is not an e-mail address")
     async with _write(conn, "user not created"):
         changed, at = await store.insert_user(conn, user)
+        if at is None:
+            # A repeat must be the same request: answering the account as it is would say
+            # this one was created.
+            raise ValidationError(
+                f"an account with id {user.id} already exists with other details "
+                "(updateUserAccount changes them)"
+            )
         if changed:
             await store.append_event(conn, "create_user", user.id, actor)
     return CatalogResult(user.id, changed, at)

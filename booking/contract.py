@@ -112,7 +112,11 @@ MAX_TEXT_LENGTH: Final = 200
 MAX_AMOUNT: Final = 10**12
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
+# Each source of derived booking ids has a namespace of its own, so that no choice of
+# strings in one can produce an id of the other (a user named "waitlist-offer" whose
+# idempotency key is an entry's id once took that entry's future offer id).
 _BOOKING_ID_NAMESPACE = uuid.UUID("6f1d6a52-5d1b-4f0e-9a57-2b0c1f5e8a11")
+_OFFER_ID_NAMESPACE = uuid.UUID("0b8f3e4c-7a2d-4c55-8e1f-93d6a4b7c210")
 _ATTEMPT = "attempt"
 
 
@@ -336,11 +340,15 @@ def waitlist_workflow_id_for(entry_id: str) -> str:
 
 def offer_booking_id_for(entry_id: str) -> str:
     """The booking an entry's offer makes: the same on every retry of the release."""
-    return str(uuid.uuid5(_BOOKING_ID_NAMESPACE, f"waitlist-offer\x00{entry_id}"))
+    return str(uuid.uuid5(_OFFER_ID_NAMESPACE, entry_id))
 
 
 def booking_id_for(user_id: str, idempotency_key: str | None) -> str:
-    """Same user and key -> same booking id (so a retried reserve joins the first)."""
+    """Same user and key -> same booking id (so a retried reserve joins the first).
+
+    One (user, key) pair per id: neither may hold a control character (the API refuses them
+    in keys, and in a token's ``sub``), so the NUL between them cannot be forged.
+    """
     if idempotency_key is None:
         return str(uuid.uuid4())
     return str(uuid.uuid5(_BOOKING_ID_NAMESPACE, f"{user_id}\x00{idempotency_key}"))

@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(
         default=10, gt=0, le=300, validation_alias="BOOKING_HTTP_HEADER_TIMEOUT_SECONDS"
     )
+    http_body_timeout_seconds: float = Field(
+        default=10, gt=0, le=300, validation_alias="BOOKING_HTTP_BODY_TIMEOUT_SECONDS"
+    )
     http_keepalive_seconds: int = Field(
         default=75, ge=1, le=3600, validation_alias="BOOKING_HTTP_KEEPALIVE_SECONDS"
     )

@@ -335,6 +335,7 @@ class DevStack:
             f"  AppSync clients  endpoint {api}/graphql (subscriptions on "
             f"{'wss' if secure else 'ws'}://{host}:{self.options.port}/graphql/realtime)",
             f"  Tenant web page  {api}/",
+            f"  CORS             {_cors_allowed(self.settings.cors_origins)}",
         ]
         if server is not None:
             lines.append(f"  Temporal UI      {server.ui_url}/namespaces/{namespace}/workflows")
@@ -405,6 +406,13 @@ class DevStack:
             "(Chromium: Settings > Privacy > Manage certificates > Authorities)",
             "",
         ]
+
+
+def _cors_allowed(origins: tuple[str, ...]) -> str:
+    """Which web pages may call the API under ``booking dev`` (api/cors.py: dev mode adds every
+    loopback origin to BOOKING_CORS_ORIGINS)."""
+    listed = f"{', '.join(origins)} and " if origins else ""
+    return f"{listed}pages on any localhost / 127.0.0.1 / [::1] port (BOOKING_CORS_ORIGINS adds)"
 
 
 def _booking_command() -> str:

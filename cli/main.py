@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (3600)")
     token.add_argument(
+        "--email", help="the email claim (a tenant creates its own account with this email)"
+    )
+    token.add_argument(
         "--dev",
         action="store_true",
         help="sign with the dev secret when BOOKING_JWT_SECRET is unset",
@@ -299,6 +302,7 @@ def cmd_token(args: argparse.Namespace) -> int:
                 ttl_seconds=args.ttl,
                 issuer=settings.jwt_issuer,
                 audience=settings.jwt_audience,
+                email=args.email,
             )
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc

@@ -42,17 +42,23 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from booking.contract import (
     BookingInput,
     BookingState,
     PaymentInput,
+    WaitlistJoin,
+    WaitlistState,
+    offer_booking_id_for,
     start_search_attributes,
+    waitlist_workflow_id_for,
     workflow_id_for,
 )
 from booking.converter import DATA_CONVERTER
 from workflows.booking import ApartmentBookingWorkflow
+from workflows.waitlist import WaitlistEntryWorkflow
 
 T = TypeVar("T")
 
@@ -385,3 +391,66 @@ def activity_steps(history: WorkflowHistory) -> list[Step]:
             step = steps[ended[0]]
             steps[step.event_id] = replace(step, outcome=ended[1])
     return list(steps.values())
+
+
+# -- the waiting list --------------------------------------------------------------------------
+
+Handle = WorkflowHandle[ApartmentBookingWorkflow, BookingState]
+EntryHandle = WorkflowHandle[WaitlistEntryWorkflow, WaitlistState]
+
+
+async def join_waitlist(
+    client: Client, env: WorkflowEnvironment, rental: Rental, user: str, task_queue: str
+) -> tuple[EntryHandle, WaitlistState]:
+    """Join as the API does: the entry's workflow started and asked in one call."""
+    start = await server_today(env) + timedelta(days=1)
+    join = WaitlistJoin(
+        str(uuid.uuid4()), rental.apartment_id, user, start, start + timedelta(days=30)
+    )
+    operation = WithStartWorkflowOperation(
+        WaitlistEntryWorkflow.run,
+        join,
+        id=waitlist_workflow_id_for(join.entry_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    state = await client.execute_update_with_start_workflow(
+        WaitlistEntryWorkflow.joined, start_workflow_operation=operation
+    )
+    return await operation.workflow_handle(), state
+
+
+async def _entry_status(pool: asyncpg.Pool, entry_id: str) -> str | None:
+    status: str | None = await pool.fetchval(
+        "SELECT status FROM waitlist_entries WHERE id = $1", entry_id
+    )
+    return status
+
+
+def offer_handle(client: Client, entry_id: str) -> Handle:
+    return client.get_workflow_handle_for(
+        ApartmentBookingWorkflow.run, workflow_id_for(offer_booking_id_for(entry_id))
+    )
+
+
+async def offered_booking(client: Client, pool: asyncpg.Pool, entry_id: str) -> BookingState:
+    """The offer's booking workflow, once it holds the apartment."""
+    await eventually(
+        lambda: _entry_status(pool, entry_id), lambda status: status == "OFFERED", what="the offer"
+    )
+
+    async def state() -> BookingState | None:
+        try:
+            return await offer_handle(client, entry_id).query(ApartmentBookingWorkflow.state)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return None  # the release that made the offer is still starting its workflow
+
+    offered = await eventually(
+        state,
+        lambda s: s is not None and s.status == "PENDING",
+        what="the offer's workflow holding the apartment",
+    )
+    assert offered is not None
+    return offered

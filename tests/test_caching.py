@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api import http_cache, persisted_queries, web
-from api.graphql_http import RequestRefused, read_request
+from api.graphql_http import RequestRefused, read_request, register_persisted
 from booking.settings import DEV_JWT_SECRET, Settings
 
 SECRET = "a-test-secret-of-at-least-32-bytes!"
@@ -72,6 +72,8 @@ class FakeGraphQL:
         query = read.query or ""
         if "boom" in query:
             return JSONResponse({"data": None, "errors": [{"message": "boom"}]})
+        # As the view does once a query has run (parsed and validated).
+        register_persisted(self.store, read, "api-key")
         # The counter changes the body on demand, like a hold changing availability.
         return JSONResponse({"data": {"echo": query, "version": self.counter}})
 
@@ -323,12 +325,41 @@ async def test_apq_rejects_malformed_extensions(
     assert response.json()["errors"][0]["errorType"] == "ValidationError"
 
 
+def test_apq_store_keeps_each_caller_to_its_quota_and_never_evicts_another() -> None:
+    store = persisted_queries.PersistedQueryStore(max_entries=10, max_per_caller=3)
+    store.put("b1", "qb1", "tenant-b")
+    for i in range(50):
+        store.put(f"a{i}", f"qa{i}", "tenant-a")
+    assert store.get("b1") == "qb1"
+    assert store.owned_by("tenant-a") == 3
+    assert [store.get(f"a{i}") for i in (46, 47, 48, 49)] == [None, "qa47", "qa48", "qa49"]
+    # A hash another caller sends again stays its first owner's.
+    assert not store.put("b1", "qb1", "tenant-a")
+    assert store.owned_by("tenant-b") == 1 and store.owned_by("tenant-a") == 3
+
+
+def test_apq_registers_only_after_the_query_ran() -> None:
+    """read_request resolves a new query but stores nothing: junk that never parses is never
+    kept; register_persisted keeps it once the view has run it."""
+    store = persisted_queries.PersistedQueryStore()
+    query = "{ __typename }"
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+    body = json.dumps({"query": query, "extensions": extensions}).encode()
+    read = read_request("POST", {}, "application/json", body, store)
+    assert read.register == digest and len(store) == 0
+    register_persisted(store, read, "api-key")
+    assert store.get(digest) == query
+    again = read_request("POST", {}, "application/json", body, store)
+    assert again.register is None  # known already
+
+
 def test_apq_store_is_bounded_lru() -> None:
     store = persisted_queries.PersistedQueryStore(max_entries=2)
-    store.put("a", "qa")
-    store.put("b", "qb")
+    store.put("a", "qa", "one")
+    store.put("b", "qb", "two")
     assert store.get("a") == "qa"  # a is now the most recent
-    store.put("c", "qc")
+    store.put("c", "qc", "three")
     assert store.get("b") is None
     assert store.get("a") == "qa"
     assert len(store) == 2

@@ -22,14 +22,17 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from booking.contract import offer_booking_id_for, waitlist_workflow_id_for
 from booking.db import create_pool, migrate
 from booking.doctor import (
     ABANDONED_HOLD,
     APPROVED_WITHOUT_PAYMENT,
     LEASE_WITHOUT_WORKFLOW,
     OCCUPIED_AFTER_LEASE,
+    OFFER_NOT_PENDING,
     ORPHANED_RESERVATION,
     PENDING_NOT_RESERVED,
+    WAITING_ON_VACANT,
     Finding,
     cancel_abandoned_booking,
     examine,
@@ -37,6 +40,7 @@ from booking.doctor import (
     repair,
     run_doctor,
 )
+from booking.settings import Settings
 from tests.helpers import (
     Rental,
     apartment_row,
@@ -44,9 +48,14 @@ from tests.helpers import (
     booking_input,
     booking_row,
     events,
+    insert_user,
+    join_waitlist,
     make_rental,
+    offer_handle,
+    offered_booking,
     start_and_hold,
 )
+from workflows.waitlist import WaitlistEntryWorkflow
 
 
 async def _hand_made_booking(
@@ -99,6 +108,10 @@ async def _hand_made_booking(
                 rental.user_id if apartment_status == "OCCUPIED" else None,
             )
     return booking_id
+
+
+def _settings(task_queue: str) -> Settings:
+    return Settings.model_validate({"BOOKING_TASK_QUEUE": task_queue})
 
 
 def _mine(findings: list[Finding], ids: set[str]) -> list[tuple[str, str]]:
@@ -192,7 +205,7 @@ async def test_every_kind_of_drift_is_found_and_the_safe_ones_repaired(
     assert "MISSING" in by_key[(ABANDONED_HOLD, lost_booking)].message
 
     mine = [f for f in findings if f.apartment_id in ids or f.booking_id in ids]
-    await repair(pool, mine)
+    await repair(pool, mine, client, _settings(task_queue))
     assert sorted((f.kind, f.repaired) for f in mine) == sorted(
         [
             (ABANDONED_HOLD, True),
@@ -345,9 +358,114 @@ async def test_run_doctor_reports_in_text(env: WorkflowEnvironment, own_database
     try:
         out = io.StringIO()
         assert (
-            await run_doctor(pool, booking_client(env), apply_repairs=False, as_json=False, out=out)
+            await run_doctor(
+                pool,
+                booking_client(env),
+                _settings("unused"),
+                apply_repairs=False,
+                as_json=False,
+                out=out,
+            )
             == 0
         )
         assert "no drift" in out.getvalue()
     finally:
         await pool.close()
+
+
+# -- the waiting list ------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("worker")
+async def test_every_repair_that_frees_an_apartment_hands_it_to_the_waiting_list(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """The class: each way the doctor frees an apartment (an abandoned hold cancelled, an
+    orphaned reservation released, a VACANT apartment found with tenants waiting) offers it to
+    the first tenant waiting, starts the offer's workflow, and leaves no drift behind; an
+    offer whose booking ended without telling its entry is settled."""
+    settings = _settings(task_queue)
+
+    async def waiting_for(rental: Rental) -> str:
+        tenant = await insert_user(pool)
+        _, entry = await join_waitlist(client, env, rental, tenant, task_queue)
+        assert entry.status == "WAITING"
+        return entry.entry_id
+
+    # An abandoned hold (its workflow terminated) with a tenant waiting behind it.
+    abandoned = await make_rental(pool)
+    handle, _ = await start_and_hold(client, await booking_input(env, abandoned), task_queue)
+    behind_abandoned = await waiting_for(abandoned)
+    await handle.terminate("operator mistake")
+
+    # An orphaned reservation: the hold's row cancelled by hand, the apartment left RESERVED.
+    orphaned = await make_rental(pool)
+    handle, orphan = await start_and_hold(client, await booking_input(env, orphaned), task_queue)
+    behind_orphaned = await waiting_for(orphaned)
+    await handle.terminate("operator mistake")
+    await pool.execute(
+        "UPDATE bookings SET booking_status = 'CANCELLED', cancellation_reason = 'EXPIRED' "
+        "WHERE id = $1",
+        orphan.booking_id,
+    )
+
+    # What the outside round found: VACANT, with a tenant WAITING, and nothing else wrong.
+    vacant = await make_rental(pool)
+    handle, freed = await start_and_hold(client, await booking_input(env, vacant), task_queue)
+    behind_vacant = await waiting_for(vacant)
+    await handle.terminate("operator mistake")
+    await pool.execute(
+        "UPDATE bookings SET booking_status = 'CANCELLED', cancellation_reason = 'EXPIRED' "
+        "WHERE id = $1",
+        freed.booking_id,
+    )
+    await pool.execute(
+        "UPDATE apartments SET apartment_status = 'VACANT' WHERE id = $1", vacant.apartment_id
+    )
+
+    ids = {r.apartment_id for r in (abandoned, orphaned, vacant)}
+    findings = [f for f in await examine(pool, client) if f.apartment_id in ids]
+    assert sorted((f.kind, f.apartment_id) for f in findings) == sorted(
+        [
+            (ABANDONED_HOLD, abandoned.apartment_id),
+            (ORPHANED_RESERVATION, orphaned.apartment_id),
+            (WAITING_ON_VACANT, vacant.apartment_id),
+        ]
+    )
+    await repair(pool, findings, client, settings)
+    assert all(f.repaired and "offered to" in (f.repair_detail or "") for f in findings), findings
+
+    offers = []
+    for rental, entry_id in (
+        (abandoned, behind_abandoned),
+        (orphaned, behind_orphaned),
+        (vacant, behind_vacant),
+    ):
+        offer = await offered_booking(client, pool, entry_id)
+        assert offer.status == "PENDING"
+        assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "RESERVED"
+        offers.append(offer_handle(client, entry_id))
+    # A second look finds nothing of these: the offers run, the apartments are held.
+    assert [f for f in await examine(pool, client) if f.apartment_id in ids] == []
+
+    # An offer cancelled behind its workflow's back: the entry is told, and its workflow ends.
+    stale = offers[0]
+    await stale.terminate("operator mistake")
+    await pool.execute(
+        "UPDATE bookings SET booking_status = 'CANCELLED', cancellation_reason = 'EXPIRED' "
+        "WHERE id = $1",
+        offer_booking_id_for(behind_abandoned),
+    )
+    stale_findings = [
+        f for f in await examine(pool, client) if f.apartment_id == abandoned.apartment_id
+    ]
+    assert (OFFER_NOT_PENDING, offer_booking_id_for(behind_abandoned)) in [
+        (f.kind, f.booking_id) for f in stale_findings
+    ]
+    await repair(pool, stale_findings, client, settings)
+    entry_handle = client.get_workflow_handle_for(
+        WaitlistEntryWorkflow.run, waitlist_workflow_id_for(behind_abandoned)
+    )
+    assert (await entry_handle.result()).status == "LAPSED"
+    for running in offers[1:]:
+        await running.terminate("test done")

@@ -105,6 +105,9 @@ EXPECTED = {
     "waitlist_rejected_after_retry_swept",
     "waitlist_reservation_failed_swept",
     "waitlist_truthful_reused_reference_refused",
+    # A reference repeated with another amount or currency: the update refused (no event),
+    # the signal ignored.
+    "waitlist_reference_repeated_with_other_terms",
     # Holds extended (the extend_hold update moving the durable timer).
     "waitlist_extended_then_paid",
     "waitlist_extended_then_expired",

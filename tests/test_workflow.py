@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
@@ -264,6 +265,32 @@ async def test_duplicate_payments(
         (extra.payment_reference, "REFUNDED", "ALREADY_PAID"),
     ]
     await record_history(handle, "waitlist_duplicate_payments")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_repeat_must_be_the_same_payment(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """A reference sent again with another amount or currency is not the same request: the
+    update is refused (never the first payment's APPROVED, as if the new amount were taken),
+    and a signal carrying it changes nothing."""
+    rental = await make_rental(pool)
+    data = await booking_input(env, rental, lease_days=30)
+    handle, held = await start_and_hold(client, data, task_queue)
+    payment = payment_for(held)
+    first = await handle.execute_update(ApartmentBookingWorkflow.pay, payment)
+    assert first.status == "APPROVED"
+    for other in (replace(payment, amount=payment.amount + 1), replace(payment, currency="USD")):
+        error = await update_refusal(handle.execute_update(ApartmentBookingWorkflow.pay, other))
+        assert error.type == "PaymentRejected"
+        assert payment.payment_reference in error.message and "same amount" in error.message
+        await handle.signal(ApartmentBookingWorkflow.payment_received, other)
+    # The exact repeat still answers as the first did.
+    assert await handle.execute_update(ApartmentBookingWorkflow.pay, payment) == first
+    final = await handle.result()
+    assert final.paid_at == first.paid_at
+    assert await _refunds(pool, data.booking_id) == [(payment.payment_reference, "APPLIED", None)]
+    await record_history(handle, "waitlist_reference_repeated_with_other_terms")
 
 
 @pytest.mark.usefixtures("worker")

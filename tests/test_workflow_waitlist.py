@@ -9,7 +9,6 @@ paying it books the entry, letting it lapse or leaving passes the apartment on.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -17,64 +16,36 @@ import asyncpg
 import pytest
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from booking.contract import (
     BookingState,
-    WaitlistJoin,
     WaitlistState,
     offer_booking_id_for,
-    waitlist_workflow_id_for,
-    workflow_id_for,
 )
 from tests.helpers import (
-    Rental,
     apartment_row,
     booking_input,
     booking_row,
     eventually,
     insert_user,
+    join_waitlist,
     make_rental,
+    offer_handle,
+    offered_booking,
     payment_for,
     record_history,
-    server_today,
     start_and_hold,
 )
 from workflows.booking import ApartmentBookingWorkflow
 from workflows.waitlist import WaitlistEntryWorkflow
 
-Handle = WorkflowHandle[ApartmentBookingWorkflow, BookingState]
-EntryHandle = WorkflowHandle[WaitlistEntryWorkflow, WaitlistState]
 OFFER = timedelta(seconds=86_400)  # BOOKING_WAITLIST_OFFER_SECONDS' default
-
-
-async def _join(
-    client: Client, env: WorkflowEnvironment, rental: Rental, user: str, task_queue: str
-) -> tuple[EntryHandle, WaitlistState]:
-    """Join as the API does: the entry's workflow started and asked in one call."""
-    start = await server_today(env) + timedelta(days=1)
-    join = WaitlistJoin(
-        str(uuid.uuid4()), rental.apartment_id, user, start, start + timedelta(days=30)
-    )
-    operation = WithStartWorkflowOperation(
-        WaitlistEntryWorkflow.run,
-        join,
-        id=waitlist_workflow_id_for(join.entry_id),
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-    state = await client.execute_update_with_start_workflow(
-        WaitlistEntryWorkflow.joined, start_workflow_operation=operation
-    )
-    return await operation.workflow_handle(), state
 
 
 async def _entry(pool: asyncpg.Pool, entry_id: str) -> tuple[str, str | None]:
@@ -112,33 +83,6 @@ async def _skip_to(env: WorkflowEnvironment, until: datetime) -> None:
         await env.sleep(min(left, timedelta(days=1)))
 
 
-def _offer_handle(client: Client, entry_id: str) -> Handle:
-    return client.get_workflow_handle_for(
-        ApartmentBookingWorkflow.run, workflow_id_for(offer_booking_id_for(entry_id))
-    )
-
-
-async def _offered(client: Client, pool: asyncpg.Pool, entry_id: str) -> BookingState:
-    """The offer's booking workflow, once it holds the apartment."""
-    await eventually(lambda: _entry(pool, entry_id), lambda e: e[0] == "OFFERED", what="the offer")
-
-    async def state() -> BookingState | None:
-        try:
-            return await _offer_handle(client, entry_id).query(ApartmentBookingWorkflow.state)
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise
-            return None  # the release that made the offer is still starting its workflow
-
-    offered = await eventually(
-        state,
-        lambda s: s is not None and s.status == "PENDING",
-        what="the offer's workflow holding the apartment",
-    )
-    assert offered is not None
-    return offered
-
-
 @pytest.mark.usefixtures("worker")
 async def test_an_expired_hold_is_offered_to_the_first_in_line_who_pays(
     env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
@@ -147,15 +91,15 @@ async def test_an_expired_hold_is_offered_to_the_first_in_line_who_pays(
     second, third = await insert_user(pool), await insert_user(pool)
     data = await booking_input(env, rental, hold_seconds=600)
     handle, held = await start_and_hold(client, data, task_queue)
-    entry_handle, first_in_line = await _join(client, env, rental, second, task_queue)
-    next_handle, next_in_line = await _join(client, env, rental, third, task_queue)
+    entry_handle, first_in_line = await join_waitlist(client, env, rental, second, task_queue)
+    next_handle, next_in_line = await join_waitlist(client, env, rental, third, task_queue)
     assert first_in_line.status == next_in_line.status == "WAITING"
     assert await _entry(pool, first_in_line.entry_id) == ("WAITING", None)
 
     # The hold runs out: the apartment goes straight to the first in line.
     assert held.hold_expires_at is not None
     await env.sleep(held.hold_expires_at - await env.get_current_time())
-    offer = await _offered(client, pool, first_in_line.entry_id)
+    offer = await offered_booking(client, pool, first_in_line.entry_id)
     offer_id = offer_booking_id_for(first_in_line.entry_id)
     assert (offer.booking_id, offer.user_id) == (offer_id, second)
     assert await _entry(pool, first_in_line.entry_id) == ("OFFERED", offer_id)
@@ -172,8 +116,8 @@ async def test_an_expired_hold_is_offered_to_the_first_in_line_who_pays(
     assert (final.status, final.cancellation_reason) == ("CANCELLED", "EXPIRED")
 
     # Paying the offer is an ordinary payment; it books the entry.
-    offer_handle = _offer_handle(client, first_in_line.entry_id)
-    paid = await offer_handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(offer))
+    offered = offer_handle(client, first_in_line.entry_id)
+    paid = await offered.execute_update(ApartmentBookingWorkflow.pay, payment_for(offer))
     assert paid.status == "APPROVED"
     settled = await _closed(entry_handle)
     assert isinstance(settled, WaitlistState) and settled.status == "BOOKED"
@@ -191,7 +135,7 @@ async def test_an_expired_hold_is_offered_to_the_first_in_line_who_pays(
     lease_end = datetime.combine(offer.end_date, time.min, tzinfo=UTC)
     await _skip_to(env, lease_end + timedelta(minutes=1))
     lease = await eventually(
-        lambda: offer_handle.query(ApartmentBookingWorkflow.state),
+        lambda: offered.query(ApartmentBookingWorkflow.state),
         lambda state: state.lease_ended_at is not None,
         what="the offered lease ending",
     )
@@ -205,8 +149,8 @@ async def test_an_expired_hold_is_offered_to_the_first_in_line_who_pays(
     assert getattr(await _closed(next_handle), "status", None) == "LAPSED"
     apartment = await apartment_row(pool, rental.apartment_id)
     assert (apartment["apartment_status"], apartment["tenant_id"]) == ("VACANT", None)
-    await _closed(offer_handle)
-    await record_history(offer_handle, "waitlist_offer_paid")
+    await _closed(offered)
+    await record_history(offered, "waitlist_offer_paid")
 
 
 @pytest.mark.usefixtures("worker")
@@ -217,16 +161,16 @@ async def test_a_lapsed_offer_passes_on_and_the_last_leaving_frees_the_apartment
     second, third = await insert_user(pool), await insert_user(pool)
     data = await booking_input(env, rental, hold_seconds=600)
     handle, _ = await start_and_hold(client, data, task_queue)
-    second_handle, second_entry = await _join(client, env, rental, second, task_queue)
-    third_handle, third_entry = await _join(client, env, rental, third, task_queue)
+    second_handle, second_entry = await join_waitlist(client, env, rental, second, task_queue)
+    third_handle, third_entry = await join_waitlist(client, env, rental, third, task_queue)
 
     await handle.execute_update(ApartmentBookingWorkflow.cancel)
-    offer = await _offered(client, pool, second_entry.entry_id)
+    offer = await offered_booking(client, pool, second_entry.entry_id)
     # Nobody pays: the offer lapses and the next in line gets one.
-    lapsed_handle = _offer_handle(client, second_entry.entry_id)
+    lapsed_handle = offer_handle(client, second_entry.entry_id)
     assert offer.hold_expires_at is not None
     await env.sleep(offer.hold_expires_at - await env.get_current_time())
-    await _offered(client, pool, third_entry.entry_id)
+    await offered_booking(client, pool, third_entry.entry_id)
     assert getattr(await _closed(second_handle), "status", None) == "LAPSED"
     assert await _entry(pool, second_entry.entry_id) == (
         "LAPSED",
@@ -235,7 +179,7 @@ async def test_a_lapsed_offer_passes_on_and_the_last_leaving_frees_the_apartment
     assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "RESERVED"
 
     # The third declines its offer by cancelling it (what leaveWaitlist does for an offer).
-    third_offer = _offer_handle(client, third_entry.entry_id)
+    third_offer = offer_handle(client, third_entry.entry_id)
     await third_offer.execute_update(ApartmentBookingWorkflow.cancel)
     assert getattr(await _closed(third_handle), "status", None) == "LEFT"
     assert await _entry_events(pool, third_entry.entry_id) == [
@@ -259,7 +203,7 @@ async def test_joining_rules(
     other = await insert_user(pool)
     # A vacant apartment: reserve it instead.
     with pytest.raises(WorkflowUpdateFailedError) as vacant:
-        await _join(client, env, rental, other, task_queue)
+        await join_waitlist(client, env, rental, other, task_queue)
     assert isinstance(vacant.value.cause, ApplicationError)
     assert vacant.value.cause.type == "ValidationError"
     assert "reserve it instead" in vacant.value.cause.message
@@ -267,12 +211,12 @@ async def test_joining_rules(
     handle, _ = await start_and_hold(client, await booking_input(env, rental), task_queue)
     # The holder itself cannot queue behind its own hold.
     with pytest.raises(WorkflowUpdateFailedError) as own:
-        await _join(client, env, rental, rental.user_id, task_queue)
+        await join_waitlist(client, env, rental, rental.user_id, task_queue)
     assert isinstance(own.value.cause, ApplicationError)
     assert own.value.cause.type == "ValidationError"
     # One live entry per tenant and apartment: joining again answers the same entry.
-    entry_handle, first = await _join(client, env, rental, other, task_queue)
-    _, again = await _join(client, env, rental, other, task_queue)
+    entry_handle, first = await join_waitlist(client, env, rental, other, task_queue)
+    _, again = await join_waitlist(client, env, rental, other, task_queue)
     assert again.existing_entry_id == first.entry_id
     count = await pool.fetchval(
         "SELECT count(*) FROM waitlist_entries WHERE apartment_id = $1", rental.apartment_id
@@ -285,12 +229,12 @@ async def test_joining_rules(
     assert getattr(await _closed(entry_handle), "status", None) == "LEFT"
     assert await _entry(pool, first.entry_id) == ("LEFT", None)
     await record_history(entry_handle, "entry_left_while_waiting")
-    _, rejoined = await _join(client, env, rental, other, task_queue)
+    _, rejoined = await join_waitlist(client, env, rental, other, task_queue)
     assert rejoined.status == "WAITING" and rejoined.entry_id != first.entry_id
     # Nobody left waiting but the new entry: the cancel hands the apartment to it.
     await handle.execute_update(ApartmentBookingWorkflow.cancel)
-    await _offered(client, pool, rejoined.entry_id)
-    await _offer_handle(client, rejoined.entry_id).terminate("test done")
+    await offered_booking(client, pool, rejoined.entry_id)
+    await offer_handle(client, rejoined.entry_id).terminate("test done")
     await handle.terminate("test done")
 
 
@@ -304,7 +248,8 @@ async def test_an_entry_whose_stay_has_begun_lapses_at_the_lease_end(
     data = await booking_input(env, rental, lease_days=30)
     handle, held = await start_and_hold(client, data, task_queue)
     await handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
-    entry_handle, entry = await _join(client, env, rental, waiting, task_queue)  # starts tomorrow
+    # The entry's stay starts tomorrow.
+    entry_handle, entry = await join_waitlist(client, env, rental, waiting, task_queue)
     final = await handle.result()
     assert final.lease_ended_at is not None
     assert await _entry(pool, entry.entry_id) == ("LAPSED", None)
@@ -327,16 +272,23 @@ async def test_offers_are_exempt_from_the_hold_limit(
         handles.append((await start_and_hold(client, data, task_queue))[0])
     wanted = await make_rental(pool)  # held by its own tenant
     handle, _ = await start_and_hold(client, await booking_input(env, wanted), task_queue)
-    _, entry = await _join(client, env, wanted, busy.user_id, task_queue)
+    _, entry = await join_waitlist(client, env, wanted, busy.user_id, task_queue)
     await handle.execute_update(ApartmentBookingWorkflow.cancel)
-    offer = await _offered(client, pool, entry.entry_id)
+    offer = await offered_booking(client, pool, entry.entry_id)
     assert offer.user_id == busy.user_id
     pending = await pool.fetchval(
         "SELECT count(*) FROM bookings WHERE user_id = $1 AND booking_status = 'PENDING'",
         busy.user_id,
     )
     assert pending == 4
-    for h in [*handles, handle, _offer_handle(client, entry.entry_id)]:
+    # ... and the offer does not count against it afterwards either: with one hold given up
+    # (two holds and the offer left), the tenant may place a third hold of its own.
+    await handles[0].execute_update(ApartmentBookingWorkflow.cancel)
+    another = await make_rental(pool)
+    data = await booking_input(env, another, user_id=busy.user_id)
+    third, state = await start_and_hold(client, data, task_queue)
+    assert state.status == "PENDING"
+    for h in [*handles[1:], third, handle, offer_handle(client, entry.entry_id)]:
         await h.terminate("test done")
 
 
@@ -352,18 +304,18 @@ async def test_a_join_racing_a_release_never_waits_on_a_vacant_apartment(
         handle, _ = await start_and_hold(client, await booking_input(env, rental), task_queue)
         cancelled, joined = await asyncio.gather(
             handle.execute_update(ApartmentBookingWorkflow.cancel),
-            _join(client, env, rental, joiner, task_queue),
+            join_waitlist(client, env, rental, joiner, task_queue),
             return_exceptions=True,
         )
         assert isinstance(cancelled, BookingState), cancelled
         status = (await apartment_row(pool, rental.apartment_id))["apartment_status"]
         if isinstance(joined, tuple):
             entry = joined[1]
-            await _offered(client, pool, entry.entry_id)
+            await offered_booking(client, pool, entry.entry_id)
             assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == (
                 "RESERVED"
             )
-            await _offer_handle(client, entry.entry_id).terminate("test done")
+            await offer_handle(client, entry.entry_id).terminate("test done")
         else:
             assert isinstance(joined, WorkflowUpdateFailedError), joined
             assert isinstance(joined.cause, ApplicationError)

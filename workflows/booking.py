@@ -189,7 +189,8 @@ class ApartmentBookingWorkflow:
         self._cancel_requested = False
         # Set once the run loop has chosen EXPIRED: from then on nothing may join the hold.
         self._expiring = False
-        self._references: set[str] = set()
+        # Each payment reference seen, with the (amount, currency) it first came with.
+        self._references: dict[str, tuple[int, str]] = {}
         # Reference -> why its payment did not pay the booking (refunded, or refused by the
         # database): the answer to a repeat of it.
         self._not_applied: dict[str, str] = {}
@@ -592,9 +593,18 @@ class ApartmentBookingWorkflow:
     async def payment_received(self, payment: PaymentInput) -> None:
         """A payment from an asynchronous source (a provider webhook); never rejected, only
         applied or refunded. A repeated reference changes nothing."""
-        if payment.payment_reference in self._references:
+        terms = self._references.get(payment.payment_reference)
+        if terms is not None:
+            if terms != (payment.amount, payment.currency):
+                workflow.logger.warning(
+                    "payment %s repeated with %d %s, first seen with %d %s: ignored",
+                    payment.payment_reference,
+                    payment.amount,
+                    payment.currency,
+                    *terms,
+                )
             return
-        self._references.add(payment.payment_reference)
+        self._references[payment.payment_reference] = (payment.amount, payment.currency)
         if self._state.status == RESERVING:
             # Why: a webhook can beat the reserve activity's answer; judge it once the hold
             # is known. (Otherwise judge it now, before later updates in this task run.)
@@ -635,7 +645,7 @@ class ApartmentBookingWorkflow:
                     non_retryable=True,
                 )
             return self._snapshot()
-        self._references.add(reference)
+        self._references[reference] = (payment.amount, payment.currency)
         problem = self._payment_problem(payment)
         if problem is not None:
             # Only reachable when another payment or a cancel won the same workflow task after
@@ -660,7 +670,18 @@ class ApartmentBookingWorkflow:
 
     @pay.validator
     def _validate_pay(self, payment: PaymentInput) -> None:
-        if payment.payment_reference in self._references:
+        terms = self._references.get(payment.payment_reference)
+        if terms is not None:
+            if terms != (payment.amount, payment.currency):
+                # A repeat must be the same request: answering the first payment's outcome
+                # to a different amount would say money was taken that was not.
+                raise ApplicationError(
+                    f"payment reference {payment.payment_reference} was used for "
+                    f"{terms[0]} {terms[1]}; a repeat must carry the same amount and currency "
+                    "(pay with a new paymentReference for a new payment)",
+                    type=PaymentRejected.error_type,
+                    non_retryable=True,
+                )
             return
         if not payment.payment_reference.strip():
             raise ApplicationError(

@@ -3,6 +3,16 @@
 A signed-in user reads, updates and deletes its own account; Admins (and Caretakers, for
 reads) any; ``getAllUserAccounts`` needs Admins or Caretakers. Writes are one checked
 transaction each (``booking.catalog``).
+
+What a caller who is not an Admin writes on its own account must be true of it (refused as
+Unauthorized otherwise, :func:`_self_service_problem`):
+
+- ``userType`` is the one its groups give (CARETAKER for Caretakers, else TENANT): groups come
+  from the token, so an ADMIN record would give no access, but it would lie;
+- ``verified`` is never turned on by the account's owner (an Admin verifies);
+- ``email`` on a new account is the token's own ``email`` claim (ID tokens carry it), so that
+  creating an account cannot be used to ask whether some other address is registered. With a
+  token that carries none (an access token), an Admin creates the account.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ import uuid
 import strawberry
 from strawberry.types import Info
 
+from api.auth import Principal
 from api.directives import ADMINS, CARETAKERS, authorize, cognito, resolver
 from api.pagination import encode_token
 from api.resolvers.common import ctx, given, may_act_as, page
@@ -29,6 +40,20 @@ async def _account(info: Info, user_id: str) -> User:
     if not rows:
         raise UserNotFound(f"user {user_id} does not exist")
     return User.from_row(rows[0])
+
+
+def _self_service_problem(
+    principal: Principal, user_type: str, verified: bool, was_verified: bool = False
+) -> str | None:
+    """Why a caller who is not an Admin may not write these values on its own account."""
+    if principal.is_admin:
+        return None
+    own_type = "CARETAKER" if "Caretakers" in principal.groups else "TENANT"
+    if user_type != own_type:
+        return f"your account's userType is {own_type} (your groups say so), not {user_type}"
+    if verified and not was_verified:
+        return "only an Admin marks an account verified"
+    return None
 
 
 @strawberry.type
@@ -71,6 +96,17 @@ class AccountMutations:
             user_id = principal.user_id
         else:
             user_id = str(uuid.uuid4())
+        problem = _self_service_problem(principal, input.user_type.value, input.verified)
+        if problem is None and not principal.is_admin:
+            if principal.email is None:
+                problem = (
+                    "your token carries no email claim (sign in with an ID token), or ask an "
+                    "Admin to create your account"
+                )
+            elif principal.email.casefold() != input.email.casefold():
+                problem = "email must be the one your sign-in token carries"
+        if problem is not None:
+            raise Unauthorized(problem)
         record = UserData(
             id=user_id,
             first_name=input.first_name,
@@ -92,6 +128,13 @@ class AccountMutations:
         else:
             raise ValidationError("input.id is required when calling with an API key")
         may_act_as(info, principal, user_id)
+        if not principal.is_admin:
+            current = await _account(info, user_id)
+            problem = _self_service_problem(
+                principal, input.user_type.value, input.verified, current.verified
+            )
+            if problem is not None:
+                raise Unauthorized(problem)
         record = UserUpdate(
             id=user_id,
             first_name=input.first_name,

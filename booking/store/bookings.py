@@ -265,8 +265,13 @@ async def lock_user(conn: Conn, user_id: str) -> bool:
 
 
 async def pending_holds(conn: Conn, user_id: str) -> int:
+    """The tenant's open holds that count against its limit: waiting-list offers do not (the
+    tenant queued for them; the limit is on holds a tenant grabs)."""
     count: int = await conn.fetchval(
-        "SELECT count(*) FROM bookings WHERE user_id = $1 AND booking_status = 'PENDING'",
+        """SELECT count(*) FROM bookings b
+            WHERE b.user_id = $1 AND b.booking_status = 'PENDING'
+              AND NOT EXISTS (SELECT 1 FROM waitlist_entries w
+                               WHERE w.offered_booking_id = b.id)""",
         user_id,
     )
     return count
@@ -295,11 +300,12 @@ async def lock_apartment(conn: Conn, apartment_id: str) -> RentTerms | None:
 
 
 async def hold_for_offer(conn: Conn, apartment_id: str) -> bool:
-    """RESERVED (a released hold) or OCCUPIED (an ended lease) -> RESERVED for an offer."""
+    """RESERVED (a released hold), OCCUPIED (an ended lease) or VACANT (freed some other way,
+    ``booking doctor``) -> RESERVED for an offer."""
     result = await conn.execute(
         """UPDATE apartments
               SET apartment_status = 'RESERVED', tenant_id = NULL, updated_on = now()
-            WHERE id = $1 AND apartment_status IN ('RESERVED', 'OCCUPIED')""",
+            WHERE id = $1 AND apartment_status IN ('VACANT', 'RESERVED', 'OCCUPIED')""",
         apartment_id,
     )
     return result == "UPDATE 1"

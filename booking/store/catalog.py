@@ -60,7 +60,9 @@ class ApartmentData:
     caretaker_id: str | None = None
 
 
-async def insert_user(conn: Conn, user: UserData) -> tuple[bool, datetime]:
+async def insert_user(conn: Conn, user: UserData) -> tuple[bool, datetime | None]:
+    """(True, created_on) for a new row; (False, created_on) when a row with this id holds
+    exactly this record (a retry); (False, None) when it holds another."""
     row = await conn.fetchrow(
         """INSERT INTO users (id, first_name, last_name, email, verified, user_type)
            VALUES ($1, $2, $3, $4, $5, $6)
@@ -75,7 +77,17 @@ async def insert_user(conn: Conn, user: UserData) -> tuple[bool, datetime]:
     )
     if row is not None:
         return True, row["created_on"]
-    existing = await conn.fetchval("SELECT created_on FROM users WHERE id = $1", user.id)
+    existing = await conn.fetchval(
+        """SELECT created_on FROM users
+            WHERE id = $1 AND (first_name, last_name, email, verified, user_type)
+                              = ($2, $3, $4, $5, $6)""",
+        user.id,
+        user.first_name,
+        user.last_name,
+        user.email,
+        user.verified,
+        user.user_type,
+    )
     return False, existing
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+import asyncpg
+
 from booking.store import Conn
 
 
@@ -31,6 +33,27 @@ class OpenBooking:
     booking_status: str
     end_date: date
     hold_expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WaitingDrift:
+    """A free apartment with tenants waiting for it: nothing will offer it to them."""
+
+    apartment_id: str
+    first_entry_id: str
+    waiting: int
+
+
+@dataclass(frozen=True)
+class EntryDrift:
+    """A waiting-list entry that disagrees with its offer or its workflow."""
+
+    entry_id: str
+    workflow_id: str
+    apartment_id: str
+    status: str
+    offered_booking_id: str | None
+    booking_status: str | None
 
 
 @dataclass(frozen=True)
@@ -140,6 +163,67 @@ async def occupied_after_lease(conn: Conn) -> list[ApartmentDrift]:
     ]
 
 
+async def waiting_on_free_apartment(conn: Conn) -> list[WaitingDrift]:
+    """VACANT apartments, held and let by nobody, with WAITING entries: a release that did not
+    offer (an older worker, a repair, a row edited by hand)."""
+    rows = await conn.fetch(
+        """SELECT a.id,
+                  (SELECT w.id FROM waitlist_entries w
+                    WHERE w.apartment_id = a.id AND w.status = 'WAITING'
+                    ORDER BY w.seq LIMIT 1) AS first_entry_id,
+                  (SELECT count(*) FROM waitlist_entries w
+                    WHERE w.apartment_id = a.id AND w.status = 'WAITING') AS waiting
+             FROM apartments a
+            WHERE a.apartment_status = 'VACANT'
+              AND EXISTS (SELECT 1 FROM waitlist_entries w
+                           WHERE w.apartment_id = a.id AND w.status = 'WAITING')
+              -- held by nobody, let to nobody
+              AND NOT EXISTS (SELECT 1 FROM bookings b
+                               WHERE b.apartment_id = a.id
+                                 AND (b.booking_status = 'PENDING'
+                                      OR (b.booking_status = 'APPROVED'
+                                          AND b.lease_ended_at IS NULL)))
+            ORDER BY a.id"""
+    )
+    return [WaitingDrift(r["id"], r["first_entry_id"], int(r["waiting"])) for r in rows]
+
+
+async def offers_not_pending(conn: Conn) -> list[EntryDrift]:
+    """Entries OFFERED whose offered booking is no longer PENDING: paid (should be BOOKED) or
+    cancelled (should be LAPSED) without the entry being told."""
+    rows = await conn.fetch(
+        """SELECT w.id, w.workflow_id, w.apartment_id, w.status, w.offered_booking_id,
+                  b.booking_status
+             FROM waitlist_entries w JOIN bookings b ON b.id = w.offered_booking_id
+            WHERE w.status = 'OFFERED' AND b.booking_status <> 'PENDING'
+            ORDER BY w.id"""
+    )
+    return [_entry_drift(r) for r in rows]
+
+
+async def live_entries(conn: Conn) -> list[EntryDrift]:
+    """Entries still on a list (WAITING or OFFERED): each needs its workflow."""
+    rows = await conn.fetch(
+        """SELECT w.id, w.workflow_id, w.apartment_id, w.status, w.offered_booking_id,
+                  NULL AS booking_status
+             FROM waitlist_entries w
+            WHERE w.status IN ('WAITING', 'OFFERED')
+            ORDER BY w.id"""
+    )
+    return [_entry_drift(r) for r in rows]
+
+
+def _entry_drift(r: asyncpg.Record) -> EntryDrift:
+    return EntryDrift(
+        r["id"],
+        r["workflow_id"],
+        r["apartment_id"],
+        r["status"],
+        r["offered_booking_id"],
+        r["booking_status"],
+    )
+
+
 # -- repairs (booking.doctor only) ---------------------------------------------------------
 
 
@@ -151,17 +235,30 @@ async def lock_apartment(conn: Conn, apartment_id: str) -> str | None:
     return status
 
 
-async def release_orphaned_reservation(conn: Conn, apartment_id: str) -> bool:
-    """RESERVED -> VACANT, only while no PENDING booking holds the apartment."""
-    result: str = await conn.execute(
-        """UPDATE apartments
-              SET apartment_status = 'VACANT', tenant_id = NULL, updated_on = now()
-            WHERE id = $1 AND apartment_status = 'RESERVED'
-              AND NOT EXISTS (SELECT 1 FROM bookings b
-                               WHERE b.apartment_id = $1 AND b.booking_status = 'PENDING')""",
+async def held_by_pending(conn: Conn, apartment_id: str) -> bool:
+    """Whether a PENDING booking holds the apartment."""
+    held: bool = await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM bookings b
+                           WHERE b.apartment_id = $1 AND b.booking_status = 'PENDING')""",
         apartment_id,
     )
-    return result == "UPDATE 1"
+    return held
+
+
+async def free_for_offer(conn: Conn, apartment_id: str) -> bool:
+    """Whether the (locked) apartment is VACANT with no live booking: free to offer."""
+    free: bool = await conn.fetchval(
+        """SELECT EXISTS (
+                  SELECT 1 FROM apartments a
+                   WHERE a.id = $1 AND a.apartment_status = 'VACANT'
+                     AND NOT EXISTS (SELECT 1 FROM bookings b
+                                      WHERE b.apartment_id = a.id
+                                        AND (b.booking_status = 'PENDING'
+                                             OR (b.booking_status = 'APPROVED'
+                                                 AND b.lease_ended_at IS NULL))))""",
+        apartment_id,
+    )
+    return free
 
 
 async def latest_booking(conn: Conn, apartment_id: str) -> tuple[str, str] | None:

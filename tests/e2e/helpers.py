@@ -7,7 +7,10 @@ The system itself is built by ``tests/e2e/conftest.py`` (the ``stack`` fixture).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -273,6 +276,18 @@ def claims(**overrides: Any) -> dict[str, Any]:
     }
     values.update(overrides)
     return values
+
+
+def hs256_over(payload_json: str, secret: str = JWT_SECRET) -> str:
+    """An HS256 token over this exact JSON text (PyJWT would refuse to write some of it)."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(payload_json.encode())
+    signature = hmac.new(secret.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{b64(signature)}"
 
 
 def bad_credentials() -> dict[str, dict[str, str]]:

@@ -7,7 +7,9 @@ import uuid
 import jwt
 import pytest
 
+from booking.tokens import mint_token
 from tests.e2e.helpers import (
+    JWT_SECRET,
     PAY,
     RESERVE,
     RSA_KID,
@@ -182,7 +184,9 @@ async def test_tenants_act_only_on_their_own_bookings(stack: E2EStack, admin: Gq
 
 async def test_user_accounts_are_their_owners(stack: E2EStack, admin: Gql) -> None:
     me = f"self-{uuid.uuid4().hex[:8]}"
-    gql = await _as(stack, me)
+    # An ID token: it carries the email the account is created with.
+    token = mint_token(JWT_SECRET, me, [], email=f"{me}@example.com")
+    gql = Gql(stack.api.client({"Authorization": f"Bearer {token}"}))
     async with gql.http:
         body = await gql(
             "mutation ($input: UserInput!) { createUserAccount(input: $input) { id userType } }",

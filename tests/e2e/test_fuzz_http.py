@@ -34,7 +34,7 @@ from websockets.typing import Subprotocol
 
 from booking.doctor import examine
 from booking.webhook_signing import SIGNATURE_HEADER, webhook_signature
-from tests.e2e.helpers import API_KEY, WEBHOOK_SECRET, E2EStack
+from tests.e2e.helpers import API_KEY, JWT_SECRET, WEBHOOK_SECRET, E2EStack, hs256_over
 
 pytestmark = pytest.mark.e2e
 
@@ -275,6 +275,30 @@ async def test_fuzz_post_graphql(http: httpx.AsyncClient, body: bytes, content_t
 async def test_fuzz_get_graphql(http: httpx.AsyncClient, params: dict[str, str]) -> None:
     response = await http.get("/graphql", params=params, headers={"x-api-key": API_KEY})
     _assert_refused_cleanly(response, params)
+
+
+# A claim's value, as the JSON text a token's author chose (what PyJWT would not write, too).
+CLAIM_VALUES = st.one_of(
+    JSON_VALUES.map(json.dumps),
+    st.sampled_from(["1e400", "-1e400", "NaN", "Infinity", "253402300800", "1e20", "-1"]),
+    st.integers().map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+)
+CLAIM_NAMES = st.sampled_from(["exp", "iat", "nbf", "sub", "cognito:groups", "email", "iss"])
+
+
+@FUZZ
+@given(claims=st.dictionaries(CLAIM_NAMES, CLAIM_VALUES, min_size=1, max_size=4))
+async def test_fuzz_signed_claims(http: httpx.AsyncClient, claims: dict[str, str]) -> None:
+    """Correctly signed tokens with claims of any value: a 200 or a 401, never a 5xx."""
+    values = {"sub": '"fuzz"', "exp": str(int(time.time()) + 600), **claims}
+    payload = "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in values.items()) + "}"
+    token = hs256_over(payload, JWT_SECRET)
+    response = await http.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"Authorization": token}
+    )
+    assert response.status_code in (200, 401), (payload, response.status_code, response.text)
+    _assert_refused_cleanly(response, payload)
 
 
 @FUZZ

@@ -16,6 +16,7 @@ import pytest
 from playwright.async_api import Browser, Route
 
 from api.ide import VENDOR_DIR, VENDOR_URL, offline_graphiql_html, vendored_urls
+from booking.settings import DEV_API_KEY
 from tests.e2e.helpers import API_KEY, Api, E2EStack
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +24,10 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 async def dev_api(stack: E2EStack) -> AsyncIterator[Api]:
-    api = await stack.extra_api("api-ide", BOOKING_DEV_MODE="1")
+    # As booking dev runs it: dev mode, and the documented dev key beside the stack's own.
+    api = await stack.extra_api(
+        "api-ide", BOOKING_DEV_MODE="1", BOOKING_API_KEYS=f"{API_KEY},{DEV_API_KEY}"
+    )
     try:
         yield api
     finally:
@@ -114,3 +118,50 @@ async def test_graphiql_renders_offline_and_a_typed_query_answers(
     assert '"id": "1234567"' in text, text
     assert blocked == [], blocked
     assert errors == [], errors
+
+
+def test_only_the_documented_dev_key_is_ever_put_in_the_page() -> None:
+    assert "x-api-key" not in offline_graphiql_html()
+    page = offline_graphiql_html(DEV_API_KEY)
+    assert f'{{"x-api-key": "{DEV_API_KEY}"}}' in page
+    assert "wsConnectionParams: defaultHeaders" in page
+
+
+async def test_the_ide_of_booking_dev_loads_the_schema_and_answers_without_typing_a_key(
+    dev_api: Api, browser: Browser
+) -> None:
+    """A newcomer opens GraphiQL: the Docs pane shows the schema and a first query answers,
+    with nothing typed into the headers tab (the page sends booking dev's key itself)."""
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        await page.goto(dev_api.url + "/graphql")
+        query_editor = page.locator(".graphiql-query-editor .CodeMirror").first
+        await query_editor.wait_for(timeout=20_000)
+        await page.locator('button[aria-label="Show Documentation Explorer"]').click()
+        docs = page.locator(".graphiql-doc-explorer")
+        await docs.get_by_text("Query", exact=True).first.wait_for(timeout=20_000)
+        await query_editor.click()
+        await page.keyboard.press("Control+A")
+        await page.keyboard.press("Delete")
+        await page.keyboard.type('{ getApartment(id: "1234567") { id ')
+        await page.locator(".graphiql-execute-button").click()
+        result = page.locator(".result-window")
+        await result.get_by_text('"getApartment"').wait_for(timeout=20_000)
+        text = await result.inner_text()
+    finally:
+        await page.close()
+    assert "UnauthorizedException" not in text and '"id": "1234567"' in text, text
+
+
+async def test_the_tenant_page_of_booking_dev_names_the_dev_token_command(dev_api: Api) -> None:
+    async with dev_api.client() as http:
+        page = (await http.get("/")).text
+    assert "booking token --dev --user ID --groups Tenants" in page
+
+
+async def test_outside_booking_dev_the_tenant_page_names_the_plain_command(
+    stack: E2EStack,
+) -> None:
+    async with stack.api.client() as http:
+        page = (await http.get("/")).text
+    assert "booking token --user ID --groups Tenants" in page and "--dev" not in page
