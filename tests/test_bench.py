@@ -120,10 +120,10 @@ def test_update_readme_replaces_only_its_section(tmp_path: Path) -> None:
     assert not update_readme(other, "## Benchmarks\n")
 
 
-def _latency_ok(summary: dict[str, Any], count: int) -> None:
+def _latency_ok(summary: dict[str, Any], count: int, *, at_least_ms: float = 0.1) -> None:
     assert summary["count"] == count
     # Plausible: a real round trip takes some time, and less than the client's timeout.
-    assert 0.1 < summary["p50"] <= summary["p99"] <= summary["max"] < 60_000
+    assert at_least_ms < summary["p50"] <= summary["p99"] <= summary["max"] < 60_000
 
 
 def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
@@ -200,7 +200,9 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     # Every subscriber got the booking, then the change; each had its own connection.
     assert live["subscribed"] == live["delivered"] == live["subscribers"] > 1
     assert live["subscribe_failures"] == live["delivery_failures"] == {}
-    _latency_ok(live["delivery_ms"], live["subscribers"])
+    # Measured from the moment the bench's own LISTEN connection hears the commit: the API's
+    # may hear it first, so a few subscribers can be a millisecond or two "early".
+    _latency_ok(live["delivery_ms"], live["subscribers"], at_least_ms=-50)
     assert live["api_rss_mb_subscribed"] >= live["api_rss_mb_before"] > 20
 
     scale = s["scale"]

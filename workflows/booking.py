@@ -672,7 +672,9 @@ class ApartmentBookingWorkflow:
     def _validate_pay(self, payment: PaymentInput) -> None:
         terms = self._references.get(payment.payment_reference)
         if terms is not None:
-            if terms != (payment.amount, payment.currency):
+            # A reference that did not pay is refused by the handler, saying why.
+            refunded = payment.payment_reference in self._not_applied
+            if terms != (payment.amount, payment.currency) and not refunded:
                 # A repeat must be the same request: answering the first payment's outcome
                 # to a different amount would say money was taken that was not.
                 raise ApplicationError(
