@@ -25,7 +25,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.booking import BookingActivities, BookingPolicy
+from activities import BookingActivities, BookingPolicy
 from booking.converter import DATA_CONVERTER
 from booking.db import check_reachable, create_pool
 from booking.errors import ConfigurationError

@@ -67,7 +67,7 @@ REFUND_NOT_PENDING: Final = "NOT_PENDING"
 REFUND_NOT_PLACED: Final = "NEVER_PLACED"  # unplaced_payments.refund_reason
 
 # -- activities ------------------------------------------------------------------------------
-# The workflow calls its activities by these names; ``activities.booking`` registers them.
+# The workflow calls its activities by these names; ``activities.BookingActivities`` registers them.
 RESERVE_APARTMENT: Final = "reserve_apartment"
 CONFIRM_BOOKING: Final = "confirm_booking"
 RELEASE_BOOKING: Final = "release_booking"
@@ -87,7 +87,7 @@ WAITLIST_WORKFLOW_TYPE: Final = "WaitlistEntryWorkflow"
 HAND_ON: Final = "hand_on_waitlist"
 ENTRY_SETTLED_SIGNAL: Final = "settled"
 
-# One attempt of any activity; ``activities.booking.AttemptBounds`` keeps every attempt's
+# One attempt of any activity; ``activities.base.AttemptBounds`` keeps every attempt's
 # database work well inside it.
 ACTIVITY_TIMEOUT: Final = timedelta(seconds=15)
 

@@ -20,7 +20,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.booking import AttemptBounds, BookingActivities
+from activities import AttemptBounds, BookingActivities
 from booking.contract import (
     BookingInput,
     BookingState,

@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.booking import AttemptBounds, BookingActivities
+from activities import AttemptBounds, BookingActivities
 from booking.contract import BookingState, Reservation, ReserveRequest, reserve_rejection_details
 from booking.errors import DOMAIN_ERRORS, ReservationFailed
 from tests.helpers import (

@@ -34,7 +34,7 @@ are refunded rather than lost.
 A reserve that fails after Temporal gave up on an attempt (a timeout, or a refusal on a retry)
 may still see that abandoned attempt commit: the workflow answers the caller at once, then
 waits :data:`RESERVE_SWEEP_DELAY` (longer than any attempt can run, see
-``activities.booking.AttemptBounds``) and runs the idempotent release, so no apartment stays
+``activities.base.AttemptBounds``) and runs the idempotent release, so no apartment stays
 RESERVED by a booking nobody holds.
 
 Status values of :class:`BookingState`: the booking's own ``PENDING`` / ``APPROVED`` /

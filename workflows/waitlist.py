@@ -6,7 +6,7 @@ One execution per entry (workflow id ``waitlist-<entry id>``), alive while the e
    apartment is VACANT: reserve it instead). A tenant already on that list gets the entry it
    has (``existing_entry_id``) and this execution ends at once;
 2. wait: until the entry is over. Its offer is made by the release of the hold or lease
-   before it, in the same transaction (``activities.booking.release_and_offer``): a hold in
+   before it, in the same transaction (``activities.holds.release_and_offer``): a hold in
    the tenant's name with its own booking workflow, which tells this one (the ``settled``
    signal, sent by ``hand_on_waitlist``) when the offer is paid (BOOKED), runs out (LAPSED)
    or is cancelled (LEFT); an entry passed over because its stay had begun is told LAPSED;

@@ -1,6 +1,7 @@
 """SQL for the waiting lists: entries, their order, their offers.
 
-Written by workflow activities only (``activities.booking``); the API reads through
+Written by workflow activities only (``activities.waitlist``, and the hand-over of
+``booking.offers`` that releases and lease ends run); the API reads through
 ``booking.store.reads``.
 """
 
