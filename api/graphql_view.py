@@ -28,6 +28,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from cross_web import HTTPException
+from graphql import GraphQLError, GraphQLSyntaxError, parse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message as ASGIMessage
@@ -37,11 +38,11 @@ from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.async_base_view import AsyncWebSocketAdapter
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
-    _OperationStreamClosed,  # what its pre-execution error handling raises once it closed
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import CompleteMessage, Message
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
@@ -58,6 +59,7 @@ from api.cors import websocket_origin_refused
 from api.errors import appsync_error, request_error_body, unauthorized_body
 from api.fanout import SharedStream, SharedStreams, stream_key
 from api.graphql_http import (
+    BAD_REQUEST,
     GraphQLRequest,
     RequestRefused,
     is_subscription,
@@ -105,6 +107,16 @@ def transport_ws_problem(message: object) -> str | None:
 def graphql_ws_problem(message: object) -> str | None:
     """The same for the legacy Apollo ``graphql-ws`` protocol (``start`` / ``stop``)."""
     return _message_problem(message, ("start", "stop"), "start")
+
+
+def syntax_problem(query: str) -> str | None:
+    """The syntax error of a document that does not parse (a close reason: at most 123
+    bytes), or None."""
+    try:
+        parse(query)
+    except GraphQLSyntaxError as error:
+        return error.message.encode()[:120].decode(errors="ignore")
+    return None
 
 
 def _message_problem(message: object, with_id: tuple[str, ...], carries_query: str) -> str | None:
@@ -160,7 +172,7 @@ class _AppSyncTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, N
                 async for link in stream.results():
                     if isinstance(link.result, PreExecutionError):
                         # Not valid, not allowed: every joiner is told, as it would be alone.
-                        await self._handle_pre_execution_error(operation, link.result)
+                        await self._refuse(operation, link.result)
                         return
                     if operation.completed:
                         return
@@ -168,8 +180,6 @@ class _AppSyncTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, N
             await operation.send_operation_message(
                 CompleteMessage(id=operation.id, type="complete")
             )
-        except _OperationStreamClosed:
-            return
         except (WebSocketDisconnect, OSError):
             return  # the connection went away while we sent: nobody to tell
         except RuntimeError as err:
@@ -178,6 +188,25 @@ class _AppSyncTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, N
                 await self._failed(operation, err)
         except Exception as err:
             await self._failed(operation, err)
+
+    async def _refuse(
+        self, operation: Operation[RequestContext, None], result: PreExecutionError
+    ) -> None:
+        """A subscription that cannot run, as the protocol says: a document that does not
+        parse, or names no operation to run, closes the connection (4400); any other error
+        (invalid, not allowed) is an ``error`` message for this operation alone."""
+        errors = result.errors or []
+        first = errors[0] if errors else None
+        reason = None
+        if isinstance(first, GraphQLSyntaxError):
+            reason = first.message
+        elif first is not None and isinstance(first.original_error, CannotGetOperationTypeError):
+            reason = first.original_error.as_http_error_reason()
+        if reason is not None:
+            self.operations.pop(operation.id, None)
+            await self.websocket.close(code=4400, reason=reason)
+            return
+        await operation.send_initial_errors(errors)
 
     async def _failed(self, operation: Operation[RequestContext, None], err: Exception) -> None:
         """As Strawberry's own handler: logged, then ``complete``."""
@@ -189,6 +218,10 @@ class _AppSyncTransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, N
 
     async def handle_message(self, message: Message) -> None:
         problem = transport_ws_problem(message)
+        if problem is None and message["type"] == "subscribe":
+            # Strawberry's stream raises on a document that does not parse, and its handler
+            # then answers a bare `complete`, as if the operation had ended well.
+            problem = syntax_problem(message["payload"]["query"])
         if problem is not None:
             await self.handle_invalid_message(problem)
             return
@@ -231,6 +264,14 @@ class _AppSyncGraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
         if problem is not None:
             await self.websocket.close(code=4400, reason=problem)
             return
+        if message["type"] == "start":
+            syntax = syntax_problem(message["payload"]["query"])
+            if syntax is not None:
+                # As for graphql-transport-ws: never a silent end for a document that does
+                # not parse; this protocol answers an operation's failure with `error`.
+                error = GraphQLError(syntax, extensions={"errorType": BAD_REQUEST}).formatted
+                await self.send_message(ErrorMessage(type="error", id=message["id"], payload=error))
+                return
         if message["type"] == "connection_init":
             if self._init_received:
                 await self.websocket.close(CLOSE_TOO_MANY_INITS, "Too many initialisation requests")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from api.notify import APPLICATION_NAME
 from tests.e2e.helpers import (
@@ -212,3 +213,79 @@ async def test_updates_survive_a_lost_listen_connection(stack: E2EStack, admin: 
         assert paid["data"]["payBooking"]["bookingStatus"] == "APPROVED"
         update = await next_message(ws, within=5)
         assert update["payload"]["data"]["onBookingStatusChanged"]["bookingStatus"] == "APPROVED"
+
+
+@pytest.mark.parametrize(
+    ("query", "operation_name"),
+    [
+        ("subscription A { __typename } subscription B { __typename }", None),  # which one?
+        ("subscription A { __typename }", "Missing"),  # no such operation
+    ],
+    ids=["ambiguous", "unknown-name"],
+)
+async def test_a_subscription_that_names_nothing_to_run_is_an_error(
+    stack: E2EStack, query: str, operation_name: str | None
+) -> None:
+    ws = await open_transport_ws(stack.api.ws_url, {"x-api-key": stack.key["x-api-key"]})
+    payload: dict[str, Any] = {"query": query}
+    if operation_name is not None:
+        payload["operationName"] = operation_name
+    await ws.send(json.dumps({"id": "bad", "type": "subscribe", "payload": payload}))
+    error = await next_message(ws)
+    assert (error["type"], error["id"]) == ("error", "bad"), error
+    assert {e["errorType"] for e in error["payload"]} == {"ValidationError"}
+    await ws.close()
+
+
+async def test_a_subscription_that_does_not_parse_closes_with_4400(stack: E2EStack) -> None:
+    """Not a bare `complete`, as if it had ended well: the protocol's close for a malformed
+    subscribe, with the syntax error as its reason."""
+    ws = await open_transport_ws(stack.api.ws_url, {"x-api-key": stack.key["x-api-key"]})
+    query = "subscription { onBookingStatusChanged(id: "
+    await ws.send(json.dumps({"id": "bad", "type": "subscribe", "payload": {"query": query}}))
+    with pytest.raises(ConnectionClosed) as closed:
+        await next_message(ws)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+    assert closed.value.rcvd.reason.startswith("Syntax Error")
+
+
+async def test_a_subscription_that_does_not_parse_is_an_error_on_the_legacy_protocol(
+    stack: E2EStack,
+) -> None:
+    """Never a silent end: the legacy protocol answers the operation with `error`."""
+    async with connect(stack.api.ws_url, subprotocols=[Subprotocol("graphql-ws")]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": stack.key}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        query = "subscription { onBookingStatusChanged(id: "
+        await ws.send(json.dumps({"id": "bad", "type": "start", "payload": {"query": query}}))
+        while (message := json.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] == "ka":
+            pass
+    assert (message["type"], message["id"]) == ("error", "bad"), message
+    assert message["payload"]["errorType"] == "BadRequestException"
+    assert "Syntax Error" in message["payload"]["message"]
+
+
+async def test_an_invalid_subscription_is_an_error_for_that_operation_alone(
+    stack: E2EStack, admin: Gql
+) -> None:
+    tenant = await create_user(admin)
+    _, apartment = await create_apartment(admin)
+    booking = (await admin(RESERVE, reserve_input(apartment, tenant)))["data"]["reserveApartment"]
+    ws = await open_transport_ws(stack.api.ws_url, {"x-api-key": stack.key["x-api-key"]})
+    await ws.send(
+        json.dumps(
+            {
+                "id": "invalid",
+                "type": "subscribe",
+                "payload": {"query": "subscription { onBookingStatusChanged(id: 1) { nope } }"},
+            }
+        )
+    )
+    error = await next_message(ws)
+    assert (error["type"], error["id"]) == ("error", "invalid")
+    assert error["payload"][0]["errorType"]
+    # The connection lives on: a valid subscription on it still works.
+    await _subscribe(ws, booking["id"], op="good")
+    first = await next_message(ws)
+    assert first["id"] == "good" and first["type"] == "next"
+    await ws.close()
