@@ -26,10 +26,12 @@ import sys
 import tempfile
 import tracemalloc
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner
 
 from bench import store
@@ -63,6 +65,29 @@ def _own_rss() -> int:
     return value
 
 
+def _holder(client: Client, tenant: str) -> Callable[[str], Awaitable[None]]:
+    """Place one hold for ``tenant`` and wait until it is PENDING, IN_FLIGHT at a time."""
+    start = date.today() + timedelta(days=30)
+    slots = asyncio.Semaphore(IN_FLIGHT)
+
+    async def hold(apartment_id: str) -> None:
+        data = BookingInput(
+            booking_id=str(uuid.uuid4()),
+            apartment_id=apartment_id,
+            user_id=tenant,
+            start_date=start,
+            end_date=start + timedelta(days=365),
+            hold_seconds=3600,
+        )
+        async with slots:
+            handle = await start_hold(client, data, TASK_QUEUE)
+            state = await handle.execute_update(ApartmentBookingWorkflow.wait_for_hold)
+        if state.status != "PENDING":
+            raise SystemExit(f"hold on {apartment_id} was not placed: {state}")
+
+    return hold
+
+
 async def measure(holds: int, *, unsandboxed: bool, root: Path) -> dict[str, Any]:
     import worker as booking_worker  # the production worker factory and tuning
 
@@ -90,25 +115,8 @@ async def measure(holds: int, *, unsandboxed: bool, root: Path) -> dict[str, Any
             task_queue=TASK_QUEUE,
             **options,
         )
-        start = date.today() + timedelta(days=30)
         ids = iter(apartments)
-        slots = asyncio.Semaphore(IN_FLIGHT)
-
-        async def hold(apartment_id: str) -> None:
-            data = BookingInput(
-                booking_id=str(uuid.uuid4()),
-                apartment_id=apartment_id,
-                user_id=tenant,
-                start_date=start,
-                end_date=start + timedelta(days=365),
-                hold_seconds=3600,
-            )
-            async with slots:
-                handle = await start_hold(client, data, TASK_QUEUE)
-                state = await handle.execute_update(ApartmentBookingWorkflow.wait_for_hold)
-            if state.status != "PENDING":
-                raise SystemExit(f"hold on {apartment_id} was not placed: {state}")
-
+        hold = _holder(client, tenant)
         async with worker:
             await asyncio.gather(*(hold(a) for a in itertools.islice(ids, WARMUP)))
             # Two batches: RSS is measured untraced (tracing fragments the heap and adds

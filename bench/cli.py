@@ -9,7 +9,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(SCENARIOS),
         help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)",
     )
-    g = p.add_argument_group("system under test (default: a fresh embedded stack)")
+    _system_arguments(p)
+    _size_arguments(p)
+    _output_arguments(p)
+    return p
+
+
+def _system_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which system is measured: a running one, or a fresh embedded stack and how."""
+    g = parser.add_argument_group("system under test (default: a fresh embedded stack)")
     g.add_argument("--api-url", help="base URL of a running API, e.g. http://127.0.0.1:8000")
     g.add_argument("--temporal-address", help="host:port of its Temporal server")
     g.add_argument("--database-url", help="its Postgres DSN (read for checks; test rows added)")
@@ -89,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes of the embedded stack, on one task queue (1)",
     )
     g.add_argument("--keep", action="store_true", help="keep the stack's directory and logs")
-    s = p.add_argument_group("sizes (defaults: the issue's; --quick shrinks them)")
+
+
+def _size_arguments(parser: argparse.ArgumentParser) -> None:
+    """How much each scenario does."""
+    s = parser.add_argument_group("sizes (defaults: the issue's; --quick shrinks them)")
     s.add_argument("--reserve-count", type=int)
     s.add_argument("--payment-count", type=int)
     s.add_argument("--clients", type=int, help="throughput clients (32)")
@@ -101,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--subscribers", type=int, help="subscribers of one booking in live (10000)")
     s.add_argument("--suite", action="append", help="test paths for the suite scenario")
     s.add_argument("--suite-arg", action="append", default=[], help="extra pytest argument")
-    o = p.add_argument_group("output")
+
+
+def _output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the results go."""
+    o = parser.add_argument_group("output")
     o.add_argument("--output-md", type=Path, default=Path("BENCHMARKS.md"))
     o.add_argument("--output-json", type=Path, default=Path("bench/results/latest.json"))
     o.add_argument("--readme", type=Path, help="also rewrite the '## Benchmarks' section there")
@@ -112,7 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="run nothing: render BENCHMARKS.md (and --readme) again from this results file",
     )
     o.add_argument("--quiet", action="store_true", help="no progress output")
-    return p
 
 
 def _sizes(args: argparse.Namespace) -> scenarios.Sizes:
@@ -207,74 +222,102 @@ async def _run_stack_scenarios(
 
         pool = await create_pool(stack.database_url, min_size=1, max_size=8)
         api = ApiClient(stack.api_url, stack.api_key)
-        async with pool.acquire() as conn:
-            from bench.store import server_version
-
-            results["stack"]["postgres_version"] = await server_version(conn)
-        from booking.devstack.binaries import find_binary
-
-        results["stack"]["temporal_version"] = tool_version(find_binary("temporal"), "--version")
         try:
+            await _record_versions(pool, results)
             bench = scenarios.Bench(stack, api, pool, progress, sizes)
             await bench.setup(max(sizes.contention_clients, 1) + 1)
-            busy0, ours0, wall0 = (
-                _machine_busy_seconds(),
-                _our_cpu_seconds(stack.pids),
-                (time.monotonic()),
-            )
+            load = _LoadMeter(stack.pids)
             holds: list[dict[str, Any]] = []
-            for name in chosen:
-                if name == "suite":
-                    continue
-                progress.say(f"scenario {name}")
-                started = time.monotonic()
-                before = await metrics.scrape(stack.worker_metrics_urls)
-                try:
-                    if name == "reserve":
-                        results["scenarios"][name], holds = await scenarios.reserve_latency(bench)
-                    elif name == "payment":
-                        results["scenarios"][name] = await scenarios.payment(bench, holds)
-                    elif name == "throughput":
-                        results["scenarios"][name] = await scenarios.throughput(bench)
-                    elif name == "contention":
-                        results["scenarios"][name] = await scenarios.contention(bench)
-                    elif name == "live":
-                        results["scenarios"][name] = await scenarios.live_updates(bench)
-                    elif name == "scale":
-                        results["scenarios"][name] = await scenarios.scale(bench)
-                except (scenarios.BenchFailure, StackError) as exc:
-                    results["errors"][name] = str(exc)
-                    progress.say(f"  {name} failed: {exc}")
-                    if isinstance(exc, StackError):
-                        break
-                else:
-                    results["scenarios"][name]["seconds"] = round(time.monotonic() - started, 1)
-                    results["scenarios"][name]["worker_metrics"] = metrics.summarize(
-                        before, await metrics.scrape(stack.worker_metrics_urls)
-                    )
+            for name in (n for n in chosen if n != "suite"):
+                holds, stop = await _run_scenario(bench, name, holds, results, progress)
                 checkpoint()
-            if "contention" in results["scenarios"] and "reserve" in results["scenarios"]:
-                results["scenarios"]["contention"]["versus_uncontended"] = (
-                    scenarios.versus_uncontended(
-                        results["scenarios"]["contention"], results["scenarios"]["reserve"]
-                    )
-                )
+                if stop:
+                    break
+            _compare_contention(results["scenarios"])
             results["double_booked_apartments"] = await scenarios.double_bookings(bench)
-            busy1, ours1 = _machine_busy_seconds(), _our_cpu_seconds(stack.pids)
-            wall = time.monotonic() - wall0
-            if busy0 is not None and busy1 is not None and wall > 0:
-                results["load"]["cpu_cores_busy_during_scenarios"] = round(
-                    (busy1 - busy0) / wall, 2
-                )
-                results["load"]["cpu_cores_used_by_others"] = round(
-                    max(0.0, (busy1 - busy0) - (ours1 - ours0)) / wall, 2
-                )
+            results["load"].update(load.read(stack.pids))
         finally:
             await api.aclose()
             await pool.close()
     finally:
         progress.say("stopping the stack")
         await stack.stop()
+
+
+async def _record_versions(pool: Any, results: dict[str, Any]) -> None:
+    from bench.store import server_version
+    from booking.devstack.binaries import find_binary
+
+    async with pool.acquire() as conn:
+        results["stack"]["postgres_version"] = await server_version(conn)
+    results["stack"]["temporal_version"] = tool_version(find_binary("temporal"), "--version")
+
+
+async def _run_scenario(
+    bench: scenarios.Bench,
+    name: str,
+    holds: list[dict[str, Any]],
+    results: dict[str, Any],
+    progress: Progress,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Run one scenario into ``results``; the holds the payment scenario pays, and whether
+    the stack failed (then nothing after it can run)."""
+    progress.say(f"scenario {name}")
+    started = time.monotonic()
+    before = await metrics.scrape(bench.stack.worker_metrics_urls)
+    try:
+        if name == "reserve":
+            results["scenarios"][name], holds = await scenarios.reserve_latency(bench)
+        elif name == "payment":
+            results["scenarios"][name] = await scenarios.payment(bench, holds)
+        else:
+            results["scenarios"][name] = await _SCENARIOS[name](bench)
+    except (scenarios.BenchFailure, StackError) as exc:
+        results["errors"][name] = str(exc)
+        progress.say(f"  {name} failed: {exc}")
+        return holds, isinstance(exc, StackError)
+    done = results["scenarios"][name]
+    done["seconds"] = round(time.monotonic() - started, 1)
+    done["worker_metrics"] = metrics.summarize(
+        before, await metrics.scrape(bench.stack.worker_metrics_urls)
+    )
+    return holds, False
+
+
+_SCENARIOS: dict[str, Callable[[scenarios.Bench], Awaitable[dict[str, Any]]]] = {
+    "throughput": scenarios.throughput,
+    "contention": scenarios.contention,
+    "live": scenarios.live_updates,
+    "scale": scenarios.scale,
+}
+
+
+def _compare_contention(done: dict[str, Any]) -> None:
+    if "contention" in done and "reserve" in done:
+        done["contention"]["versus_uncontended"] = scenarios.versus_uncontended(
+            done["contention"], done["reserve"]
+        )
+
+
+class _LoadMeter:
+    """How busy the machine was over the scenarios, and how much of that was not ours."""
+
+    def __init__(self, pids: Any) -> None:
+        self._busy = _machine_busy_seconds()
+        self._ours = _our_cpu_seconds(pids)
+        self._wall = time.monotonic()
+
+    def read(self, pids: Any) -> dict[str, float]:
+        busy, ours = _machine_busy_seconds(), _our_cpu_seconds(pids)
+        wall = time.monotonic() - self._wall
+        if self._busy is None or busy is None or wall <= 0:
+            return {}
+        return {
+            "cpu_cores_busy_during_scenarios": round((busy - self._busy) / wall, 2),
+            "cpu_cores_used_by_others": round(
+                max(0.0, (busy - self._busy) - (ours - self._ours)) / wall, 2
+            ),
+        }
 
 
 def _render_again(args: argparse.Namespace) -> int:
@@ -304,10 +347,44 @@ def run(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"booking bench: error: {exc}", file=sys.stderr)
         return 2
-    started_at = datetime.now(UTC)
-    results: dict[str, Any] = {
+    results = _new_results(args, chosen, sizes, options)
+    wall = time.monotonic()
+
+    def checkpoint() -> None:
+        """Keep what is measured so far, should a later scenario never finish."""
+        if not args.no_write:
+            _write_json(_partial(args.output_json), results)
+
+    progress.say(f"booking bench: {', '.join(chosen)}{' (quick)' if args.quick else ''}")
+    try:
+        if any(name != "suite" for name in chosen):
+            asyncio.run(_run_stack_scenarios(chosen, sizes, options, progress, results, checkpoint))
+        if "suite" in chosen:
+            _run_suite_scenario(args, progress, results)
+    except (ConfigurationError, StackError) as exc:
+        print(f"booking bench: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    _note_load(results["load"])
+    results["duration_seconds"] = round(time.monotonic() - wall, 1)
+    results["targets"] = [t.as_dict() for t in report.evaluate(results)]
+    results["json_path"] = str(args.output_json)
+    if not args.no_write:
+        _write_reports(args, results, progress)
+    print("\n".join(report.targets_table([report.Target(**t) for t in results["targets"]])))
+    for name, error in results["errors"].items():
+        print(f"scenario {name} failed: {error}", file=sys.stderr)
+    return 1 if results["errors"] else 0
+
+
+def _new_results(
+    args: argparse.Namespace, chosen: list[str], sizes: scenarios.Sizes, options: StackOptions
+) -> dict[str, Any]:
+    """The results document before anything ran: what was asked for, on which machine."""
+    return {
         "schema": 1,
-        "started_at": started_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "started_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "options": {
             "quick": args.quick,
             "scenarios": chosen,
@@ -334,66 +411,56 @@ def run(argv: Sequence[str] | None = None) -> int:
         "scenarios": {},
         "errors": {},
     }
-    wall = time.monotonic()
 
-    def checkpoint() -> None:
-        """Keep what is measured so far, should a later scenario never finish."""
-        if args.no_write:
-            return
-        partial = args.output_json.with_name(args.output_json.name + ".partial")
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
-    progress.say(f"booking bench: {', '.join(chosen)}{' (quick)' if args.quick else ''}")
-    try:
-        if any(name != "suite" for name in chosen):
-            asyncio.run(_run_stack_scenarios(chosen, sizes, options, progress, results, checkpoint))
-        if "suite" in chosen:
-            progress.say("scenario suite: running the time-skipping tests")
-            paths = args.suite or suite.default_paths(REPO)
-            if not paths:
-                results["errors"]["suite"] = "no workflow test files found"
-            else:
-                started = time.monotonic()
-                result = suite.run_suite(REPO, paths, list(args.suite_arg))
-                result["histories"] = suite.history_coverage(REPO)
-                result["seconds"] = round(time.monotonic() - started, 1)
-                results["scenarios"]["suite"] = result
-                if result["exit_status"] != 0:
-                    results["errors"]["suite"] = (
-                        f"pytest exited {result['exit_status']}: {result['summary_line']}"
-                    )
-    except (ConfigurationError, StackError) as exc:
-        print(f"booking bench: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    results["load"]["after"] = load_average()
-    before = results["load"]["before"]
-    others = results["load"].get("cpu_cores_used_by_others")
+def _run_suite_scenario(
+    args: argparse.Namespace, progress: Progress, results: dict[str, Any]
+) -> None:
+    progress.say("scenario suite: running the time-skipping tests")
+    paths = args.suite or suite.default_paths(REPO)
+    if not paths:
+        results["errors"]["suite"] = "no workflow test files found"
+        return
+    started = time.monotonic()
+    result = suite.run_suite(REPO, paths, list(args.suite_arg))
+    result["histories"] = suite.history_coverage(REPO)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    results["scenarios"]["suite"] = result
+    if result["exit_status"] != 0:
+        results["errors"]["suite"] = (
+            f"pytest exited {result['exit_status']}: {result['summary_line']}"
+        )
+
+
+def _note_load(load: dict[str, Any]) -> None:
+    load["after"] = load_average()
+    before = load["before"]
+    others = load.get("cpu_cores_used_by_others")
     # The CPU others used during the run says it; the load average before only stands in when
     # that could not be measured (it still counts the previous run's last minute).
     shared = others > 0.2 if others is not None else bool(before and before[0] > 0.5)
     if shared:
-        results["load"]["note"] = "the machine was shared with other work during the run" + (
+        load["note"] = "the machine was shared with other work during the run" + (
             f" (others used {others} cores on average)" if others is not None else ""
         )
-    results["duration_seconds"] = round(time.monotonic() - wall, 1)
-    results["targets"] = [t.as_dict() for t in report.evaluate(results)]
-    results["json_path"] = str(args.output_json)
-    markdown = report.render_markdown(results)
-    if not args.no_write:
-        args.output_json.parent.mkdir(parents=True, exist_ok=True)
-        args.output_json.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        args.output_md.write_text(markdown)
-        args.output_json.with_name(args.output_json.name + ".partial").unlink(missing_ok=True)
-        progress.say(f"wrote {args.output_md} and {args.output_json}")
-        if args.readme is not None and (
-            not args.readme.exists()
-            or not report.update_readme(args.readme, report.readme_section(results))
-        ):
-            progress.say(f"{args.readme} has no '## Benchmarks' section; left unchanged")
-    print("\n".join(report.targets_table([report.Target(**t) for t in results["targets"]])))
-    for name, error in results["errors"].items():
-        print(f"scenario {name} failed: {error}", file=sys.stderr)
-    return 1 if results["errors"] else 0
+
+
+def _partial(output_json: Path) -> Path:
+    return output_json.with_name(output_json.name + ".partial")
+
+
+def _write_json(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+def _write_reports(args: argparse.Namespace, results: dict[str, Any], progress: Progress) -> None:
+    _write_json(args.output_json, results)
+    args.output_md.write_text(report.render_markdown(results))
+    _partial(args.output_json).unlink(missing_ok=True)
+    progress.say(f"wrote {args.output_md} and {args.output_json}")
+    if args.readme is not None and (
+        not args.readme.exists()
+        or not report.update_readme(args.readme, report.readme_section(results))
+    ):
+        progress.say(f"{args.readme} has no '## Benchmarks' section; left unchanged")

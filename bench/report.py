@@ -51,29 +51,42 @@ def _at_least(value: Any, limit: float) -> bool | None:
 
 
 def evaluate(results: dict[str, Any]) -> list[Target]:
+    """Every target the scenarios that ran can judge, in the README table's order."""
     s = results.get("scenarios", {})
-    targets: list[Target] = []
-    if "reserve" in s:
-        p50 = _get(s, "reserve", "latency_ms", "p50")
-        p99 = _get(s, "reserve", "latency_ms", "p99")
-        targets += [
-            Target("reserve_p50", "reserve latency p50", "<= 40 ms", p50, "ms", _at_most(p50, 40)),
-            Target(
-                "reserve_p99", "reserve latency p99", "<= 150 ms", p99, "ms", _at_most(p99, 150)
-            ),
-        ]
-    if "payment" in s:
-        p50 = _get(s, "payment", "sync", "latency_ms", "p50")
-        targets.append(
-            Target(
-                "payment_p50",
-                "payBooking -> APPROVED p50",
-                "<= 40 ms",
-                p50,
-                "ms",
-                _at_most(p50, 40),
-            )
+    return [
+        *_reserve_targets(s),
+        *_payment_targets(s),
+        *_throughput_targets(s),
+        *_live_targets(s),
+        *_double_booking_targets(s, results.get("double_booked_apartments")),
+        *_scale_targets(s),
+    ]
+
+
+def _reserve_targets(s: dict[str, Any]) -> list[Target]:
+    if "reserve" not in s:
+        return []
+    p50 = _get(s, "reserve", "latency_ms", "p50")
+    p99 = _get(s, "reserve", "latency_ms", "p99")
+    return [
+        Target("reserve_p50", "reserve latency p50", "<= 40 ms", p50, "ms", _at_most(p50, 40)),
+        Target("reserve_p99", "reserve latency p99", "<= 150 ms", p99, "ms", _at_most(p99, 150)),
+    ]
+
+
+def _payment_targets(s: dict[str, Any]) -> list[Target]:
+    if "payment" not in s:
+        return []
+    p50 = _get(s, "payment", "sync", "latency_ms", "p50")
+    return [
+        Target(
+            "payment_p50", "payBooking -> APPROVED p50", "<= 40 ms", p50, "ms", _at_most(p50, 40)
         )
+    ]
+
+
+def _throughput_targets(s: dict[str, Any]) -> list[Target]:
+    targets: list[Target] = []
     if "throughput" in s:
         ratio = _get(s, "throughput", "ratio")
         targets.append(
@@ -87,111 +100,127 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
             )
         )
     cpu = _get(s, "throughput", "cpu_ms_per_booking")
-    if cpu:
-        targets += [
-            Target(
-                "cpu_per_booking_ratio",
-                "CPU per completed booking vs floor",
-                "<= 1.25x",
-                cpu.get("ratio"),
-                "x",
-                _at_most(cpu.get("ratio"), 1.25),
-            ),
-            Target(
-                "api_cpu_per_request",
-                "API CPU per GraphQL request",
-                "<= 2 ms",
-                cpu.get("api_per_request"),
-                "ms",
-                _at_most(cpu.get("api_per_request"), 2),
-            ),
-            Target(
-                "worker_cpu_per_booking",
-                "worker CPU per booking",
-                "<= 9 ms",
-                cpu.get("worker"),
-                "ms",
-                _at_most(cpu.get("worker"), 9),
-            ),
-        ]
-    if "live" in s:
-        count = _get(s, "live", "subscribers")
-        delivered = _get(s, "live", "delivered")
-        per = _get(s, "live", "api_kb_per_subscriber")
-        p99 = _get(s, "live", "delivery_ms", "p99")
-        targets += [
-            Target(
-                "live_delivered",
-                f"{count} subscribers of one booking get the change",
-                "all",
-                delivered,
-                "",
-                delivered == count and _get(s, "live", "subscribed") == count,
-            ),
-            Target(
-                "live_kb_per_subscriber",
-                "API memory per subscriber",
-                "<= 40 KB",
-                per,
-                "KB",
-                _at_most(per, 40),
-            ),
-            Target(
-                "live_delivery_p99",
-                "change -> subscriber p99",
-                "<= 1 s",
-                round(p99 / 1000, 3) if p99 is not None else None,
-                "s",
-                _at_most(p99 / 1000 if p99 is not None else None, 1.0),
-            ),
-        ]
-    doubles = results.get("double_booked_apartments")
-    if "contention" in s or doubles is not None:
-        rounds = _get(s, "contention", "rounds")
-        good = _get(s, "contention", "rounds_with_exactly_one_winner")
-        bad_rounds = (rounds - good) if rounds is not None and good is not None else 0
-        found = bad_rounds + len(doubles or [])
-        targets.append(Target("double_bookings", "double bookings", "0", found, "", found == 0))
-    if "scale" in s:
-        rss = _worker_peak(s["scale"])
-        lag = _get(s, "scale", "expiry_lag_ms", "p99")
-        correct = _get(s, "scale", "all_expired_correctly")
-        holds = _get(s, "scale", "holds")
-        targets += [
-            Target(
-                "scale_open",
-                f"{holds} holds open at once",
-                "all",
-                int(_get(s, "scale", "open_after_placing") or 0),
-                "",
-                _get(s, "scale", "open_after_placing") == holds,
-            ),
-            Target(
-                "scale_expired",
-                f"{holds} holds all expire correctly",
-                "all",
-                int(_get(s, "scale", "expired") or 0),
-                "",
-                bool(correct),
-            ),
-            Target(
-                "scale_worker_rss",
-                f"worker peak RSS, {holds} holds",
-                "<= 300 MB",
-                round(rss / MB, 1) if rss else None,
-                "MB",
-                _at_most(rss / MB if rss else None, 300),
-            ),
-            Target(
-                "scale_expiry_lag_p99",
-                "expiry lag p99",
-                "<= 1.5 s",
-                round(lag / 1000, 3) if lag is not None else None,
-                "s",
-                _at_most(lag / 1000 if lag is not None else None, 1.5),
-            ),
-        ]
-    return targets
+    if not cpu:
+        return targets
+    per_request = cpu.get("api_per_request")
+    return [
+        *targets,
+        Target(
+            "cpu_per_booking_ratio",
+            "CPU per completed booking vs floor",
+            "<= 1.25x",
+            cpu.get("ratio"),
+            "x",
+            _at_most(cpu.get("ratio"), 1.25),
+        ),
+        Target(
+            "api_cpu_per_request",
+            "API CPU per GraphQL request",
+            "<= 2 ms",
+            per_request,
+            "ms",
+            _at_most(per_request, 2),
+        ),
+        Target(
+            "worker_cpu_per_booking",
+            "worker CPU per booking",
+            "<= 9 ms",
+            cpu.get("worker"),
+            "ms",
+            _at_most(cpu.get("worker"), 9),
+        ),
+    ]
+
+
+def _live_targets(s: dict[str, Any]) -> list[Target]:
+    if "live" not in s:
+        return []
+    count = _get(s, "live", "subscribers")
+    delivered = _get(s, "live", "delivered")
+    per = _get(s, "live", "api_kb_per_subscriber")
+    p99 = _get(s, "live", "delivery_ms", "p99")
+    seconds = p99 / 1000 if p99 is not None else None
+    return [
+        Target(
+            "live_delivered",
+            f"{count} subscribers of one booking get the change",
+            "all",
+            delivered,
+            "",
+            delivered == count and _get(s, "live", "subscribed") == count,
+        ),
+        Target(
+            "live_kb_per_subscriber",
+            "API memory per subscriber",
+            "<= 40 KB",
+            per,
+            "KB",
+            _at_most(per, 40),
+        ),
+        Target(
+            "live_delivery_p99",
+            "change -> subscriber p99",
+            "<= 1 s",
+            round(seconds, 3) if seconds is not None else None,
+            "s",
+            _at_most(seconds, 1.0),
+        ),
+    ]
+
+
+def _double_booking_targets(s: dict[str, Any], doubles: list[Any] | None) -> list[Target]:
+    if "contention" not in s and doubles is None:
+        return []
+    rounds = _get(s, "contention", "rounds")
+    good = _get(s, "contention", "rounds_with_exactly_one_winner")
+    bad_rounds = (rounds - good) if rounds is not None and good is not None else 0
+    found = bad_rounds + len(doubles or [])
+    return [Target("double_bookings", "double bookings", "0", found, "", found == 0)]
+
+
+def _scale_targets(s: dict[str, Any]) -> list[Target]:
+    if "scale" not in s:
+        return []
+    rss = _worker_peak(s["scale"])
+    lag = _get(s, "scale", "expiry_lag_ms", "p99")
+    holds = _get(s, "scale", "holds")
+    opened = _get(s, "scale", "open_after_placing")
+    mb = rss / MB if rss else None
+    lag_s = lag / 1000 if lag is not None else None
+    return [
+        Target(
+            "scale_open",
+            f"{holds} holds open at once",
+            "all",
+            int(opened or 0),
+            "",
+            opened == holds,
+        ),
+        Target(
+            "scale_expired",
+            f"{holds} holds all expire correctly",
+            "all",
+            int(_get(s, "scale", "expired") or 0),
+            "",
+            bool(_get(s, "scale", "all_expired_correctly")),
+        ),
+        Target(
+            "scale_worker_rss",
+            f"worker peak RSS, {holds} holds",
+            "<= 300 MB",
+            round(mb, 1) if mb is not None else None,
+            "MB",
+            _at_most(mb, 300),
+        ),
+        Target(
+            "scale_expiry_lag_p99",
+            "expiry lag p99",
+            "<= 1.5 s",
+            round(lag_s, 3) if lag_s is not None else None,
+            "s",
+            _at_most(lag_s, 1.5),
+        ),
+    ]
 
 
 def _worker_peak(scale: dict[str, Any]) -> int | None:
@@ -294,7 +323,21 @@ def _size_label(results: dict[str, Any]) -> str:
 
 
 def _details(s: dict[str, Any]) -> list[str]:
-    lines = ["## Details", ""]
+    return [
+        "## Details",
+        "",
+        *_latency_details(s),
+        *_throughput_details(s),
+        *_contention_details(s),
+        *_live_details(s),
+        *_scale_details(s),
+        *_suite_details(s),
+        *_cpu_details(s),
+    ]
+
+
+def _latency_details(s: dict[str, Any]) -> list[str]:
+    """One table of every latency measured, by path."""
     head = [
         "| path | n | p50 ms | p90 ms | p99 ms | max ms |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -339,159 +382,198 @@ def _details(s: dict[str, Any]) -> list[str]:
         rows.append(_latency_row("contended reserve, winner", s["contention"]["winner_latency_ms"]))
     if "scale" in s:
         rows.append(_latency_row("hold expiry lag", s["scale"]["expiry_lag_ms"]))
-    if rows:
-        lines += ["### Latencies (one client unless stated)", "", *head, *rows, ""]
-    if "throughput" in s:
-        t = s["throughput"]
+    if not rows:
+        return []
+    return ["### Latencies (one client unless stated)", "", *head, *rows, ""]
+
+
+def _throughput_details(s: dict[str, Any]) -> list[str]:
+    """Bookings against the engine floor, with CPU per booking."""
+    if "throughput" not in s:
+        return []
+    lines: list[str] = []
+    t = s["throughput"]
+    lines += [
+        f"### Throughput, {t['clients']} concurrent clients",
+        "",
+        "| what | completed/s | latency p50 ms | p99 ms | errors | CPU cores used |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, key in (
+        ("bookings: reserve + pay via GraphQL", "bookings"),
+        ("floor: no-op workflow, start + signal + result", "floor"),
+        ("floor, update-with-start + update", "floor_update_protocol"),
+    ):
+        r = t[key]
+        lines.append(
+            f"| {label} | {_fmt(r['per_second'])} | {_fmt(_get(r, 'latency_ms', 'p50'))} | "
+            f"{_fmt(_get(r, 'latency_ms', 'p99'))} | {sum(r['errors'].values())} | "
+            f"{_cpu(r.get('cpu_cores_used'))} |"
+        )
+    cpu = t.get("cpu_ms_per_booking")
+    if cpu:
+        ours = t["bookings"].get("cpu_ms_per_completed", {})
+        floor = t["floor"].get("cpu_ms_per_completed", {})
+        per = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(ours.items()))
+        per_floor = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(floor.items()))
         lines += [
-            f"### Throughput, {t['clients']} concurrent clients",
             "",
-            "| what | completed/s | latency p50 ms | p99 ms | errors | CPU cores used |",
-            "| --- | --- | --- | --- | --- | --- |",
+            f"CPU ms per completed booking: service {_fmt(cpu['service'])} "
+            f"({per}; `bench` is the load generator, not counted) against the floor's "
+            f"{_fmt(cpu['floor'])} ({per_floor}; its client counted, as its API): "
+            f"**{_fmt(cpu['ratio'])}x**; API {_fmt(cpu['api_per_request'])} ms per GraphQL "
+            "request.",
         ]
-        for label, key in (
-            ("bookings: reserve + pay via GraphQL", "bookings"),
-            ("floor: no-op workflow, start + signal + result", "floor"),
-            ("floor, update-with-start + update", "floor_update_protocol"),
-        ):
-            r = t[key]
-            lines.append(
-                f"| {label} | {_fmt(r['per_second'])} | {_fmt(_get(r, 'latency_ms', 'p50'))} | "
-                f"{_fmt(_get(r, 'latency_ms', 'p99'))} | {sum(r['errors'].values())} | "
-                f"{_cpu(r.get('cpu_cores_used'))} |"
-            )
-        cpu = t.get("cpu_ms_per_booking")
-        if cpu:
-            ours = t["bookings"].get("cpu_ms_per_completed", {})
-            floor = t["floor"].get("cpu_ms_per_completed", {})
-            per = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(ours.items()))
-            per_floor = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(floor.items()))
-            lines += [
-                "",
-                f"CPU ms per completed booking: service {_fmt(cpu['service'])} "
-                f"({per}; `bench` is the load generator, not counted) against the floor's "
-                f"{_fmt(cpu['floor'])} ({per_floor}; its client counted, as its API): "
-                f"**{_fmt(cpu['ratio'])}x**; API {_fmt(cpu['api_per_request'])} ms per GraphQL "
-                "request.",
-            ]
+    lines += [
+        "",
+        f"Ratio bookings / floor: **{_fmt(t['ratio'])}x** "
+        f"(against the update-protocol floor: {_fmt(t['ratio_vs_update_protocol'])}x).",
+        "",
+    ]
+    return lines
+
+
+def _contention_details(s: dict[str, Any]) -> list[str]:
+    """One apartment, many reserves at once."""
+    if "contention" not in s:
+        return []
+    lines: list[str] = []
+    c = s["contention"]
+    lines += [
+        "### Contention",
+        "",
+        f"{c['clients']} concurrent `reserveApartment` calls for one apartment, "
+        f"{c['rounds']} rounds: {c['rounds_with_exactly_one_winner']} rounds with exactly "
+        f"one winner; booking rows per apartment {c['booking_rows_per_apartment']}; "
+        f"unexpected errors {c['unexpected_errors'] or 'none'}.",
+        "",
+    ]
+    v = c.get("versus_uncontended")
+    if v:
         lines += [
-            "",
-            f"Ratio bookings / floor: **{_fmt(t['ratio'])}x** "
-            f"(against the update-protocol floor: {_fmt(t['ratio_vs_update_protocol'])}x).",
-            "",
-        ]
-    if "contention" in s:
-        c = s["contention"]
-        lines += [
-            "### Contention",
-            "",
-            f"{c['clients']} concurrent `reserveApartment` calls for one apartment, "
-            f"{c['rounds']} rounds: {c['rounds_with_exactly_one_winner']} rounds with exactly "
-            f"one winner; booking rows per apartment {c['booking_rows_per_apartment']}; "
-            f"unexpected errors {c['unexpected_errors'] or 'none'}.",
-            "",
-        ]
-        v = c.get("versus_uncontended")
-        if v:
-            lines += [
-                f"Losers' p99 {_fmt(v['loser_p99_ms'])} ms = "
-                f"**{_fmt(v['loser_p99_vs_uncontended_p50'])}x** the uncontended reserve p50 "
-                f"({_fmt(v['uncontended_reserve_p50_ms'])} ms; target <= 10x: "
-                f"{'met' if v['loser_target_met'] else 'NOT met'}); workflow executions per "
-                f"rush: p50 {_fmt(_get(c, 'executions_per_rush', 'p50'))}, most "
-                f"{c.get('executions_per_rush_max')} (target <= 8: "
-                f"{'met' if v['executions_target_met'] else 'NOT met'}).",
-                "",
-            ]
-        if c.get("note"):
-            lines += [f"Note: {c['note']}", ""]
-    if "live" in s:
-        c = s["live"]
-        lines += [
-            "### Live updates",
-            "",
-            f"{c['subscribers']} {c['protocol']} subscribers of one booking on one API process "
-            f"(their own process, `bench.subscribers`): {c['subscribed']} subscribed in "
-            f"{c['subscribe_seconds']} s; API RSS {_fmt(c.get('api_rss_mb_before'))} MB before, "
-            f"{_fmt(c.get('api_rss_mb_subscribed'))} MB subscribed: "
-            f"**{_fmt(c.get('api_kb_per_subscriber'))} KB per subscriber**. The booking paid: "
-            f"{c['delivered']} got APPROVED; failures "
-            f"{c['subscribe_failures'] or c['delivery_failures'] or 'none'}; API CPU from the "
-            f"payment to the last delivery {_fmt(c.get('api_cpu_ms_pay_to_delivered'))} ms.",
-            "",
-            "| from the change (the APPROVED notice) to | count | p50 ms | p90 ms | p99 ms | "
-            "max ms |",
-            "| --- | --- | --- | --- | --- | --- |",
-            _latency_row("a subscriber's `next`", c["delivery_ms"]),
+            f"Losers' p99 {_fmt(v['loser_p99_ms'])} ms = "
+            f"**{_fmt(v['loser_p99_vs_uncontended_p50'])}x** the uncontended reserve p50 "
+            f"({_fmt(v['uncontended_reserve_p50_ms'])} ms; target <= 10x: "
+            f"{'met' if v['loser_target_met'] else 'NOT met'}); workflow executions per "
+            f"rush: p50 {_fmt(_get(c, 'executions_per_rush', 'p50'))}, most "
+            f"{c.get('executions_per_rush_max')} (target <= 8: "
+            f"{'met' if v['executions_target_met'] else 'NOT met'}).",
             "",
         ]
-    if "scale" in s:
-        c = s["scale"]
+    if c.get("note"):
+        lines += [f"Note: {c['note']}", ""]
+    return lines
+
+
+def _live_details(s: dict[str, Any]) -> list[str]:
+    """Subscribers of one booking on one API process."""
+    if "live" not in s:
+        return []
+    lines: list[str] = []
+    c = s["live"]
+    lines += [
+        "### Live updates",
+        "",
+        f"{c['subscribers']} {c['protocol']} subscribers of one booking on one API process "
+        f"(their own process, `bench.subscribers`): {c['subscribed']} subscribed in "
+        f"{c['subscribe_seconds']} s; API RSS {_fmt(c.get('api_rss_mb_before'))} MB before, "
+        f"{_fmt(c.get('api_rss_mb_subscribed'))} MB subscribed: "
+        f"**{_fmt(c.get('api_kb_per_subscriber'))} KB per subscriber**. The booking paid: "
+        f"{c['delivered']} got APPROVED; failures "
+        f"{c['subscribe_failures'] or c['delivery_failures'] or 'none'}; API CPU from the "
+        f"payment to the last delivery {_fmt(c.get('api_cpu_ms_pay_to_delivered'))} ms.",
+        "",
+        "| from the change (the APPROVED notice) to | count | p50 ms | p90 ms | p99 ms | max ms |",
+        "| --- | --- | --- | --- | --- | --- |",
+        _latency_row("a subscriber's `next`", c["delivery_ms"]),
+        "",
+    ]
+    return lines
+
+
+def _scale_details(s: dict[str, Any]) -> list[str]:
+    """Holds open at once, memory and CPU."""
+    if "scale" not in s:
+        return []
+    lines: list[str] = []
+    c = s["scale"]
+    lines += [
+        "### Scale",
+        "",
+        f"{c['placed']} holds of {c['hold_seconds']} s: booking workflows started by a "
+        f"Temporal client ({c['clients']} starts in flight) as the API's reserve starts "
+        f"them, {_start_pace(c)}, all placed in Postgres {c['placing_seconds']} s after "
+        "the first start "
+        f"({c['placing_per_second']}/s); open at once: {c['open_after_placing']}; "
+        f"expired: {c['expired']}; apartments afterwards: {c['apartments']}.",
+        "",
+        "| process | peak RSS while all holds open | peak RSS, scenario | "
+        "peak RSS, process lifetime |",
+        "| --- | --- | --- | --- |",
+    ]
+    names = sorted(set(c["peak_rss_bytes_sampled"]) | set(c["peak_rss_bytes_process_lifetime"]))
+    for name in names:
+        lines.append(
+            f"| {name} | {_mb(_get(c, 'peak_rss_bytes_while_holding', name))} | "
+            f"{_mb(_get(c, 'peak_rss_bytes_sampled', name))} | "
+            f"{_mb(_get(c, 'peak_rss_bytes_process_lifetime', name))} |"
+        )
+    lines += [
+        "",
+        "Postgres is the proportional set size (PSS) summed over its processes, so that its "
+        "shared buffers count once; the others are single processes (RSS).",
+        "",
+        f"CPU cores used during the scenario: {_cpu(c.get('cpu_cores_used'))}; "
+        f"while placing: {_cpu(c.get('cpu_cores_used_placing'))}; while expiring "
+        f"({c.get('expiring_per_second', 'n/a')} holds/s over "
+        f"{c.get('expiring_seconds', 'n/a')} s): {_cpu(c.get('cpu_cores_used_expiring'))}.",
+        "",
+    ]
+    return lines
+
+
+def _suite_details(s: dict[str, Any]) -> list[str]:
+    """The test suite's wall time against the time it simulates."""
+    if "suite" not in s:
+        return []
+    lines: list[str] = []
+    u = s["suite"]
+    h = u.get("histories", {})
+    lines += [
+        "### Test-suite speed",
+        "",
+        f"`{u['command']}`: {u['tests']} tests ({u['outcomes']}) in **{u['wall_seconds']} s**"
+        f" of wall time (process start to exit, minus {u['history_fetch_seconds']} s the "
+        f"plugin spent reading histories) cover **{_duration(u['simulated_seconds'])}** of "
+        f"simulated time: the durable timers that fired in the {u['workflows']} workflows "
+        f"the tests ran (x{_fmt(u['speedup'])} real time). Their histories span "
+        f"{_duration(u['history_span_seconds'])} in total; the test server's clock "
+        f"advanced {_duration(u['server_clock_advanced_seconds'])} over the tests (it also "
+        "skips to timers of workflows that earlier tests left running, so it overstates).",
+        "",
+        *([f"Note: {u['note']}", ""] if u.get("note") else []),
+        "Cross-check from the committed replay histories: "
+        f"{h.get('histories', 0)} histories, durable timers fired "
+        f"{_duration(h.get('timers_fired_seconds'))}, spanning "
+        f"{_duration(h.get('history_span_seconds'))}.",
+        "",
+    ]
+    if u.get("top_tests"):
         lines += [
-            "### Scale",
-            "",
-            f"{c['placed']} holds of {c['hold_seconds']} s: booking workflows started by a "
-            f"Temporal client ({c['clients']} starts in flight) as the API's reserve starts "
-            f"them, {_start_pace(c)}, all placed in Postgres {c['placing_seconds']} s after "
-            "the first start "
-            f"({c['placing_per_second']}/s); open at once: {c['open_after_placing']}; "
-            f"expired: {c['expired']}; apartments afterwards: {c['apartments']}.",
-            "",
-            "| process | peak RSS while all holds open | peak RSS, scenario | "
-            "peak RSS, process lifetime |",
+            "| test | workflows | simulated | wall s |",
             "| --- | --- | --- | --- |",
         ]
-        names = sorted(set(c["peak_rss_bytes_sampled"]) | set(c["peak_rss_bytes_process_lifetime"]))
-        for name in names:
+        for t in u["top_tests"]:
             lines.append(
-                f"| {name} | {_mb(_get(c, 'peak_rss_bytes_while_holding', name))} | "
-                f"{_mb(_get(c, 'peak_rss_bytes_sampled', name))} | "
-                f"{_mb(_get(c, 'peak_rss_bytes_process_lifetime', name))} |"
+                f"| `{t['nodeid']}` | {t['workflows']} | {_duration(t['simulated_s'])} | "
+                f"{_fmt(t['wall_s'])} |"
             )
-        lines += [
-            "",
-            "Postgres is the proportional set size (PSS) summed over its processes, so that its "
-            "shared buffers count once; the others are single processes (RSS).",
-            "",
-            f"CPU cores used during the scenario: {_cpu(c.get('cpu_cores_used'))}; "
-            f"while placing: {_cpu(c.get('cpu_cores_used_placing'))}; while expiring "
-            f"({c.get('expiring_per_second', 'n/a')} holds/s over "
-            f"{c.get('expiring_seconds', 'n/a')} s): {_cpu(c.get('cpu_cores_used_expiring'))}.",
-            "",
-        ]
-    if "suite" in s:
-        u = s["suite"]
-        h = u.get("histories", {})
-        lines += [
-            "### Test-suite speed",
-            "",
-            f"`{u['command']}`: {u['tests']} tests ({u['outcomes']}) in **{u['wall_seconds']} s**"
-            f" of wall time (process start to exit, minus {u['history_fetch_seconds']} s the "
-            f"plugin spent reading histories) cover **{_duration(u['simulated_seconds'])}** of "
-            f"simulated time: the durable timers that fired in the {u['workflows']} workflows "
-            f"the tests ran (x{_fmt(u['speedup'])} real time). Their histories span "
-            f"{_duration(u['history_span_seconds'])} in total; the test server's clock "
-            f"advanced {_duration(u['server_clock_advanced_seconds'])} over the tests (it also "
-            "skips to timers of workflows that earlier tests left running, so it overstates).",
-            "",
-            *([f"Note: {u['note']}", ""] if u.get("note") else []),
-            "Cross-check from the committed replay histories: "
-            f"{h.get('histories', 0)} histories, durable timers fired "
-            f"{_duration(h.get('timers_fired_seconds'))}, spanning "
-            f"{_duration(h.get('history_span_seconds'))}.",
-            "",
-        ]
-        if u.get("top_tests"):
-            lines += [
-                "| test | workflows | simulated | wall s |",
-                "| --- | --- | --- | --- |",
-            ]
-            for t in u["top_tests"]:
-                lines.append(
-                    f"| `{t['nodeid']}` | {t['workflows']} | {_duration(t['simulated_s'])} | "
-                    f"{_fmt(t['wall_s'])} |"
-                )
-            lines.append("")
+        lines.append("")
+    return lines
+
+
+def _cpu_details(s: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     cpu_rows = [
         (name, _get(s, *path))
         for name, path in (

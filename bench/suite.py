@@ -60,6 +60,17 @@ def run_suite(
         )
         wall = time.perf_counter() - started
         report = json.loads(out.read_text()) if out.exists() else {"tests": []}
+    return _suite_result(paths, command, completed, wall, report)
+
+
+def _suite_result(
+    paths: list[str],
+    command: list[str],
+    completed: subprocess.CompletedProcess[str],
+    wall: float,
+    report: dict[str, Any],
+) -> dict[str, Any]:
+    """What the run says: wall time against the simulated time its workflows' timers span."""
     tests = report.get("tests", [])
     workflows = report.get("workflows", {})
     fetch = float(workflows.get("fetch_seconds", 0.0))

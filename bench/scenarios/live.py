@@ -44,6 +44,29 @@ async def _settled_rss(pid: int) -> int:
     return last
 
 
+async def _subscribers(
+    ws_url: str, api_key: str, booking_id: str, count: int
+) -> asyncio.subprocess.Process:
+    """The load generator, in a process of its own (it must not eat the API's cores)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.subscribers",
+        "--url",
+        ws_url,
+        "--api-key",
+        api_key,
+        "--booking-id",
+        booking_id,
+        "--count",
+        str(count),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        # The delivery line lists one timestamp per subscriber: ~200 KB for 10,000.
+        limit=32 * 2**20,
+    )
+
+
 async def live_updates(b: Bench) -> dict[str, Any]:
     count = b.sizes.live_subscribers
     api_pid = b.stack.pids.get("api")
@@ -54,23 +77,7 @@ async def live_updates(b: Bench) -> dict[str, Any]:
     rss_before = await _settled_rss(api_pid) if api_pid else None
 
     b.progress.say(f"  {count} subscribers connecting")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.subscribers",
-        "--url",
-        ws_url,
-        "--api-key",
-        b.stack.api_key,
-        "--booking-id",
-        booking_id,
-        "--count",
-        str(count),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        # The delivery line lists one timestamp per subscriber: ~200 KB for 10,000.
-        limit=32 * 2**20,
-    )
+    process = await _subscribers(ws_url, b.stack.api_key, booking_id, count)
     listener = StatusListener()
     try:
         subscribed = await _line(process, 330)
@@ -99,6 +106,25 @@ async def live_updates(b: Bench) -> dict[str, Any]:
             process.kill()
         await process.wait()
 
+    return _live_result(
+        count,
+        subscribed,
+        delivered,
+        changed_at,
+        rss=(rss_before, rss_after),
+        api_cpu=(api_cpu_before, api_cpu_after),
+    )
+
+
+def _live_result(
+    count: int,
+    subscribed: dict[str, Any],
+    delivered: dict[str, Any],
+    changed_at: float,
+    *,
+    rss: tuple[int | None, int | None],
+    api_cpu: tuple[float | None, float | None],
+) -> dict[str, Any]:
     delays = sorted(ms(t - changed_at) for t in delivered["received"])
     result: dict[str, Any] = {
         "subscribers": count,
@@ -111,8 +137,10 @@ async def live_updates(b: Bench) -> dict[str, Any]:
         "delivery_ms": summarize(delays),
         "delivery_span_ms": round(delays[-1] - delays[0], 1) if delays else None,
     }
-    if api_cpu_before is not None and api_cpu_after is not None:
-        result["api_cpu_ms_pay_to_delivered"] = round((api_cpu_after - api_cpu_before) * 1000, 1)
+    cpu_before, cpu_after = api_cpu
+    if cpu_before is not None and cpu_after is not None:
+        result["api_cpu_ms_pay_to_delivered"] = round((cpu_after - cpu_before) * 1000, 1)
+    rss_before, rss_after = rss
     if rss_before is not None and rss_after is not None and subscribed["subscribed"]:
         result["api_rss_mb_before"] = round(rss_before / 2**20, 1)
         result["api_rss_mb_subscribed"] = round(rss_after / 2**20, 1)

@@ -85,10 +85,19 @@ async def _place_holds(
 
     await run_concurrently(len(apartments), b.sizes.scale_clients, job)
     started_counter.finish()
-    held_counter = b.progress.counter(f"{label}: placed in the database", len(apartments))
+    held = await _wait_until_placed(b, booking_ids, label)
+    seconds = time.perf_counter() - started
+    if held < len(apartments):
+        errors["no hold placed"] += len(apartments) - held
+    return booking_ids, seconds, errors
+
+
+async def _wait_until_placed(b: Bench, booking_ids: list[str], label: str) -> int:
+    """How many of these holds are in the database once all are, or once none has been
+    placed for a while (a rejection leaves no row)."""
+    held_counter = b.progress.counter(f"{label}: placed in the database", len(booking_ids))
     held, last_change, last_held = 0, time.perf_counter(), -1
-    # Until every hold is placed, or none has been for a while (a rejection leaves no row).
-    while held < len(apartments) and time.perf_counter() - last_change < 30:
+    while held < len(booking_ids) and time.perf_counter() - last_change < 30:
         await asyncio.sleep(0.2)
         async with b.pool.acquire() as conn:
             held = await store.count_bookings(conn, booking_ids)
@@ -96,10 +105,7 @@ async def _place_holds(
             last_change, last_held = time.perf_counter(), held
         held_counter.set(held)
     held_counter.finish()
-    seconds = time.perf_counter() - started
-    if held < len(apartments):
-        errors["no hold placed"] += len(apartments) - held
-    return booking_ids, seconds, errors
+    return held
 
 
 async def scale(b: Bench) -> dict[str, Any]:
@@ -109,30 +115,7 @@ async def scale(b: Bench) -> dict[str, Any]:
     sampler = RssSampler(sampled, tree=frozenset({"postgres"}))
     sampler.start()
     cpu = CpuMeter(b.stack.pids)
-
-    # Calibrate: every hold must still be open when the last one is placed, so the hold
-    # must outlast the time placing them takes on this machine.
-    calibration = await b.apartments(sizes.scale_calibration, "calibrate")
-    _, seconds, _ = await _place_holds(
-        b, calibration, sizes.scale_hold_seconds, "calibration holds"
-    )
-    calibrated = len(calibration) / seconds if seconds > 0 else float("inf")
-    # Bookings arrive at a steady rate the machine sustains, not in one burst. Started as
-    # fast as possible, 10,000 workflows reached the server at ~110/s, the worker placed few
-    # holds until the starts were over and then ~70/s, so the holds came due faster than
-    # they expire (~39/s at 10,000: the worker's cache of 1,000 is long evicted by then)
-    # and the lag measured the queue of that burst: p99 77 s. Started at 70 % of the
-    # calibrated rate (42/s) they were placed on time but still came due faster than 39/s:
-    # p99 53 s (bench/results/ab-scale-10000-*.json). Hence 55 %.
-    rate = calibrated * SCALE_START_SHARE
-    expected = n / rate
-    # A hold runs from its placement; paced starts are placed on schedule (the last one
-    # 7 s after its start at 70 %), so a 15 % margin keeps the first open to the last.
-    hold_seconds = max(sizes.scale_hold_seconds, int(expected * 1.15 + sizes.scale_margin))
-    b.progress.say(
-        f"  placing {n} holds at {rate:.0f}/s ({SCALE_START_SHARE:.0%} of the calibrated "
-        f"{calibrated:.0f}/s, ~{expected:.0f} s): hold {hold_seconds} s"
-    )
+    calibrated, rate, hold_seconds = await _calibrate(b)
 
     apartments = await b.apartments(n, "scale")
     # Per phase, so that a run shows which side was short of CPU while placing and while
@@ -148,37 +131,13 @@ async def scale(b: Bench) -> dict[str, Any]:
     rss_at_peak_holds = await sampler.stop()
     sampler = RssSampler(sampled, tree=frozenset({"postgres"}), peaks=dict(rss_at_peak_holds))
     sampler.start()
-
-    counter = b.progress.counter("holds expired", len(booking_ids))
-    deadline_wall = (latest or datetime.now(UTC)) + timedelta(seconds=sizes.scale_grace)
-    pending = len(booking_ids)
-    expiring_cpu: CpuMeter | None = None
-    first_expiry = last_expiry = 0.0
-    while pending and datetime.now(UTC) < deadline_wall:
-        await asyncio.sleep(1.0)
-        b.stack.check_alive()
-        async with b.pool.acquire() as conn:
-            now_pending = await store.count_pending(conn, booking_ids)
-        if now_pending < pending:
-            last_expiry = time.perf_counter()
-            if expiring_cpu is None:
-                expiring_cpu, first_expiry = CpuMeter(b.stack.pids), last_expiry
-        pending = now_pending
-        counter.set(len(booking_ids) - pending)
-    counter.finish()
-    cores_expiring = expiring_cpu.cores_used() if expiring_cpu is not None else {}
-    expiring_seconds = last_expiry - first_expiry
+    cores_expiring, expiring_seconds = await _wait_for_expiries(b, booking_ids, latest)
     peaks = await sampler.stop()
     async with b.pool.acquire() as conn:
         statuses = await store.status_counts(conn, booking_ids)
         apartment_states = await store.apartment_status_counts(conn, apartments)
         lags = await store.expiry_lags(conn, booking_ids)
     expired = statuses.get("CANCELLED:EXPIRED", 0)
-    high_water = {
-        name: value
-        for name in ("worker", "api")
-        if name in b.stack.pids and (value := peak_rss_bytes(b.stack.pids[name])) is not None
-    }
     return {
         "holds": n,
         "hold_seconds": hold_seconds,
@@ -205,8 +164,73 @@ async def scale(b: Bench) -> dict[str, Any]:
         "expiry_lag_ms": summarize([ms(x) for x in lags]),
         "peak_rss_bytes_while_holding": rss_at_peak_holds,
         "peak_rss_bytes_sampled": peaks,
-        "peak_rss_bytes_process_lifetime": high_water,
+        "peak_rss_bytes_process_lifetime": _lifetime_peaks(b),
         "cpu_cores_used": cpu.cores_used(),
         "cpu_cores_used_placing": cores_placing,
         "cpu_cores_used_expiring": cores_expiring,
+    }
+
+
+async def _calibrate(b: Bench) -> tuple[float, float, int]:
+    """(holds placed per second here, the start rate, the hold's length) for this machine.
+
+    Every hold must still be open when the last one is placed, so the hold must outlast the
+    time placing them takes on this machine.
+    """
+    sizes = b.sizes
+    calibration = await b.apartments(sizes.scale_calibration, "calibrate")
+    _, seconds, _ = await _place_holds(
+        b, calibration, sizes.scale_hold_seconds, "calibration holds"
+    )
+    calibrated = len(calibration) / seconds if seconds > 0 else float("inf")
+    # Bookings arrive at a steady rate the machine sustains, not in one burst. Started as
+    # fast as possible, 10,000 workflows reached the server at ~110/s, the worker placed few
+    # holds until the starts were over and then ~70/s, so the holds came due faster than
+    # they expire (~39/s at 10,000: the worker's cache of 1,000 is long evicted by then)
+    # and the lag measured the queue of that burst: p99 77 s. Started at 70 % of the
+    # calibrated rate (42/s) they were placed on time but still came due faster than 39/s:
+    # p99 53 s (bench/results/ab-scale-10000-*.json). Hence 55 %.
+    rate = calibrated * SCALE_START_SHARE
+    expected = sizes.scale_holds / rate
+    # A hold runs from its placement; paced starts are placed on schedule (the last one
+    # 7 s after its start at 70 %), so a 15 % margin keeps the first open to the last.
+    hold_seconds = max(sizes.scale_hold_seconds, int(expected * 1.15 + sizes.scale_margin))
+    b.progress.say(
+        f"  placing {sizes.scale_holds} holds at {rate:.0f}/s ({SCALE_START_SHARE:.0%} of the "
+        f"calibrated {calibrated:.0f}/s, ~{expected:.0f} s): hold {hold_seconds} s"
+    )
+    return calibrated, rate, hold_seconds
+
+
+async def _wait_for_expiries(
+    b: Bench, booking_ids: list[str], latest: datetime | None
+) -> tuple[dict[str, float], float]:
+    """Poll until every hold has expired (or the grace after the last deadline is over):
+    the CPU cores used from the first expiry to the last, and that span in seconds."""
+    counter = b.progress.counter("holds expired", len(booking_ids))
+    deadline_wall = (latest or datetime.now(UTC)) + timedelta(seconds=b.sizes.scale_grace)
+    pending = len(booking_ids)
+    expiring_cpu: CpuMeter | None = None
+    first_expiry = last_expiry = 0.0
+    while pending and datetime.now(UTC) < deadline_wall:
+        await asyncio.sleep(1.0)
+        b.stack.check_alive()
+        async with b.pool.acquire() as conn:
+            now_pending = await store.count_pending(conn, booking_ids)
+        if now_pending < pending:
+            last_expiry = time.perf_counter()
+            if expiring_cpu is None:
+                expiring_cpu, first_expiry = CpuMeter(b.stack.pids), last_expiry
+        pending = now_pending
+        counter.set(len(booking_ids) - pending)
+    counter.finish()
+    cores = expiring_cpu.cores_used() if expiring_cpu is not None else {}
+    return cores, last_expiry - first_expiry
+
+
+def _lifetime_peaks(b: Bench) -> dict[str, int]:
+    return {
+        name: value
+        for name in ("worker", "api")
+        if name in b.stack.pids and (value := peak_rss_bytes(b.stack.pids[name])) is not None
     }
