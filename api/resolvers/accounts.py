@@ -26,7 +26,8 @@ from api.auth import Principal
 from api.directives import ADMINS, CARETAKERS, authorize, cognito, resolver
 from api.pagination import encode_token
 from api.resolvers.common import ctx, given, may_act_as, page
-from api.types import Pagination, UpdateUserInput, User, UserInput, UsersResult
+from api.types.accounts import UpdateUserInput, User, UserInput, UsersResult
+from api.types.common import Pagination
 from booking import catalog
 from booking.contract import text_problem
 from booking.errors import Unauthorized, UserNotFound, ValidationError

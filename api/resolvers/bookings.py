@@ -23,16 +23,16 @@ from api.cost import MAX_LIST_ITEMS, bounded
 from api.directives import ADMINS, TENANTS, authorize, cognito, resolver, subscription
 from api.pagination import encode_token
 from api.resolvers.common import ctx, given, live_rows, may_act_as, may_see, page
-from api.types import (
+from api.types.bookings import (
     Booking,
     BookingsResult,
     BookingStatus,
     CreateBookingInput,
     ExtendHoldInput,
-    Pagination,
     PayBookingInput,
     ReserveApartmentInput,
 )
+from api.types.common import Pagination
 from booking.contract import (
     MAX_HOLD_SECONDS,
     MIN_HOLD_SECONDS,

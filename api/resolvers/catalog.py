@@ -11,14 +11,8 @@ from api.cost import bounded
 from api.directives import ADMINS, authorize, cognito, resolver
 from api.pagination import encode_token
 from api.resolvers.common import ctx, given, page
-from api.types import (
-    Apartment,
-    ApartmentInput,
-    Building,
-    BuildingInput,
-    BuildingsResult,
-    Pagination,
-)
+from api.types.catalog import Apartment, ApartmentInput, Building, BuildingInput, BuildingsResult
+from api.types.common import Pagination
 from booking import catalog
 from booking.errors import ApartmentNotFound, BuildingNotFound, ValidationError
 from booking.store import reads

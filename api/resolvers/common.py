@@ -12,7 +12,7 @@ from strawberry.types import Info
 from api.auth import Principal
 from api.context import RequestContext
 from api.pagination import decode_token, page_limit
-from api.types import Pagination
+from api.types.common import Pagination
 from booking.errors import Unauthorized
 from booking.store import Conn
 

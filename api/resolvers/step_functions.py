@@ -11,7 +11,7 @@ from strawberry.types import Info
 from api.cost import MAX_LIST_ITEMS, bounded
 from api.directives import ADMINS, authorize
 from api.resolvers.common import ctx
-from api.types import StepFunctions, StepFunctionsInput
+from api.types.step_functions import StepFunctions, StepFunctionsInput
 from booking.errors import ValidationError
 from booking.store import reads
 

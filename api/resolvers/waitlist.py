@@ -25,7 +25,7 @@ from api.cost import MAX_LIST_ITEMS, bounded
 from api.directives import ADMINS, TENANTS, authorize, cognito, resolver, subscription
 from api.notify import waitlist_key
 from api.resolvers.common import ctx, live_rows, may_act_as, may_see
-from api.types import JoinWaitlistInput, WaitlistEntry
+from api.types.waitlist import JoinWaitlistInput, WaitlistEntry
 from booking.contract import (
     MIN_HOLD_SECONDS,
     BookingInput,
