@@ -30,8 +30,10 @@ import asyncpg
 import httpx
 from temporalio.client import Client
 
+from booking import catalog
 from booking.db import create_pool, migrate
 from booking.devstack.stack import ApiProcess, Stack, tail
+from booking.store.catalog import ApartmentData, BuildingData, UserData
 from booking.webhook_signing import SIGNATURE_HEADER, webhook_signature
 from tests.helpers import eventually
 
@@ -179,32 +181,47 @@ class FaultStack:
         building = f"bld-{tag}"
         pairs = [(f"apt-{tag}-{i}", f"tenant-{tag}-{i}") for i in range(count)]
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """INSERT INTO users (id, first_name, last_name, email, verified, user_type)
-                   VALUES ($1, 'Owner', 'Fault', $2, true, 'ADMIN')""",
-                owner,
-                f"{owner}@example.com",
+            # As the API writes catalog rows (booking.catalog), in one transaction.
+            await catalog.create_user(
+                conn,
+                UserData(owner, "Owner", "Fault", f"{owner}@example.com", True, "ADMIN"),
+                actor="fault-stack",
             )
-            await conn.execute(
-                """INSERT INTO buildings (id, user_id, name, street_address, postal_code, city,
-                                          country, number_of_apartments)
-                   VALUES ($1, $2, 'Fault House', '1 Crash Road', '12345', 'Faultville',
-                           'DE', $3)""",
-                building,
-                owner,
-                count,
+            await catalog.create_building(
+                conn,
+                BuildingData(
+                    building,
+                    owner,
+                    "Fault House",
+                    "1 Crash Road",
+                    "12345",
+                    "Faultville",
+                    "DE",
+                    count,
+                ),
+                actor="fault-stack",
             )
-            await conn.executemany(
-                """INSERT INTO users (id, first_name, last_name, email, verified, user_type)
-                   VALUES ($1, 'Tenant', 'Fault', $1 || '@example.com', true, 'TENANT')""",
-                [(user,) for _, user in pairs],
-            )
-            await conn.executemany(
-                """INSERT INTO apartments (id, apartment_number, building_id, apartment_type,
-                                           kitchen, number_of_rooms, monthly_rent, currency)
-                   VALUES ($1, $1, $2, 'SINGLE_ROOM', true, 1, $3, 'EUR')""",
-                [(apartment, building, rent) for apartment, _ in pairs],
-            )
+            for apartment, user in pairs:
+                await catalog.create_user(
+                    conn,
+                    UserData(user, "Tenant", "Fault", f"{user}@example.com", True, "TENANT"),
+                    actor="fault-stack",
+                )
+                await catalog.create_apartment(
+                    conn,
+                    ApartmentData(
+                        id=apartment,
+                        apartment_number=apartment,
+                        building_id=building,
+                        number_of_rooms=1,
+                        kitchen=True,
+                        apartment_type="SINGLE_ROOM",
+                        apartment_status="VACANT",
+                        monthly_rent=rent,
+                        currency="EUR",
+                    ),
+                    actor="fault-stack",
+                )
         return pairs
 
     async def graphql(

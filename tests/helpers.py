@@ -45,6 +45,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from booking import catalog
 from booking.contract import (
     BookingInput,
     BookingState,
@@ -57,6 +58,7 @@ from booking.contract import (
     workflow_id_for,
 )
 from booking.converter import DATA_CONVERTER
+from booking.store.catalog import ApartmentData, BuildingData, UserData
 from workflows.booking import ApartmentBookingWorkflow
 from workflows.waitlist import WaitlistEntryWorkflow
 
@@ -123,16 +125,26 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+async def _write(pool: asyncpg.Pool, write: Any, record: Any) -> None:
+    """A catalog row written as the API writes it (``booking.catalog``): checked, audited."""
+    async with pool.acquire() as conn:
+        await write(conn, record, actor="test")
+
+
 async def insert_user(pool: asyncpg.Pool, *, user_type: str = "TENANT") -> str:
     user_id = unique("user")
-    await pool.execute(
-        """INSERT INTO users (id, first_name, last_name, email, verified, user_type)
-           VALUES ($1, 'Test', 'User', $2, true, $3)""",
-        user_id,
-        f"{user_id}@example.com",
-        user_type,
-    )
+    record = UserData(user_id, "Test", "User", f"{user_id}@example.com", True, user_type)
+    await _write(pool, catalog.create_user, record)
     return user_id
+
+
+async def insert_building(pool: asyncpg.Pool, owner: str, apartments: int = 1) -> str:
+    building_id = unique("bld")
+    record = BuildingData(
+        building_id, owner, "Test House", "1 Test Street", "12345", "Testville", "DE", apartments
+    )
+    await _write(pool, catalog.create_building, record)
+    return building_id
 
 
 async def insert_apartment(
@@ -144,18 +156,18 @@ async def insert_apartment(
     status: str = "VACANT",
 ) -> str:
     apartment_id = unique("apt")
-    await pool.execute(
-        """INSERT INTO apartments (id, apartment_number, building_id, apartment_type,
-                                   apartment_status, kitchen, number_of_rooms, monthly_rent,
-                                   currency)
-           VALUES ($1, $2, $3, 'SINGLE_ROOM', $4, true, 2, $5, $6)""",
-        apartment_id,
-        apartment_id,
-        building_id,
-        status,
-        monthly_rent,
-        currency,
+    record = ApartmentData(
+        id=apartment_id,
+        apartment_number=apartment_id,
+        building_id=building_id,
+        number_of_rooms=2,
+        kitchen=True,
+        apartment_type="SINGLE_ROOM",
+        apartment_status=status,
+        monthly_rent=monthly_rent,
+        currency=currency,
     )
+    await _write(pool, catalog.create_apartment, record)
     return apartment_id
 
 
@@ -164,14 +176,7 @@ async def make_rental(
 ) -> Rental:
     owner = await insert_user(pool, user_type="ADMIN")
     tenant = await insert_user(pool)
-    building_id = unique("bld")
-    await pool.execute(
-        """INSERT INTO buildings (id, user_id, name, street_address, postal_code, city, country,
-                                  number_of_apartments)
-           VALUES ($1, $2, 'Test House', '1 Test Street', '12345', 'Testville', 'DE', 1)""",
-        building_id,
-        owner,
-    )
+    building_id = await insert_building(pool, owner)
     apartment_id = await insert_apartment(
         pool, building_id, monthly_rent=monthly_rent, currency=currency
     )

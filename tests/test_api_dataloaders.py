@@ -17,7 +17,7 @@ from api.metrics import ApiMetrics
 from api.schema import build_schema
 from api.services import Services
 from booking.settings import Settings
-from tests.helpers import insert_user, unique
+from tests.helpers import insert_building, insert_user, unique
 
 SCHEMA = build_schema()
 
@@ -25,17 +25,11 @@ SCHEMA = build_schema()
 async def _building_with(pool: asyncpg.Pool, apartments: int) -> str:
     owner = await insert_user(pool, user_type="ADMIN")
     caretaker = await insert_user(pool, user_type="CARETAKER")
-    building_id = unique("bld")
-    await pool.execute(
-        """INSERT INTO buildings (id, user_id, name, street_address, postal_code, city, country,
-                                  number_of_apartments)
-           VALUES ($1, $2, 'Loader House', '1 Street', '12345', 'Town', 'DE', $3)""",
-        building_id,
-        owner,
-        apartments,
-    )
+    building_id = await insert_building(pool, owner, apartments)
     for n in range(apartments):
         tenant = await insert_user(pool)
+        # By hand: a tenant is set by a booking, never by a catalog write; these apartments
+        # need one without the booking.
         await pool.execute(
             """INSERT INTO apartments (id, apartment_number, building_id, tenant_id,
                                        caretaker_id, apartment_type, apartment_status, kitchen,

@@ -35,7 +35,7 @@ from booking.devstack.net import free_port
 from booking.devstack.stack import Stack
 from booking.doctor import examine
 from booking.webhook_signing import SIGNATURE_HEADER, webhook_signature
-from tests.helpers import eventually, insert_apartment, insert_user, make_rental
+from tests.helpers import eventually, insert_apartment, insert_building, insert_user, make_rental
 from tests.system_packages import NGINX, ensure
 
 pytestmark = pytest.mark.faults
@@ -309,14 +309,7 @@ async def test_every_booking_path_through_the_balancer(system: ScaledOut) -> Non
 async def test_a_worker_and_an_api_killed_under_load_lose_nothing(system: ScaledOut) -> None:
     pool = system.pool
     owner = await insert_user(pool, user_type="ADMIN")
-    building = f"bld-{uuid.uuid4().hex[:8]}"
-    await pool.execute(
-        """INSERT INTO buildings (id, user_id, name, street_address, postal_code, city, country,
-                                  number_of_apartments)
-           VALUES ($1, $2, 'Scale', '1 St', '1', 'C', 'DE', 40)""",
-        building,
-        owner,
-    )
+    building = await insert_building(pool, owner, apartments=40)
     pairs = [(await insert_apartment(pool, building), await insert_user(pool)) for _ in range(40)]
     outcomes: dict[str, tuple[str, str]] = {}  # apartment -> (booking id, reference)
     retries: Counter[str] = Counter()

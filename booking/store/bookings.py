@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from booking.contract import BookingInput
-from booking.store import Conn
+from booking.store import Conn, columns
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,7 @@ class RentTerms:
     currency: str
 
 
-BOOKING_COLUMNS = """id, workflow_id, user_id, apartment_id, start_date, end_date, booking_status,
-    amount_due, currency, hold_expires_at, paid_at, cancellation_reason, lease_ended_at,
-    idempotency_key, created_on, update_on, hold_extensions"""
+BOOKING_COLUMNS = columns(BookingRow)
 
 
 async def bound_transaction(conn: Conn, *, lock_timeout_ms: int, statement_timeout_ms: int) -> None:

@@ -2,7 +2,8 @@
 
 Each function takes a connection so that the caller (``booking.catalog``) chooses the
 transaction. Creates are idempotent on the record's id: a retried request finds its row and
-reports ``changed=False`` instead of failing.
+reports ``changed=False`` instead of failing. A create writes its dataclass's fields, named
+once there (``booking.store.columns``): a new column is a new field.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from booking.store import Conn
+from booking.store import Conn, columns, placeholders, values
 
 
 @dataclass(frozen=True)
@@ -60,33 +61,29 @@ class ApartmentData:
     caretaker_id: str | None = None
 
 
+# What a create writes: each write dataclass's fields, in order (``booking.store.columns``).
+_USER_DATA = columns(UserData)
+_USER_PARAMETERS = placeholders(UserData)
+_BUILDING_DATA = columns(BuildingData)
+_BUILDING_PARAMETERS = placeholders(BuildingData)
+_APARTMENT_DATA = columns(ApartmentData)
+_APARTMENT_PARAMETERS = placeholders(ApartmentData)
+
+
 async def insert_user(conn: Conn, user: UserData) -> tuple[bool, datetime | None]:
     """(True, created_on) for a new row; (False, created_on) when a row with this id holds
     exactly this record (a retry); (False, None) when it holds another."""
     row = await conn.fetchrow(
-        """INSERT INTO users (id, first_name, last_name, email, verified, user_type)
-           VALUES ($1, $2, $3, $4, $5, $6)
+        f"""INSERT INTO users ({_USER_DATA}) VALUES ({_USER_PARAMETERS})
            ON CONFLICT (id) DO NOTHING
            RETURNING created_on""",
-        user.id,
-        user.first_name,
-        user.last_name,
-        user.email,
-        user.verified,
-        user.user_type,
+        *values(user),
     )
     if row is not None:
         return True, row["created_on"]
-    existing = await conn.fetchval(
-        """SELECT created_on FROM users
-            WHERE id = $1 AND (first_name, last_name, email, verified, user_type)
-                              = ($2, $3, $4, $5, $6)""",
-        user.id,
-        user.first_name,
-        user.last_name,
-        user.email,
-        user.verified,
-        user.user_type,
+    existing: datetime | None = await conn.fetchval(
+        f"SELECT created_on FROM users WHERE ({_USER_DATA}) = ({_USER_PARAMETERS})",
+        *values(user),
     )
     return False, existing
 
@@ -129,19 +126,10 @@ async def delete_user(conn: Conn, user_id: str) -> datetime | None:
 
 async def insert_building(conn: Conn, building: BuildingData) -> tuple[bool, datetime]:
     row = await conn.fetchrow(
-        """INSERT INTO buildings (id, user_id, name, street_address, postal_code, city, country,
-                                  number_of_apartments)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        f"""INSERT INTO buildings ({_BUILDING_DATA}) VALUES ({_BUILDING_PARAMETERS})
            ON CONFLICT (id) DO NOTHING
            RETURNING created_on""",
-        building.id,
-        building.user_id,
-        building.name,
-        building.street_address,
-        building.postal_code,
-        building.city,
-        building.country,
-        building.number_of_apartments,
+        *values(building),
     )
     if row is not None:
         return True, row["created_on"]
@@ -151,22 +139,10 @@ async def insert_building(conn: Conn, building: BuildingData) -> tuple[bool, dat
 
 async def insert_apartment(conn: Conn, apartment: ApartmentData) -> tuple[bool, datetime]:
     row = await conn.fetchrow(
-        """INSERT INTO apartments (id, apartment_number, building_id, caretaker_id,
-                                   apartment_type, apartment_status, kitchen, number_of_rooms,
-                                   monthly_rent, currency)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        f"""INSERT INTO apartments ({_APARTMENT_DATA}) VALUES ({_APARTMENT_PARAMETERS})
            ON CONFLICT (id) DO NOTHING
            RETURNING created_on""",
-        apartment.id,
-        apartment.apartment_number,
-        apartment.building_id,
-        apartment.caretaker_id,
-        apartment.apartment_type,
-        apartment.apartment_status,
-        apartment.kitchen,
-        apartment.number_of_rooms,
-        apartment.monthly_rent,
-        apartment.currency,
+        *values(apartment),
     )
     if row is not None:
         return True, row["created_on"]

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import asyncpg
 
-from booking.store import Conn
+from booking.store import Conn, columns
 from booking.store.bookings import BOOKING_COLUMNS, BookingRow
 from booking.store.bookings import apartment_status as apartment_status  # the API's "taken"
 from booking.store.waitlist import POSITION, W_ENTRY_COLUMNS, WaitlistRow
@@ -68,16 +68,10 @@ class StepFunctionRow:
     created_on: datetime
 
 
-# Qualified: the position subquery reads the same table.
-_USER_COLUMNS = "id, first_name, last_name, email, verified, user_type, created_on, updated_on"
-_BUILDING_COLUMNS = (
-    "id, user_id, name, street_address, postal_code, city, country, "
-    "number_of_apartments, created_on, update_on"
-)
-_APARTMENT_COLUMNS = (
-    "id, apartment_number, building_id, tenant_id, caretaker_id, apartment_type, "
-    "apartment_status, kitchen, number_of_rooms, monthly_rent, currency, created_on"
-)
+_USER_COLUMNS = columns(UserRow)
+_BUILDING_COLUMNS = columns(BuildingRow)
+_APARTMENT_COLUMNS = columns(ApartmentRow)
+_STEP_FUNCTION_COLUMNS = columns(StepFunctionRow)
 
 
 def _user(r: asyncpg.Record) -> UserRow:
@@ -179,7 +173,8 @@ async def bookings_for_apartment(
 
 async def step_function_executions(conn: Conn, *, limit: int) -> list[StepFunctionRow]:
     rows = await conn.fetch(
-        "SELECT id, arn, created_on FROM step_function_executions ORDER BY created_on, id LIMIT $1",
+        f"""SELECT {_STEP_FUNCTION_COLUMNS} FROM step_function_executions
+            ORDER BY created_on, id LIMIT $1""",
         limit,
     )
     return [StepFunctionRow(**dict(r.items())) for r in rows]
@@ -187,7 +182,8 @@ async def step_function_executions(conn: Conn, *, limit: int) -> list[StepFuncti
 
 async def step_function_execution(conn: Conn, execution_id: str) -> StepFunctionRow | None:
     row = await conn.fetchrow(
-        "SELECT id, arn, created_on FROM step_function_executions WHERE id = $1", execution_id
+        f"SELECT {_STEP_FUNCTION_COLUMNS} FROM step_function_executions WHERE id = $1",
+        execution_id,
     )
     return None if row is None else StepFunctionRow(**dict(row.items()))
 

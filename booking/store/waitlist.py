@@ -13,13 +13,8 @@ from datetime import date, datetime
 import asyncpg
 
 from booking.contract import WaitlistJoin
-from booking.store import Conn
+from booking.store import Conn, columns
 
-ENTRY_COLUMNS = """id, workflow_id, apartment_id, user_id, start_date, end_date, status,
-    offered_booking_id, created_on, updated_on"""
-# The same, qualified for queries that name the table ``w`` (a literal: SQL is never built).
-W_ENTRY_COLUMNS = """w.id, w.workflow_id, w.apartment_id, w.user_id, w.start_date, w.end_date,
-    w.status, w.offered_booking_id, w.created_on, w.updated_on"""
 # A WAITING entry's place in its apartment's queue, counted from 1.
 POSITION = """CASE WHEN w.status = 'WAITING' THEN (
         SELECT count(*) FROM waitlist_entries o
@@ -44,6 +39,11 @@ class WaitlistRow:
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> WaitlistRow:
         return cls(**dict(record))
+
+
+# ``position`` is computed (POSITION); the qualified list is for queries naming the table ``w``.
+ENTRY_COLUMNS = columns(WaitlistRow, exclude=("position",))
+W_ENTRY_COLUMNS = columns(WaitlistRow, table="w", exclude=("position",))
 
 
 async def insert_entry(conn: Conn, join: WaitlistJoin, *, workflow_id: str) -> None:
