@@ -32,26 +32,49 @@ CDN: Final = "https://unpkg.com/"
 _EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["'](?:https?:)?//""", re.IGNORECASE)
 
 
-_DEFAULT_HEADERS: Final = "const defaultHeaders = {};"
-_FETCHER_OPTIONS: Final = "headers: defaultHeaders,"
+_FETCHER: Final = """const fetcher = GraphiQL.createFetcher({
+        url: fetchURL,
+        headers: defaultHeaders,
+        subscriptionUrl,
+      });"""
+# The dev key rides along only while the Headers tab names no credential of its own (the API
+# takes x-api-key before Authorization, so a tenant's token must go out alone).
+_KEYED_FETCHER: Final = """const devHeaders = %s;
+      const keyedFetcher = GraphiQL.createFetcher({
+        url: fetchURL,
+        headers: Object.assign({}, defaultHeaders, devHeaders),
+        subscriptionUrl,
+        wsConnectionParams: devHeaders,
+      });
+      const plainFetcher = GraphiQL.createFetcher({
+        url: fetchURL,
+        headers: defaultHeaders,
+        subscriptionUrl,
+      });
+      const fetcher = (params, options) => {
+        const own = Object.keys((options && options.headers) || {}).map((name) =>
+          name.toLowerCase(),
+        );
+        const credential = own.includes("authorization") || own.includes("x-api-key");
+        return (credential ? plainFetcher : keyedFetcher)(params, options);
+      };"""
 
 
 @functools.cache
 def offline_graphiql_html(dev_api_key: str | None = None) -> str:
     """Strawberry's GraphiQL page with every CDN URL pointing at the vendored copy.
 
-    With ``dev_api_key`` (``booking dev``'s documented key, never a real one) every request
-    of the page carries it, the WebSocket's ``connection_init`` too: the schema loads into the
-    Docs pane and a first query answers, instead of an UnauthorizedException.
+    With ``dev_api_key`` (``booking dev``'s documented key, never a real one) the page sends it
+    on every request and the WebSocket's ``connection_init`` while its Headers tab holds no
+    credential of its own: the schema loads into the Docs pane and a first query answers,
+    instead of an UnauthorizedException; a token typed into the tab goes out alone.
     """
     html = get_graphql_ide_html("graphiql").replace(CDN, VENDOR_URL)
     if dev_api_key is not None:
-        if _DEFAULT_HEADERS not in html or _FETCHER_OPTIONS not in html:
+        if _FETCHER not in html:
             raise RuntimeError("Strawberry's GraphiQL page changed: the dev API key has no place")
-        key = json.dumps({"x-api-key": dev_api_key})
-        html = html.replace(_DEFAULT_HEADERS, f"const defaultHeaders = {key};", 1).replace(
-            _FETCHER_OPTIONS, f"{_FETCHER_OPTIONS} wsConnectionParams: defaultHeaders,", 1
-        )
+        keyed = _KEYED_FETCHER % json.dumps({"x-api-key": dev_api_key})
+        html = html.replace(_FETCHER, keyed, 1)
     leftover = _EXTERNAL.search(html)
     if leftover is not None:
         raise RuntimeError(f"the GraphiQL page still loads from another host: {leftover[0]!r}")

@@ -63,6 +63,7 @@ def test_the_sections_the_issue_asks_for_are_there() -> None:
         "## Quick start",
         "## A five-minute tour",
         "## Architecture",
+        "## Making a change",
         "## Where to read on",
         "## Benchmarks",
     ):
@@ -89,3 +90,31 @@ def test_the_architecture_table_names_folders_that_exist() -> None:
     assert len(rooms) >= 8, rooms
     for path in rooms:
         assert (ROOT / path).exists(), path
+
+
+def test_the_readme_is_a_first_page() -> None:
+    """A newcomer's page, not a manual: the reference lives in docs/."""
+    assert len(README.splitlines()) < 200
+
+
+def test_making_a_change_names_what_exists() -> None:
+    """Every path, command and name the walk-through sends a newcomer to is there."""
+    section = README.split("## Making a change", 1)[1].split("\n## ", 1)[0]
+    for path in re.findall(r"`((?:booking|activities|api|tests|docs)/[\w/.<>-]+)`", section):
+        if "<" in path:
+            path = path.split("<")[0]
+        assert (ROOT / path).exists(), path
+    for needed in (
+        "python -m api.export_schema",
+        "BOOKING_RECORD_HISTORIES=1",
+        "workflow.patched",
+        "with a default",
+        "booking_problem",
+        "EXPECTED",
+    ):
+        assert needed in section, needed
+    replay = (ROOT / "tests" / "test_replay.py").read_text()
+    assert (
+        "EXPECTED = {" in replay
+        and "BOOKING_RECORD_HISTORIES" in (ROOT / "tests" / "helpers.py").read_text()
+    )

@@ -25,9 +25,9 @@ from strawberry.types import Info
 from api.auth import Principal
 from api.directives import ADMINS, CARETAKERS, authorize, cognito, resolver
 from api.pagination import encode_token
-from api.resolvers.common import ctx, given, may_act_as, page
+from api.resolvers.common import ctx, may_act_as, page
 from api.types.accounts import UpdateUserInput, User, UserInput, UsersResult
-from api.types.common import Pagination
+from api.types.common import Pagination, given
 from booking import catalog
 from booking.contract import text_problem
 from booking.errors import Unauthorized, UserNotFound, ValidationError

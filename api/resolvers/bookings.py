@@ -22,7 +22,7 @@ from api.auth import Principal
 from api.cost import MAX_LIST_ITEMS, bounded
 from api.directives import ADMINS, TENANTS, authorize, cognito, resolver, subscription
 from api.pagination import encode_token
-from api.resolvers.common import ctx, given, live_rows, may_act_as, may_see, page
+from api.resolvers.common import ctx, live_rows, may_act_as, may_see, page
 from api.types.bookings import (
     Booking,
     BookingsResult,
@@ -38,7 +38,6 @@ from booking.contract import (
     MIN_HOLD_SECONDS,
     BookingInput,
     PaymentInput,
-    booking_id_for,
     payment_problem,
 )
 from booking.errors import BookingNotFound, ValidationError
@@ -61,25 +60,6 @@ async def _reserve(info: Info, booking: BookingInput) -> Booking:
     context = ctx(info)
     booking_id = await context.services.require_commands().reserve(booking, context.loaders.reader)
     return Booking.from_row(await _row(info, booking_id))
-
-
-def _booking_input(
-    user_id: str,
-    apartment_id: str,
-    start_date: object,
-    end_date: object,
-    hold_seconds: int,
-    idempotency_key: str | None,
-) -> BookingInput:
-    return BookingInput(
-        booking_id=booking_id_for(user_id, idempotency_key),
-        apartment_id=apartment_id,
-        user_id=user_id,
-        start_date=start_date,  # type: ignore[arg-type]
-        end_date=end_date,  # type: ignore[arg-type]
-        hold_seconds=hold_seconds,
-        idempotency_key=idempotency_key,
-    )
 
 
 @strawberry.type
@@ -144,17 +124,7 @@ class BookingMutations:
         if input.booking_status is not BookingStatus.PENDING:
             raise ValidationError("bookingStatus must be PENDING: a booking starts as a hold")
         may_act_as(info, principal, input.user_id)
-        await _reserve(
-            info,
-            _booking_input(
-                input.user_id,
-                input.apartment_id,
-                input.start_date,
-                input.end_date,
-                ctx(info).services.settings.hold_seconds,
-                None,
-            ),
-        )
+        await _reserve(info, input.to_booking(ctx(info).services.settings.hold_seconds))
         return True
 
     @resolver(
@@ -164,20 +134,7 @@ class BookingMutations:
     async def reserve_apartment(self, info: Info, input: ReserveApartmentInput) -> Booking:
         principal = authorize(info, TENANTS, ADMINS)
         may_act_as(info, principal, input.user_id)
-        hold_seconds = given(input.hold_seconds)
-        return await _reserve(
-            info,
-            _booking_input(
-                input.user_id,
-                input.apartment_id,
-                input.start_date,
-                input.end_date,
-                hold_seconds
-                if hold_seconds is not None
-                else ctx(info).services.settings.hold_seconds,
-                given(input.idempotency_key),
-            ),
-        )
+        return await _reserve(info, input.to_booking(ctx(info).services.settings.hold_seconds))
 
     @resolver(
         directives=[cognito(TENANTS, ADMINS)],

@@ -10,15 +10,12 @@ from strawberry.types import Info
 from api.cost import bounded
 from api.directives import ADMINS, authorize, cognito, resolver
 from api.pagination import encode_token
-from api.resolvers.common import ctx, given, page
+from api.resolvers.common import ctx, page
 from api.types.catalog import Apartment, ApartmentInput, Building, BuildingInput, BuildingsResult
 from api.types.common import Pagination
 from booking import catalog
 from booking.errors import ApartmentNotFound, BuildingNotFound, ValidationError
 from booking.store import reads
-from booking.store.catalog import ApartmentData, BuildingData
-
-DEFAULT_CURRENCY = "EUR"
 
 
 @strawberry.type
@@ -63,16 +60,7 @@ class CatalogMutations:
     @resolver(directives=[cognito(ADMINS)])
     async def create_building(self, info: Info, input: BuildingInput) -> Building:
         principal = authorize(info, ADMINS)
-        record = BuildingData(
-            id=str(uuid.uuid4()),
-            user_id=input.user_id,
-            name=input.name,
-            street_address=input.address.street_address,
-            postal_code=input.address.postal_code,
-            city=input.address.city,
-            country=input.address.country,
-            number_of_apartments=input.number_of_apartments,
-        )
+        record = input.to_data(str(uuid.uuid4()))
         await ctx(info).services.write(catalog.create_building, record, actor=principal.actor)
         rows = await ctx(info).loaders.reader.run(reads.buildings_by_ids, [record.id])
         if not rows:
@@ -86,19 +74,7 @@ class CatalogMutations:
         principal = authorize(info, ADMINS)
         if input is None or input is strawberry.UNSET:
             raise ValidationError("input is required")
-        monthly_rent = given(input.monthly_rent)
-        record = ApartmentData(
-            id=str(uuid.uuid4()),
-            apartment_number=input.apartment_number,
-            building_id=input.building_id,
-            number_of_rooms=input.number_of_rooms,
-            kitchen=input.kitchen,
-            apartment_type=input.apartment_type.value,
-            apartment_status=input.apartment_status.value,
-            monthly_rent=monthly_rent if monthly_rent is not None else 0,
-            currency=given(input.currency) or DEFAULT_CURRENCY,
-            caretaker_id=given(input.caretaker_id),
-        )
+        record = input.to_data(str(uuid.uuid4()))
         await ctx(info).services.write(catalog.create_apartment, record, actor=principal.actor)
         rows = await ctx(info).loaders.reader.run(reads.apartments_by_ids, [record.id])
         if not rows:

@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import TypeVar
 
-import strawberry
 from strawberry.types import Info
 
 from api.auth import Principal
 from api.context import RequestContext
 from api.pagination import decode_token, page_limit
-from api.types.common import Pagination
+from api.types.common import Pagination, given
 from booking.errors import Unauthorized
 from booking.store import Conn
 
@@ -23,11 +22,6 @@ Row = TypeVar("Row")
 def ctx(info: Info) -> RequestContext:
     context: RequestContext = info.context
     return context
-
-
-def given(value: T | None) -> T | None:
-    """None for an argument or input field the client left out (UNSET)."""
-    return None if value is strawberry.UNSET or value is None else value
 
 
 def page(kind: str, pagination: Pagination | None) -> tuple[int, list[object] | None]:

@@ -12,7 +12,8 @@ from api.directives import cognito, resolver
 from api.scalars import AWSDate, AWSDateTime
 from api.types.accounts import User, load_user
 from api.types.catalog import Apartment
-from api.types.common import ctx
+from api.types.common import ctx, given
+from booking.contract import BookingInput, booking_id_for
 from booking.errors import Unauthorized, UserNotFound
 from booking.store.bookings import BookingRow
 
@@ -103,6 +104,17 @@ class CreateBookingInput:
     end_date: AWSDate
     booking_status: BookingStatus
 
+    def to_booking(self, hold_seconds: int) -> BookingInput:
+        """The hold AppSync's createApartmentBooking places (no idempotency key)."""
+        return BookingInput(
+            booking_id=booking_id_for(self.user_id, None),
+            apartment_id=self.apartment_id,
+            user_id=self.user_id,
+            start_date=self.start_date,
+            end_date=self.end_date,
+            hold_seconds=hold_seconds,
+        )
+
 
 @strawberry.input
 class ReserveApartmentInput:
@@ -116,6 +128,20 @@ class ReserveApartmentInput:
     idempotency_key: str | None = strawberry.field(
         default=strawberry.UNSET, description="Same key, same booking: no second hold."
     )
+
+    def to_booking(self, default_hold_seconds: int) -> BookingInput:
+        """The booking this asks for (the hold from configuration unless it names one)."""
+        hold_seconds = given(self.hold_seconds)
+        key = given(self.idempotency_key)
+        return BookingInput(
+            booking_id=booking_id_for(self.user_id, key),
+            apartment_id=self.apartment_id,
+            user_id=self.user_id,
+            start_date=self.start_date,
+            end_date=self.end_date,
+            hold_seconds=hold_seconds if hold_seconds is not None else default_hold_seconds,
+            idempotency_key=key,
+        )
 
 
 @strawberry.input

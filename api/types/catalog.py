@@ -11,9 +11,12 @@ from api.cost import bounded
 from api.directives import cognito, resolver
 from api.scalars import AWSDateTime
 from api.types.accounts import User, load_user
-from api.types.common import ctx
+from api.types.common import ctx, given
 from booking.errors import BuildingNotFound
+from booking.store.catalog import ApartmentData, BuildingData
 from booking.store.reads import ApartmentRow, BuildingRow
+
+DEFAULT_CURRENCY = "EUR"
 
 
 @strawberry.enum
@@ -144,6 +147,18 @@ class BuildingInput:
     number_of_apartments: int
     address: AddressInput
 
+    def to_data(self, building_id: str) -> BuildingData:
+        return BuildingData(
+            id=building_id,
+            user_id=self.user_id,
+            name=self.name,
+            street_address=self.address.street_address,
+            postal_code=self.address.postal_code,
+            city=self.address.city,
+            country=self.address.country,
+            number_of_apartments=self.number_of_apartments,
+        )
+
 
 @strawberry.input
 class ApartmentInput:
@@ -158,3 +173,19 @@ class ApartmentInput:
     )
     currency: str | None = strawberry.field(default=strawberry.UNSET, description="ISO 4217.")
     caretaker_id: str | None = strawberry.field(default=strawberry.UNSET, description="Added.")
+
+    def to_data(self, apartment_id: str) -> ApartmentData:
+        """The row a create writes (rent 0 and EUR unless given)."""
+        monthly_rent = given(self.monthly_rent)
+        return ApartmentData(
+            id=apartment_id,
+            apartment_number=self.apartment_number,
+            building_id=self.building_id,
+            number_of_rooms=self.number_of_rooms,
+            kitchen=self.kitchen,
+            apartment_type=self.apartment_type.value,
+            apartment_status=self.apartment_status.value,
+            monthly_rent=monthly_rent if monthly_rent is not None else 0,
+            currency=given(self.currency) or DEFAULT_CURRENCY,
+            caretaker_id=given(self.caretaker_id),
+        )

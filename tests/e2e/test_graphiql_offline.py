@@ -17,7 +17,8 @@ from playwright.async_api import Browser, Route
 
 from api.ide import VENDOR_DIR, VENDOR_URL, offline_graphiql_html, vendored_urls
 from booking.settings import DEV_API_KEY
-from tests.e2e.helpers import API_KEY, Api, E2EStack
+from booking.tokens import mint_token
+from tests.e2e.helpers import API_KEY, JWT_SECRET, Api, E2EStack
 
 pytestmark = pytest.mark.e2e
 
@@ -95,19 +96,24 @@ async def test_graphiql_renders_offline_and_a_typed_query_answers(
         query_editor = page.locator(".graphiql-query-editor .CodeMirror").first
         await query_editor.wait_for(timeout=20_000)
 
-        # The API wants credentials: the headers tab carries them, as a user would set them.
+        # A tenant's token in the headers tab, as a user would set it: it goes out alone
+        # (booking dev's key rides along only while the tab names no credential).
         await page.locator('.graphiql-editor-tools button[data-name="headers"]').click()
         headers_editor = page.locator(
             'section.graphiql-editor-tool[aria-label="Headers"] '
             ".graphiql-editor:not(.hidden) .CodeMirror"
         )
         await headers_editor.click()
-        await page.keyboard.type(f'{{"x-api-key": "{API_KEY}"')
+        token = mint_token(JWT_SECRET, "ide-tenant", ["Tenants"])
+        await page.keyboard.type(f'{{"Authorization": "{token}"')
 
         await query_editor.click()
         await page.keyboard.press("Control+A")
         await page.keyboard.press("Delete")
-        await page.keyboard.type('{ getApartment(id: "1234567") { id apartmentStatus ')
+        # getStepFunctions is for API keys and Admins: a tenant is refused it.
+        await page.keyboard.type(
+            '{ getStepFunctions { id } getApartment(id: "1234567") { id apartmentStatus '
+        )
         await page.locator(".graphiql-execute-button").click()
 
         result = page.locator(".result-window")
@@ -116,6 +122,7 @@ async def test_graphiql_renders_offline_and_a_typed_query_answers(
     finally:
         await context.close()
     assert '"id": "1234567"' in text, text
+    assert '"errorType": "Unauthorized"' in text, text
     assert blocked == [], blocked
     assert errors == [], errors
 
@@ -123,8 +130,8 @@ async def test_graphiql_renders_offline_and_a_typed_query_answers(
 def test_only_the_documented_dev_key_is_ever_put_in_the_page() -> None:
     assert "x-api-key" not in offline_graphiql_html()
     page = offline_graphiql_html(DEV_API_KEY)
-    assert f'{{"x-api-key": "{DEV_API_KEY}"}}' in page
-    assert "wsConnectionParams: defaultHeaders" in page
+    assert f'const devHeaders = {{"x-api-key": "{DEV_API_KEY}"}};' in page
+    assert "wsConnectionParams: devHeaders" in page
 
 
 async def test_the_ide_of_booking_dev_loads_the_schema_and_answers_without_typing_a_key(
