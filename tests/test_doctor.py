@@ -386,39 +386,31 @@ async def test_every_repair_that_frees_an_apartment_hands_it_to_the_waiting_list
     offer whose booking ended without telling its entry is settled."""
     settings = _settings(task_queue)
 
-    async def waiting_for(rental: Rental) -> str:
-        tenant = await insert_user(pool)
-        _, entry = await join_waitlist(client, env, rental, tenant, task_queue)
+    async def hold_abandoned_with_one_waiting() -> tuple[Rental, str, str]:
+        """A hold whose workflow an operator terminated, a tenant WAITING behind it: the
+        rental, the hold's booking id, the entry's id."""
+        rental = await make_rental(pool)
+        handle, held = await start_and_hold(client, await booking_input(env, rental), task_queue)
+        _, entry = await join_waitlist(client, env, rental, await insert_user(pool), task_queue)
         assert entry.status == "WAITING"
-        return entry.entry_id
+        await handle.terminate("operator mistake")
+        return rental, held.booking_id, entry.entry_id
 
-    # An abandoned hold (its workflow terminated) with a tenant waiting behind it.
-    abandoned = await make_rental(pool)
-    handle, _ = await start_and_hold(client, await booking_input(env, abandoned), task_queue)
-    behind_abandoned = await waiting_for(abandoned)
-    await handle.terminate("operator mistake")
+    async def cancel_by_hand(booking_id: str) -> None:
+        await pool.execute(
+            "UPDATE bookings SET booking_status = 'CANCELLED', cancellation_reason = 'EXPIRED' "
+            "WHERE id = $1",
+            booking_id,
+        )
 
-    # An orphaned reservation: the hold's row cancelled by hand, the apartment left RESERVED.
-    orphaned = await make_rental(pool)
-    handle, orphan = await start_and_hold(client, await booking_input(env, orphaned), task_queue)
-    behind_orphaned = await waiting_for(orphaned)
-    await handle.terminate("operator mistake")
-    await pool.execute(
-        "UPDATE bookings SET booking_status = 'CANCELLED', cancellation_reason = 'EXPIRED' "
-        "WHERE id = $1",
-        orphan.booking_id,
-    )
-
+    # ABANDONED_HOLD: the hold's row still PENDING.
+    abandoned, _, behind_abandoned = await hold_abandoned_with_one_waiting()
+    # ORPHANED_RESERVATION: the hold's row cancelled by hand, the apartment left RESERVED.
+    orphaned, orphan, behind_orphaned = await hold_abandoned_with_one_waiting()
+    await cancel_by_hand(orphan)
     # What the outside round found: VACANT, with a tenant WAITING, and nothing else wrong.
-    vacant = await make_rental(pool)
-    handle, freed = await start_and_hold(client, await booking_input(env, vacant), task_queue)
-    behind_vacant = await waiting_for(vacant)
-    await handle.terminate("operator mistake")
-    await pool.execute(
-        "UPDATE bookings SET booking_status = 'CANCELLED', cancellation_reason = 'EXPIRED' "
-        "WHERE id = $1",
-        freed.booking_id,
-    )
+    vacant, freed, behind_vacant = await hold_abandoned_with_one_waiting()
+    await cancel_by_hand(freed)
     await pool.execute(
         "UPDATE apartments SET apartment_status = 'VACANT' WHERE id = $1", vacant.apartment_id
     )
@@ -451,11 +443,7 @@ async def test_every_repair_that_frees_an_apartment_hands_it_to_the_waiting_list
     # An offer cancelled behind its workflow's back: the entry is told, and its workflow ends.
     stale = offers[0]
     await stale.terminate("operator mistake")
-    await pool.execute(
-        "UPDATE bookings SET booking_status = 'CANCELLED', cancellation_reason = 'EXPIRED' "
-        "WHERE id = $1",
-        offer_booking_id_for(behind_abandoned),
-    )
+    await cancel_by_hand(offer_booking_id_for(behind_abandoned))
     stale_findings = [
         f for f in await examine(pool, client) if f.apartment_id == abandoned.apartment_id
     ]
