@@ -122,6 +122,16 @@ def test_only_the_api_is_published(compose: dict[str, Any]) -> None:
     assert services["temporal-ui"]["ports"] == ["127.0.0.1:8080:8080"]
 
 
+def test_history_shards_are_set_before_the_first_boot(compose: dict[str, Any]) -> None:
+    """The shard count is fixed when the cluster is created: never the server's default of 4."""
+    shards = compose["services"]["temporal"]["environment"]["NUM_HISTORY_SHARDS"]
+    assert shards == "${NUM_HISTORY_SHARDS:-512}"
+    assert _default(shards) == "512"
+    deployment = (ROOT / "docs" / "deployment.md").read_text()
+    assert "## History shards: chosen once, before the first `up`" in deployment
+    assert "NUM_HISTORY_SHARDS=512" in deployment
+
+
 def test_retention_is_explicit(compose: dict[str, Any]) -> None:
     namespace = compose["services"]["temporal-namespace"]
     assert _default(namespace["environment"]["TEMPORAL_RETENTION"]) == "30d"

@@ -324,6 +324,8 @@ def test_dev_starts_everything_stops_everything_and_resumes_holds(
     assert f"http://127.0.0.1:{ports.metrics}/metrics" in out
     assert "dev-api-key" in out
     assert "token --dev --user demo-tenant --groups Tenants" in out
+    # The CORS rule a web app on its own dev server meets (every loopback origin).
+    assert "CORS             pages on any localhost / 127.0.0.1 / [::1] port" in out
     assert (data_dir / "temporal.db").is_file()
     assert (data_dir / "postgres" / "PG_VERSION").is_file()
 
