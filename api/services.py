@@ -28,6 +28,7 @@ from booking.converter import DATA_CONVERTER
 from booking.db import create_pool
 from booking.settings import Settings
 from booking.store import Conn
+from booking.temporal import connect
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +117,8 @@ async def open_services(
             dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
     services.pool = pool or opened_pool
-    services.client = client or await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=DATA_CONVERTER,
+    services.client = client or await connect(
+        settings.temporal_address, settings.temporal_namespace, data_converter=DATA_CONVERTER
     )
     services.commands = BookingCommands(services.client, settings)
     broadcaster = BookingBroadcaster(dsn, on_persisted_query=services.persisted_queries.learn)

@@ -131,7 +131,7 @@ class Stack:
             raise ConfigurationError("--api-url needs --api-key (a key the API accepts)")
         self.webhook_secret = opts.webhook_secret
         self.database_url = await self.parts.use_database(opts.database_url)
-        await self.parts.use_temporal(opts.temporal_address, opts.namespace)
+        await self.parts.use_temporal(opts.temporal_address, opts.namespace, override=True)
         self.temporal_address = self.parts.temporal_address
         await migrate(self.database_url)
         if opts.worker_pid:

@@ -1,11 +1,24 @@
-"""Connecting to Temporal and preparing a namespace for the booking workflows."""
+"""Connecting to Temporal and preparing a namespace for the booking workflows.
+
+Every client the project makes (worker, API, ``booking setup``, ``booking doctor``, the
+bench against an external system) connects through :func:`connect` with the standard client
+configuration the ``temporal`` CLI and every SDK share (``temporalio.envconfig``): a TOML
+profile (``TEMPORAL_CONFIG_FILE``, ``TEMPORAL_PROFILE``) and the ``TEMPORAL_*`` variables
+over it (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS``,
+``TEMPORAL_TLS_CLIENT_CERT_PATH`` / ``_DATA``, ``TEMPORAL_TLS_CLIENT_KEY_PATH`` / ``_DATA``,
+``TEMPORAL_TLS_SERVER_CA_CERT_PATH`` / ``_DATA``, ``TEMPORAL_TLS_SERVER_NAME``), so an
+operator configures the service exactly as the CLI. Without any of it: the address and
+namespace of :class:`~booking.settings.Settings` (``localhost:7233``, ``default``), plaintext.
+A certificate that is wrong or missing, or a server that does not answer, is one
+:class:`ConfigurationError` line within ``wait_seconds``, never a hang.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -17,6 +30,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.converter import DataConverter
+from temporalio.envconfig import ClientConfig, ClientConnectConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from booking.errors import ConfigurationError
@@ -38,27 +52,54 @@ _TRANSIENT = frozenset(
 )
 
 
+def connect_config(
+    address: str,
+    namespace: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    override: bool = False,
+) -> ClientConnectConfig:
+    """What to connect with: the shared client configuration (profile, then ``TEMPORAL_*``
+    variables; ``env`` instead of this process's environment), with ``address`` and
+    ``namespace`` where it names none, or over it when ``override`` (an explicit flag)."""
+    try:
+        config = ClientConfig.load_client_connect_config(override_env_vars=env)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ConfigurationError(f"Temporal client configuration: {exc}") from exc
+    if override or not config.get("target_host"):
+        config["target_host"] = address
+    if override or not config.get("namespace"):
+        config["namespace"] = namespace
+    return config
+
+
 async def connect(
     address: str,
     namespace: str,
     *,
     data_converter: DataConverter | None = None,
     wait_seconds: float = 10.0,
+    env: Mapping[str, str] | None = None,
+    override: bool = False,
     **options: Any,
 ) -> Client:
-    """Connect, or raise ConfigurationError saying which address did not answer."""
+    """Connect as :func:`connect_config` says, or raise ConfigurationError saying to what and
+    why not (a refused certificate, no answer) within ``wait_seconds``."""
+    config = connect_config(address, namespace, env=env, override=override)
+    target = config["target_host"]
+    secured = " (TLS)" if config.get("tls") else ""
     try:
         async with asyncio.timeout(wait_seconds):
             return await Client.connect(
-                address,
-                namespace=namespace,
+                **config,
                 data_converter=data_converter or DataConverter.default,
                 **options,
             )
     except (TimeoutError, RuntimeError, OSError) as exc:
-        raise ConfigurationError(
-            f"cannot reach Temporal at {address}: {exc or type(exc).__name__}"
-        ) from exc
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            reason = f"no answer within {wait_seconds:g} s"
+        raise ConfigurationError(f"cannot reach Temporal at {target}{secured}: {reason}") from exc
 
 
 async def prepare_namespace(
@@ -136,9 +177,24 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
                 AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
             )
         except RPCError as err:
+            if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+                # Temporal Cloud: search attributes are made in its UI or with tcld.
+                wanted = ", ".join(f"{name} ({_KINDS[missing[name]]})" for name in sorted(missing))
+                raise ConfigurationError(
+                    f"namespace {namespace!r} lacks the search attributes {wanted}, and this "
+                    f"server does not let clients add them ({err.status.name}): create them in "
+                    "the Temporal Cloud UI or with `tcld namespace search-attributes add` "
+                    "(docs/deployment.md, 'Temporal Cloud')"
+                ) from err
             if err.status != RPCStatusCode.ALREADY_EXISTS:
                 raise
     return sorted(missing)
+
+
+_KINDS = {
+    IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
+    IndexedValueType.INDEXED_VALUE_TYPE_DATETIME: "Datetime",
+}
 
 
 def dev_server_search_attribute_flags() -> list[str]:

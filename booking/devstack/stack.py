@@ -47,12 +47,26 @@ from booking.devstack.postgres import EmbeddedPostgres
 from booking.devstack.supervisor import Child, RestartPolicy, Supervisor
 from booking.devstack.temporal_server import TemporalDevServer
 from booking.errors import ConfigurationError
-from booking.temporal import register_search_attributes
+from booking.temporal import connect, register_search_attributes
 
 # The command line of the project's own processes, whatever the current directory.
 BOOKING = (sys.executable, "-m", "cli")
 # Configuration a child must never inherit by accident from the shell that started us.
 _OWN_VARIABLES = ("DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE")
+# The shared Temporal client configuration (booking.temporal): a child of a stack that runs
+# its own dev server connects to it in plaintext, whatever profile or TLS the caller has.
+_CLIENT_CONFIGURATION = (
+    "TEMPORAL_API_KEY",
+    "TEMPORAL_PROFILE",
+    "TEMPORAL_CONFIG_FILE",
+    "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_CERT_DATA",
+    "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    "TEMPORAL_TLS_CLIENT_KEY_DATA",
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+    "TEMPORAL_TLS_SERVER_CA_CERT_DATA",
+    "TEMPORAL_TLS_SERVER_NAME",
+)
 
 
 class StackError(Exception):
@@ -85,6 +99,8 @@ class Stack:
     postgres: EmbeddedPostgres | None = field(default=None, init=False)
     dsn: str = field(default="", init=False)
     temporal_server: TemporalDevServer | None = field(default=None, init=False)
+    # A server someone else runs (use_temporal): children connect as configured, TLS too.
+    external_temporal: bool = field(default=False, init=False)
     client: Client | None = field(default=None, init=False)
     namespace: str = field(default="default", init=False)
     task_queue: str = field(default="apartment-booking", init=False)
@@ -178,14 +194,27 @@ class Stack:
             await asyncio.sleep(0.1)
         return await self.connect_temporal(server.address, namespace, within=within)
 
-    async def use_temporal(self, address: str, namespace: str, *, within: float = 10) -> Client:
-        """Use a Temporal server someone else runs; register our search attributes on it."""
-        client = await self.connect_temporal(address, namespace, within=within)
+    async def use_temporal(
+        self, address: str, namespace: str, *, within: float = 10, override: bool = False
+    ) -> Client:
+        """Use a Temporal server someone else runs, connected as every client of the project
+        connects (``booking.temporal.connect``: the ``TEMPORAL_*`` client configuration, TLS
+        and API keys included); register our search attributes on it."""
+        self.external_temporal = True
+        client = await connect(
+            address,
+            namespace,
+            data_converter=DATA_CONVERTER,
+            wait_seconds=within,
+            override=override,  # an explicit flag (the bench's) wins over the environment
+        )
+        self.client, self.namespace = client, namespace
         await register_search_attributes(client, namespace)
         return client
 
     async def connect_temporal(self, address: str, namespace: str, *, within: float) -> Client:
-        """Connect, retrying while the server starts; fail at once if our server died."""
+        """Connect to our own dev server (plaintext, whatever the environment's client
+        configuration says), retrying while it starts; fail at once if it died."""
         deadline = time.monotonic() + within
         while True:
             try:
@@ -228,6 +257,10 @@ class Stack:
             for k, v in os.environ.items()
             if inherit_booking or not (k.startswith("BOOKING_") or k in _OWN_VARIABLES)
         }
+        if not self.external_temporal:
+            for name in _CLIENT_CONFIGURATION:
+                env.pop(name, None)
+            env["TEMPORAL_TLS"] = "false"
         env.update(
             {
                 "DATABASE_URL": self.dsn,
