@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import BookingActivities, BookingPolicy
+from booking import tracing
 from booking.converter import DATA_CONVERTER
 from booking.db import check_reachable, create_pool
 from booking.errors import ConfigurationError
@@ -119,11 +120,14 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         loop.add_signal_handler(signum, stop.set)
     # Checked first so that a wrong address is one clear line and exit 2, not a traceback.
     await check_reachable(dsn)
+    traces = tracing.configure("booking-worker")
     client = await connect(
         settings.temporal_address,
         settings.temporal_namespace,
         data_converter=DATA_CONVERTER,
         runtime=_runtime(settings),
+        # The worker takes its client's interceptors for workflows and activities too.
+        interceptors=traces.interceptors() if traces else [],
     )
     pool = await create_pool(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     try:
@@ -132,8 +136,8 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             log.info(
                 "worker polling task queue %r on %s (namespace %s)%s",
                 settings.task_queue,
-                settings.temporal_address,
-                settings.temporal_namespace,
+                client.service_client.config.target_host,
+                client.namespace,
                 f", metrics on http://{settings.worker_metrics_address}/metrics"
                 if settings.worker_metrics_address
                 else "",
@@ -143,6 +147,8 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         log.info("worker stopped")
     finally:
         await pool.close()
+        if traces is not None:
+            traces.shutdown()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
 

@@ -42,6 +42,7 @@ from api.loaders import within
 from api.metrics import ObservabilityMiddleware
 from api.realtime import AppSyncRealtime
 from api.services import Services, open_services
+from booking import tracing
 from booking.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,11 @@ def create_app(
 ) -> Starlette:
     """The API; ``pool`` and ``client`` may be injected, else the lifespan opens them."""
     settings.refuse_unsafe_secrets("API")
-    services = Services(settings=settings, authenticator=Authenticator(settings))
+    services = Services(
+        settings=settings,
+        authenticator=Authenticator(settings),
+        tracing=tracing.configure("booking-api"),
+    )
     graphql = BookingGraphQL(
         services,
         graphql_ide="graphiql" if settings.dev_mode else None,
@@ -99,8 +104,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        async with open_services(services, pool=pool, client=client):
-            yield
+        try:
+            async with open_services(services, pool=pool, client=client):
+                yield
+        finally:
+            if services.tracing is not None:
+                services.tracing.shutdown()
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -136,4 +145,9 @@ def create_app(
     app.add_middleware(CachingMiddleware, settings=settings)
     app.add_middleware(ObservabilityMiddleware, metrics=services.metrics)
     add_cors(app, settings.cors_origins, loopback=settings.dev_mode)
+    if services.tracing is not None:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        # Outermost: the request's span is the trace's root, CORS and caching inside it.
+        app.add_middleware(OpenTelemetryMiddleware)
     return app

@@ -354,7 +354,7 @@ class BookingGraphQL(GraphQL[RequestContext, None]):
 
     def __init__(self, services: Services, **kwargs: Any) -> None:
         super().__init__(
-            build_schema(services.settings),
+            build_schema(services.settings, traced=services.tracing is not None),
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             connection_init_wait_timeout=timedelta(seconds=CONNECTION_INIT_TIMEOUT_SECONDS),
             **kwargs,

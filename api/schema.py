@@ -118,7 +118,9 @@ class BookingSchema(strawberry.Schema):
         return None
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+def build_schema(settings: Settings | None = None, *, traced: bool = False) -> strawberry.Schema:
+    """The schema; ``traced``: with Strawberry's OpenTelemetry extension (a class: one
+    instance per request, never a shared one)."""
     settings = settings or Settings()
     extensions: list[object] = [
         AppSyncErrors,
@@ -142,6 +144,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
+    if traced:
+        from strawberry.extensions.tracing import OpenTelemetryExtension
+
+        extensions.append(OpenTelemetryExtension)
     return BookingSchema(
         query=Query,
         mutation=Mutation,

@@ -29,6 +29,7 @@ from booking.db import create_pool
 from booking.settings import Settings
 from booking.store import Conn
 from booking.temporal import connect
+from booking.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ _BACKGROUND: set[asyncio.Future[None]] = set()
 class Services:
     settings: Settings
     authenticator: Authenticator
+    # booking.tracing: set when the OTEL_* variables ask for traces.
+    tracing: Tracing | None = None
     metrics: ApiMetrics = field(default_factory=ApiMetrics)
     pool: asyncpg.Pool | None = None
     client: Client | None = None
@@ -118,7 +121,10 @@ async def open_services(
         )
     services.pool = pool or opened_pool
     services.client = client or await connect(
-        settings.temporal_address, settings.temporal_namespace, data_converter=DATA_CONVERTER
+        settings.temporal_address,
+        settings.temporal_namespace,
+        data_converter=DATA_CONVERTER,
+        interceptors=services.tracing.interceptors() if services.tracing else [],
     )
     services.commands = BookingCommands(services.client, settings)
     broadcaster = BookingBroadcaster(dsn, on_persisted_query=services.persisted_queries.learn)

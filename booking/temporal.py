@@ -38,6 +38,22 @@ from booking.search_attributes import ALL_KEYS
 
 log = logging.getLogger(__name__)
 
+# The client configuration's variables beyond TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE (which
+# Settings reads too): read by temporalio.envconfig, named here for whoever passes them on.
+CLIENT_CONFIGURATION = (
+    "TEMPORAL_API_KEY",
+    "TEMPORAL_PROFILE",
+    "TEMPORAL_CONFIG_FILE",
+    "TEMPORAL_TLS",
+    "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_CERT_DATA",
+    "TEMPORAL_TLS_CLIENT_KEY_PATH",
+    "TEMPORAL_TLS_CLIENT_KEY_DATA",
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+    "TEMPORAL_TLS_SERVER_CA_CERT_DATA",
+    "TEMPORAL_TLS_SERVER_NAME",
+)
+
 # What a server still starting up answers (the namespace not created yet, its search
 # attribute mapping not loaded yet): worth waiting for. Anything else is a real refusal.
 _TRANSIENT = frozenset(

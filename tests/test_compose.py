@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from booking.settings import Settings
+from booking.temporal import CLIENT_CONFIGURATION
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
@@ -191,6 +192,7 @@ def test_the_application_role_is_not_the_superuser(compose: dict[str, Any]) -> N
 
 def test_every_booking_variable_is_one_that_settings_reads(compose: dict[str, Any]) -> None:
     known = {str(field.validation_alias) for field in Settings.model_fields.values()}
+    known |= set(CLIENT_CONFIGURATION)  # the Temporal client configuration (booking.temporal)
     for name in BOOKING_SERVICES:
         env = compose["services"][name]["environment"]
         ours = {key for key in env if key.startswith(("BOOKING_", "TEMPORAL_", "DATABASE_"))}

@@ -47,26 +47,12 @@ from booking.devstack.postgres import EmbeddedPostgres
 from booking.devstack.supervisor import Child, RestartPolicy, Supervisor
 from booking.devstack.temporal_server import TemporalDevServer
 from booking.errors import ConfigurationError
-from booking.temporal import connect, register_search_attributes
+from booking.temporal import CLIENT_CONFIGURATION, connect, register_search_attributes
 
 # The command line of the project's own processes, whatever the current directory.
 BOOKING = (sys.executable, "-m", "cli")
 # Configuration a child must never inherit by accident from the shell that started us.
 _OWN_VARIABLES = ("DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE")
-# The shared Temporal client configuration (booking.temporal): a child of a stack that runs
-# its own dev server connects to it in plaintext, whatever profile or TLS the caller has.
-_CLIENT_CONFIGURATION = (
-    "TEMPORAL_API_KEY",
-    "TEMPORAL_PROFILE",
-    "TEMPORAL_CONFIG_FILE",
-    "TEMPORAL_TLS_CLIENT_CERT_PATH",
-    "TEMPORAL_TLS_CLIENT_CERT_DATA",
-    "TEMPORAL_TLS_CLIENT_KEY_PATH",
-    "TEMPORAL_TLS_CLIENT_KEY_DATA",
-    "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
-    "TEMPORAL_TLS_SERVER_CA_CERT_DATA",
-    "TEMPORAL_TLS_SERVER_NAME",
-)
 
 
 class StackError(Exception):
@@ -258,7 +244,8 @@ class Stack:
             if inherit_booking or not (k.startswith("BOOKING_") or k in _OWN_VARIABLES)
         }
         if not self.external_temporal:
-            for name in _CLIENT_CONFIGURATION:
+            # Our own dev server: plaintext, whatever profile or TLS the caller has.
+            for name in CLIENT_CONFIGURATION:
                 env.pop(name, None)
             env["TEMPORAL_TLS"] = "false"
         env.update(
