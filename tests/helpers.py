@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import asyncpg
+import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent, MarkerRecordedEventAttributes
@@ -459,3 +460,124 @@ async def offered_booking(client: Client, pool: asyncpg.Pool, entry_id: str) -> 
     )
     assert offered is not None
     return offered
+
+
+# -- a test's own nginx ------------------------------------------------------------------------
+
+
+def nginx_config(root: Path, http_block: str) -> str:
+    """An ``nginx.conf`` for a test's own nginx, everything of it under ``root`` (pid, logs,
+    temporary files), in the foreground, with ``http_block`` inside ``http { }``."""
+    (root / "nginx-temp").mkdir(exist_ok=True)
+    user = "user root;" if os.geteuid() == 0 else ""
+    return f"""worker_processes 1;
+daemon off;
+{user}
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  client_body_temp_path {root}/nginx-temp/body;
+  proxy_temp_path {root}/nginx-temp/proxy;
+  fastcgi_temp_path {root}/nginx-temp/fastcgi;
+  uwsgi_temp_path {root}/nginx-temp/uwsgi;
+  scgi_temp_path {root}/nginx-temp/scgi;
+{http_block}
+}}
+"""
+
+
+# -- a booking made through a running API ------------------------------------------------------
+
+
+async def graphql(http: httpx.AsyncClient, query: str, variables: dict[str, Any]) -> Any:
+    """The data of a GraphQL request that must succeed."""
+    response = await http.post("/graphql", json={"query": query, "variables": variables})
+    body = response.json()
+    assert response.status_code == 200 and "errors" not in body, body
+    return body["data"]
+
+
+async def reserve_through_api(http: httpx.AsyncClient, prefix: str) -> dict[str, Any]:
+    """A tenant, a building and an apartment made through the API (``http`` carries an API
+    key), and a hold on it: the booking's ``id``, ``amountDue``, ``currency``, ``workflowId``."""
+    tenant = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    await graphql(
+        http,
+        "mutation ($i: UserInput!) { createUserAccount(input: $i) { id } }",
+        {
+            "i": {
+                "id": tenant,
+                "firstName": "T",
+                "lastName": "A",
+                "email": f"{tenant}@example.com",
+                "verified": True,
+                "userType": "TENANT",
+            }
+        },
+    )
+    address = {"streetAddress": "1 Road", "postalCode": "1", "city": "C", "country": "DE"}
+    building = await graphql(
+        http,
+        "mutation ($i: BuildingInput!) { createBuilding(input: $i) { id } }",
+        {
+            "i": {
+                "name": f"{prefix} House",
+                "userId": tenant,
+                "numberOfApartments": 1,
+                "address": address,
+            }
+        },
+    )
+    apartment = await graphql(
+        http,
+        "mutation ($i: ApartmentInput) { createApartment(input: $i) { id } }",
+        {
+            "i": {
+                "apartmentNumber": "1",
+                "buildingId": building["createBuilding"]["id"],
+                "numberOfRooms": 1,
+                "kitchen": True,
+                "apartmentType": "SINGLE_ROOM",
+                "apartmentStatus": "VACANT",
+                "monthlyRent": 100_000,
+                "currency": "EUR",
+            }
+        },
+    )
+    start = date.today() + timedelta(days=7)
+    held = await graphql(
+        http,
+        "mutation ($i: ReserveApartmentInput!) { reserveApartment(input: $i) "
+        "{ id bookingStatus amountDue currency workflowId } }",
+        {
+            "i": {
+                "apartmentId": apartment["createApartment"]["id"],
+                "userId": tenant,
+                "startDate": start.isoformat(),
+                "endDate": (start + timedelta(days=60)).isoformat(),
+                "idempotencyKey": f"{prefix}-{tenant}",
+            }
+        },
+    )
+    booking: dict[str, Any] = held["reserveApartment"]
+    assert booking["bookingStatus"] == "PENDING"
+    return booking
+
+
+async def pay_through_api(http: httpx.AsyncClient, booking: dict[str, Any]) -> str:
+    """Pay the booking in full; its status after."""
+    paid = await graphql(
+        http,
+        "mutation ($i: PayBookingInput!) { payBooking(input: $i) { bookingStatus } }",
+        {
+            "i": {
+                "bookingId": booking["id"],
+                "amount": booking["amountDue"],
+                "currency": booking["currency"],
+                "paymentReference": f"pay-{booking['id']}",
+            }
+        },
+    )
+    status: str = paid["payBooking"]["bookingStatus"]
+    return status

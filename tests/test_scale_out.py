@@ -35,27 +35,23 @@ from booking.devstack.net import free_port
 from booking.devstack.stack import Stack
 from booking.doctor import examine
 from booking.webhook_signing import SIGNATURE_HEADER, webhook_signature
-from tests.helpers import eventually, insert_apartment, insert_building, insert_user, make_rental
+from tests.helpers import (
+    eventually,
+    insert_apartment,
+    insert_building,
+    insert_user,
+    make_rental,
+    nginx_config,
+)
 from tests.system_packages import NGINX, ensure
 
 pytestmark = pytest.mark.faults
 
 API_KEY = "scale-out-api-key-0123456789"
 WEBHOOK_SECRET = "scale-out-webhook-secret-0123456789-abc"
+# Inside http { }: round robin over the two API processes, WebSockets upgraded.
 BALANCER = """
-worker_processes 1;
-daemon off;
-{user}
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
   access_log off;
-  client_body_temp_path {root}/tmp/body;
-  proxy_temp_path {root}/tmp/proxy;
-  fastcgi_temp_path {root}/tmp/fastcgi;
-  uwsgi_temp_path {root}/tmp/uwsgi;
-  scgi_temp_path {root}/tmp/scgi;
   map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
   upstream api {{
     server 127.0.0.1:{one} max_fails=1 fail_timeout=3s;
@@ -74,7 +70,6 @@ http {{
       proxy_read_timeout 60s;
     }}
   }}
-}}
 """
 RESERVE = """mutation ($input: ReserveApartmentInput!) {
   reserveApartment(input: $input) { id bookingStatus amountDue currency holdExpiresAt } }"""
@@ -130,19 +125,10 @@ async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scal
             stack.spawn_api(env, name=n, log_file=root / f"{n}.log") for n in ("api-1", "api-2")
         ]
         await stack.wait_ready(["worker-1", "worker-2", "api-1", "api-2"])
-        for sub in ("tmp",):
-            (root / sub).mkdir(exist_ok=True)
         port = free_port()
         conf = root / "nginx.conf"
-        conf.write_text(
-            BALANCER.format(
-                root=root,
-                port=port,
-                one=apis[0].port,
-                two=apis[1].port,
-                user="user root;" if os.geteuid() == 0 else "",
-            )
-        )
+        balancer = BALANCER.format(port=port, one=apis[0].port, two=apis[1].port)
+        conf.write_text(nginx_config(root, balancer))
         stack.spawn(
             "balancer",
             [ensure(NGINX), "-p", str(root), "-c", str(conf)],

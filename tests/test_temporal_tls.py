@@ -18,9 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -33,26 +31,15 @@ from booking.db import migrate
 from booking.devstack.net import free_port
 from booking.devstack.stack import Stack
 from booking.devstack.tls import LocalTls, ensure_local_tls
-from tests.helpers import eventually
+from tests.helpers import eventually, nginx_config, pay_through_api, reserve_through_api
 from tests.system_packages import NGINX, ensure
 
 pytestmark = pytest.mark.e2e
 
 API_KEY = "tls-api-key-0123456789"
+# Inside http { }: TLS that demands our CA's client certificate, gRPC to the dev server.
 FRONTEND = """
-worker_processes 1;
-daemon off;
-{user}
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
   access_log off;
-  client_body_temp_path {root}/tmp/body;
-  proxy_temp_path {root}/tmp/proxy;
-  fastcgi_temp_path {root}/tmp/fastcgi;
-  uwsgi_temp_path {root}/tmp/uwsgi;
-  scgi_temp_path {root}/tmp/scgi;
   server {{
     listen 127.0.0.1:{port} ssl http2;
     ssl_certificate {cert};
@@ -67,7 +54,6 @@ http {{
       grpc_pass grpc://127.0.0.1:{temporal};
     }}
   }}
-}}
 """
 
 
@@ -122,20 +108,16 @@ async def secured(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sec
         tls = ensure_local_tls(root / "tls")
         client_cert, client_key = _client_certificate(tls, root / "tls")
         other_ca = ensure_local_tls(root / "other-tls").ca_file
-        (root / "tmp").mkdir()
         port = free_port()
         conf = root / "nginx.conf"
-        conf.write_text(
-            FRONTEND.format(
-                root=root,
-                port=port,
-                cert=tls.cert_file,
-                key=tls.key_file,
-                ca=tls.ca_file,
-                temporal=stack.temporal_address.rsplit(":", 1)[1],
-                user="user root;" if os.geteuid() == 0 else "",
-            )
+        frontend = FRONTEND.format(
+            port=port,
+            cert=tls.cert_file,
+            key=tls.key_file,
+            ca=tls.ca_file,
+            temporal=stack.temporal_address.rsplit(":", 1)[1],
         )
+        conf.write_text(nginx_config(root, frontend))
         stack.spawn(
             "frontend",
             [ensure(NGINX), "-p", str(root), "-c", str(conf)],
@@ -165,95 +147,13 @@ async def secured(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sec
         stack.stop()
 
 
-async def _gql(http: httpx.AsyncClient, query: str, variables: dict[str, Any]) -> Any:
-    response = await http.post("/graphql", json={"query": query, "variables": variables})
-    body = response.json()
-    assert response.status_code == 200 and "errors" not in body, body
-    return body["data"]
-
-
 async def test_reserve_and_pay_through_a_frontend_that_demands_a_client_certificate(
     secured: Secured,
 ) -> None:
     headers = {"x-api-key": API_KEY}
     async with httpx.AsyncClient(base_url=secured.api_url, headers=headers, timeout=30) as http:
-        tenant = f"tls-tenant-{uuid.uuid4().hex[:6]}"
-        await _gql(
-            http,
-            "mutation ($i: UserInput!) { createUserAccount(input: $i) { id } }",
-            {
-                "i": {
-                    "id": tenant,
-                    "firstName": "T",
-                    "lastName": "L",
-                    "email": f"{tenant}@example.com",
-                    "verified": True,
-                    "userType": "TENANT",
-                }
-            },
-        )
-        building = await _gql(
-            http,
-            "mutation ($i: BuildingInput!) { createBuilding(input: $i) { id } }",
-            {
-                "i": {
-                    "name": "Secured House",
-                    "userId": tenant,
-                    "numberOfApartments": 1,
-                    "address": {
-                        "streetAddress": "1 TLS Road",
-                        "postalCode": "1",
-                        "city": "C",
-                        "country": "DE",
-                    },
-                }
-            },
-        )
-        apartment = await _gql(
-            http,
-            "mutation ($i: ApartmentInput) { createApartment(input: $i) { id } }",
-            {
-                "i": {
-                    "apartmentNumber": "1",
-                    "buildingId": building["createBuilding"]["id"],
-                    "numberOfRooms": 1,
-                    "kitchen": True,
-                    "apartmentType": "SINGLE_ROOM",
-                    "apartmentStatus": "VACANT",
-                    "monthlyRent": 100_000,
-                    "currency": "EUR",
-                }
-            },
-        )
-        start = date.today() + timedelta(days=7)
-        held = await _gql(
-            http,
-            "mutation ($i: ReserveApartmentInput!) { reserveApartment(input: $i) "
-            "{ id bookingStatus amountDue currency } }",
-            {
-                "i": {
-                    "apartmentId": apartment["createApartment"]["id"],
-                    "userId": tenant,
-                    "startDate": start.isoformat(),
-                    "endDate": (start + timedelta(days=60)).isoformat(),
-                }
-            },
-        )
-        booking = held["reserveApartment"]
-        assert booking["bookingStatus"] == "PENDING"
-        paid = await _gql(
-            http,
-            "mutation ($i: PayBookingInput!) { payBooking(input: $i) { bookingStatus } }",
-            {
-                "i": {
-                    "bookingId": booking["id"],
-                    "amount": booking["amountDue"],
-                    "currency": booking["currency"],
-                    "paymentReference": f"tls-{booking['id']}",
-                }
-            },
-        )
-        assert paid["payBooking"]["bookingStatus"] == "APPROVED"
+        booking = await reserve_through_api(http, "tls")
+        assert await pay_through_api(http, booking) == "APPROVED"
 
         async def ready() -> int:
             return (await http.get("/readyz")).status_code

@@ -14,7 +14,6 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -32,7 +31,7 @@ from booking import tracing
 from booking.db import migrate
 from booking.devstack.stack import Stack
 from tests.e2e.helpers import ServedApp
-from tests.helpers import eventually
+from tests.helpers import eventually, pay_through_api, reserve_through_api
 
 pytestmark = pytest.mark.e2e
 
@@ -124,76 +123,6 @@ async def traced(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Trac
             stack.stop()
 
 
-async def _gql(http: httpx.AsyncClient, query: str, variables: dict[str, Any]) -> Any:
-    response = await http.post("/graphql", json={"query": query, "variables": variables})
-    body = response.json()
-    assert response.status_code == 200 and "errors" not in body, body
-    return body["data"]
-
-
-async def _booking(http: httpx.AsyncClient) -> dict[str, Any]:
-    tenant = f"traced-{uuid.uuid4().hex[:6]}"
-    await _gql(
-        http,
-        "mutation ($i: UserInput!) { createUserAccount(input: $i) { id } }",
-        {
-            "i": {
-                "id": tenant,
-                "firstName": "T",
-                "lastName": "R",
-                "email": f"{tenant}@example.com",
-                "verified": True,
-                "userType": "TENANT",
-            }
-        },
-    )
-    building = await _gql(
-        http,
-        "mutation ($i: BuildingInput!) { createBuilding(input: $i) { id } }",
-        {
-            "i": {
-                "name": "Traced House",
-                "userId": tenant,
-                "numberOfApartments": 1,
-                "address": {"streetAddress": "1", "postalCode": "1", "city": "C", "country": "DE"},
-            }
-        },
-    )
-    apartment = await _gql(
-        http,
-        "mutation ($i: ApartmentInput) { createApartment(input: $i) { id } }",
-        {
-            "i": {
-                "apartmentNumber": "1",
-                "buildingId": building["createBuilding"]["id"],
-                "numberOfRooms": 1,
-                "kitchen": True,
-                "apartmentType": "SINGLE_ROOM",
-                "apartmentStatus": "VACANT",
-                "monthlyRent": 100_000,
-                "currency": "EUR",
-            }
-        },
-    )
-    start = date.today() + timedelta(days=7)
-    held = await _gql(
-        http,
-        "mutation ($i: ReserveApartmentInput!) { reserveApartment(input: $i) "
-        "{ id amountDue currency workflowId } }",
-        {
-            "i": {
-                "apartmentId": apartment["createApartment"]["id"],
-                "userId": tenant,
-                "startDate": start.isoformat(),
-                "endDate": (start + timedelta(days=60)).isoformat(),
-                "idempotencyKey": f"traced-{tenant}",
-            }
-        },
-    )
-    booking: dict[str, Any] = held["reserveApartment"]
-    return booking
-
-
 # The API's span for its Temporal call: update-with-start (reserve), an update (payment).
 TEMPORAL_CALLS = ("StartUpdateWithStartWorkflow:", "StartWorkflowUpdate:")
 
@@ -228,25 +157,13 @@ async def test_a_reserve_is_one_trace_to_sql_and_a_payment_one_across_both_proce
     async with httpx.AsyncClient(
         base_url=traced.api_url, headers={"x-api-key": API_KEY}, timeout=30
     ) as http:
-        booking = await _booking(http)
+        booking = await reserve_through_api(http, "traced")
         reserve = await eventually(
             lambda: _found(traced.receiver, "RunActivity:reserve_apartment"),
             lambda spans: spans is not None,
             what="the reserve's trace",
         )
-        paid = await _gql(
-            http,
-            "mutation ($i: PayBookingInput!) { payBooking(input: $i) { bookingStatus } }",
-            {
-                "i": {
-                    "bookingId": booking["id"],
-                    "amount": booking["amountDue"],
-                    "currency": booking["currency"],
-                    "paymentReference": f"traced-{booking['id']}",
-                }
-            },
-        )
-        assert paid["payBooking"]["bookingStatus"] == "APPROVED"
+        assert await pay_through_api(http, booking) == "APPROVED"
         payment = await eventually(
             lambda: _payment_trace(traced.receiver),
             lambda spans: spans is not None,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -29,7 +28,7 @@ import pytest
 from api.app import create_app
 from booking.devstack.net import free_port
 from tests.e2e.helpers import E2EStack, ServedApp
-from tests.helpers import make_rental
+from tests.helpers import make_rental, nginx_config
 from tests.system_packages import NGINX, ensure
 
 pytestmark = pytest.mark.e2e
@@ -47,21 +46,10 @@ AVAILABILITY = """query Availability($buildingId: String!) {
   }
 }"""
 
+# Inside http { }: a cache keyed as docs/caching.md says, in front of the API.
 NGINX_CONF = """
-worker_processes 1;
-daemon off;
-{user}
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
   log_format cache '$upstream_cache_status $status $request_uri';
   access_log {root}/access.log cache;
-  client_body_temp_path {root}/tmp/body;
-  proxy_temp_path {root}/tmp/proxy;
-  fastcgi_temp_path {root}/tmp/fastcgi;
-  uwsgi_temp_path {root}/tmp/uwsgi;
-  scgi_temp_path {root}/tmp/scgi;
   map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
   proxy_cache_path {root}/cache levels=1:2 keys_zone=graphql:10m max_size=100m inactive=10m
                    use_temp_path=off;
@@ -81,7 +69,6 @@ http {{
       add_header X-Cache-Status $upstream_cache_status always;
     }}
   }}
-}}
 """
 
 
@@ -119,19 +106,12 @@ async def origin(stack: E2EStack) -> AsyncIterator[Measured]:
 @pytest.fixture(scope="module")
 async def nginx(origin: Measured, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     root = tmp_path_factory.mktemp("nginx")
-    for sub in ("tmp", "cache"):
-        (root / sub).mkdir()
+    (root / "cache").mkdir()
     root.chmod(0o777)
     port = free_port()
     conf = root / "nginx.conf"
-    conf.write_text(
-        NGINX_CONF.format(
-            root=root,
-            port=port,
-            origin=origin.url,
-            user="user root;" if os.geteuid() == 0 else "",
-        )
-    )
+    cache = NGINX_CONF.format(root=root, port=port, origin=origin.url)
+    conf.write_text(nginx_config(root, cache))
     process = await asyncio.create_subprocess_exec(
         ensure(NGINX),
         "-p",
