@@ -378,11 +378,11 @@ async def offer_to_waiting(
 ) -> RepairOutcome:
     """A VACANT apartment nobody holds or lets, to the first tenant waiting for it."""
     async with pool.acquire() as conn, conn.transaction():
-        if await store.lock_apartment(conn, apartment_id) is None:
+        terms = await booking_store.lock_apartment(conn, apartment_id)
+        if terms is None:
             return RepairOutcome(False, "no such apartment")
         if not await store.free_for_offer(conn, apartment_id):
             return RepairOutcome(False, "the apartment is no longer free")
-        terms = await booking_store.lock_apartment(conn, apartment_id)
         offer, lapsed = await offer_next(
             conn, apartment_id, terms, datetime.now(UTC), offer_seconds
         )
