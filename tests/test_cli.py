@@ -86,7 +86,13 @@ def test_token_with_dev_flag_signs_with_the_dev_secret() -> None:
     assert claims["sub"] == "demo-tenant"
     assert claims["cognito:groups"] == ["Tenants"]
     assert 55 <= claims["exp"] - claims["iat"] <= 60
+    assert "email" not in claims  # an access token's shape unless asked
     assert result.stderr == ""  # the dev secret's key-length warning is not shown
+    with_email = booking(
+        "token", "--dev", "--user", "demo-tenant", "--groups", "Tenants", "--email", "t@x.org"
+    )
+    claims = jwt.decode(with_email.stdout.strip(), DEV_JWT_SECRET, algorithms=["HS256"])
+    assert (claims["email"], claims["email_verified"]) == ("t@x.org", True)
 
 
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
