@@ -21,17 +21,27 @@ across both processes, down to the activity's SQL.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import temporalio.client
+import temporalio.converter
+import temporalio.worker
+import temporalio.workflow
+
+from booking.contract import CONFIRM_BOOKING
 from booking.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+# The header Temporal's tracing interceptor carries the trace in, and the update that pays.
+TRACE_HEADER = "_tracer-data"
+PAY_UPDATE = "pay"
 _SUPPORTED_PROTOCOL = "http/protobuf"
 
 
@@ -43,10 +53,11 @@ class Tracing:
     service_name: str
 
     def interceptors(self) -> list[Any]:
-        """For ``Client.connect(interceptors=...)``: Temporal's tracing interceptor."""
+        """For ``Client.connect(interceptors=...)``: Temporal's tracing interceptor, then (for
+        a worker) :class:`PaymentTraces`."""
         from temporalio.contrib.opentelemetry import TracingInterceptor
 
-        return [TracingInterceptor()]
+        return [TracingInterceptor(), PaymentTraces()]
 
     def shutdown(self) -> None:
         """Export what is left (a process that stops loses no span it made)."""
@@ -99,3 +110,81 @@ def configure(default_service_name: str, env: Mapping[str, str] | None = None) -
     instrumentor.instrument(tracer_provider=provider)
     log.info("traces on: service.name %s, OTLP %s", name, protocol)
     return Tracing(provider, name)
+
+
+class PaymentTraces(temporalio.client.Interceptor, temporalio.worker.Interceptor):
+    """A payment's trace reaches the step that confirms it, and that step's SQL.
+
+    Temporal's tracing interceptor handles an update in the workflow's own trace (the one
+    its start began), with a link to the caller's. The booking workflow confirms a payment
+    from its run loop, after the ``pay`` update accepted it, so the confirm step would be in
+    the booking's trace too and the payment's trace would stop at the API. This interceptor,
+    inside Temporal's, remembers the context the ``pay`` update arrived with and starts the
+    next confirm step under it: the payment's trace then runs from the GraphQL request
+    through the update call to the confirm step and its SQL. It adds no command and reads
+    nothing but headers, so histories and replay are as without it.
+    """
+
+    def workflow_interceptor_class(
+        self, input: temporalio.worker.WorkflowInterceptorClassInput
+    ) -> type[temporalio.worker.WorkflowInboundInterceptor] | None:
+        return _PaymentTracesInbound
+
+
+class _PaymentTracesInbound(temporalio.worker.WorkflowInboundInterceptor):
+    def init(self, outbound: temporalio.worker.WorkflowOutboundInterceptor) -> None:
+        # The update's context, waiting for the step that confirms what it accepted.
+        self.payment_context: Any = None
+        super().init(_PaymentTracesOutbound(outbound, self))
+
+    async def handle_update_handler(self, input: temporalio.worker.HandleUpdateInput) -> Any:
+        if input.update == PAY_UPDATE:
+            self.payment_context = _context_from(input.headers)
+        return await super().handle_update_handler(input)
+
+
+class _PaymentTracesOutbound(temporalio.worker.WorkflowOutboundInterceptor):
+    def __init__(
+        self, next: temporalio.worker.WorkflowOutboundInterceptor, root: _PaymentTracesInbound
+    ) -> None:
+        super().__init__(next)
+        self._root = root
+
+    def start_local_activity(
+        self, input: temporalio.worker.StartLocalActivityInput
+    ) -> temporalio.workflow.ActivityHandle[Any]:
+        with self._payment_context_for(input.activity):
+            return super().start_local_activity(input)
+
+    def start_activity(
+        self, input: temporalio.worker.StartActivityInput
+    ) -> temporalio.workflow.ActivityHandle[Any]:
+        with self._payment_context_for(input.activity):
+            return super().start_activity(input)
+
+    @contextlib.contextmanager
+    def _payment_context_for(self, activity_name: str) -> Iterator[None]:
+        context = self._root.payment_context
+        if activity_name != CONFIRM_BOOKING or context is None:
+            yield
+            return
+        from opentelemetry import context as otel_context
+
+        self._root.payment_context = None
+        token = otel_context.attach(context)
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
+
+
+def _context_from(headers: Mapping[str, Any]) -> Any:
+    """The trace context Temporal's interceptor put in these headers, or None."""
+    # W3C trace context: what Temporal's interceptor writes into the carrier.
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    header = headers.get(TRACE_HEADER)
+    if header is None:
+        return None
+    carrier = temporalio.converter.PayloadConverter.default.from_payloads([header])[0]
+    return TraceContextTextMapPropagator().extract(carrier)
