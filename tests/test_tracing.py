@@ -30,6 +30,7 @@ from starlette.routing import Route
 from booking import tracing
 from booking.db import migrate
 from booking.devstack.stack import Stack
+from booking.errors import ConfigurationError
 from tests.e2e.helpers import ServedApp
 from tests.helpers import eventually, pay_through_api, reserve_through_api
 
@@ -221,3 +222,16 @@ def test_tracing_is_off_and_imports_nothing_without_an_otel_variable() -> None:
         {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c", "OTEL_TRACES_EXPORTER": "none"}
     )
     assert tracing.wanted({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c/v1/traces"})
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"},
+        {"OTEL_TRACES_EXPORTER": "zipkin", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"},
+    ],
+)
+def test_what_the_service_cannot_export_is_refused_at_start(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError):
+        tracing.configure("booking-worker", env=env)
