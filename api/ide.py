@@ -37,8 +37,11 @@ _FETCHER: Final = """const fetcher = GraphiQL.createFetcher({
         headers: defaultHeaders,
         subscriptionUrl,
       });"""
-# The dev key rides along only while the Headers tab names no credential of its own (the API
-# takes x-api-key before Authorization, so a tenant's token must go out alone).
+_HEADERS_STATE: Final = "React.useState(parameters.headers)"
+# The Headers tab opens with the dev key in it. The key rides along (on WebSockets too, whose
+# connection_init GraphiQL does not fill from the tab) while the tab names no other
+# credential: a tenant's token typed there instead goes out alone (the API takes x-api-key
+# before Authorization).
 _KEYED_FETCHER: Final = """const devHeaders = %s;
       const keyedFetcher = GraphiQL.createFetcher({
         url: fetchURL,
@@ -52,10 +55,12 @@ _KEYED_FETCHER: Final = """const devHeaders = %s;
         subscriptionUrl,
       });
       const fetcher = (params, options) => {
-        const own = Object.keys((options && options.headers) || {}).map((name) =>
-          name.toLowerCase(),
-        );
-        const credential = own.includes("authorization") || own.includes("x-api-key");
+        const own = (options && options.headers) || {};
+        const names = Object.keys(own).map((name) => name.toLowerCase());
+        const key = Object.keys(own).find((name) => name.toLowerCase() === "x-api-key");
+        const credential =
+          names.includes("authorization") ||
+          (key !== undefined && own[key] !== devHeaders["x-api-key"]);
         return (credential ? plainFetcher : keyedFetcher)(params, options);
       };"""
 
@@ -64,17 +69,20 @@ _KEYED_FETCHER: Final = """const devHeaders = %s;
 def offline_graphiql_html(dev_api_key: str | None = None) -> str:
     """Strawberry's GraphiQL page with every CDN URL pointing at the vendored copy.
 
-    With ``dev_api_key`` (``booking dev``'s documented key, never a real one) the page sends it
-    on every request and the WebSocket's ``connection_init`` while its Headers tab holds no
-    credential of its own: the schema loads into the Docs pane and a first query answers,
-    instead of an UnauthorizedException; a token typed into the tab goes out alone.
+    With ``dev_api_key`` (``booking dev``'s documented key, never a real one) the Headers tab
+    opens with it, and the page sends it on every request and the WebSocket's
+    ``connection_init`` while the tab names no other credential: the schema loads into the Docs
+    pane and a first query answers, instead of an UnauthorizedException; a token typed into
+    the tab instead goes out alone.
     """
     html = get_graphql_ide_html("graphiql").replace(CDN, VENDOR_URL)
     if dev_api_key is not None:
-        if _FETCHER not in html:
+        if _FETCHER not in html or _HEADERS_STATE not in html:
             raise RuntimeError("Strawberry's GraphiQL page changed: the dev API key has no place")
-        keyed = _KEYED_FETCHER % json.dumps({"x-api-key": dev_api_key})
-        html = html.replace(_FETCHER, keyed, 1)
+        headers = json.dumps({"x-api-key": dev_api_key})
+        html = html.replace(_FETCHER, _KEYED_FETCHER % headers, 1)
+        shown = json.dumps(json.dumps({"x-api-key": dev_api_key}, indent=2))
+        html = html.replace(_HEADERS_STATE, f"React.useState(parameters.headers || {shown})", 1)
     leftover = _EXTERNAL.search(html)
     if leftover is not None:
         raise RuntimeError(f"the GraphiQL page still loads from another host: {leftover[0]!r}")

@@ -104,6 +104,9 @@ async def test_graphiql_renders_offline_and_a_typed_query_answers(
             ".graphiql-editor:not(.hidden) .CodeMirror"
         )
         await headers_editor.click()
+        # The tab opens with booking dev's key: replaced by the token.
+        await page.keyboard.press("Control+A")
+        await page.keyboard.press("Delete")
         token = mint_token(JWT_SECRET, "ide-tenant", ["Tenants"])
         await page.keyboard.type(f'{{"Authorization": "{token}"')
 
@@ -132,6 +135,8 @@ def test_only_the_documented_dev_key_is_ever_put_in_the_page() -> None:
     page = offline_graphiql_html(DEV_API_KEY)
     assert f'const devHeaders = {{"x-api-key": "{DEV_API_KEY}"}};' in page
     assert "wsConnectionParams: devHeaders" in page
+    # ... and shown in the Headers tab the page opens with.
+    assert 'React.useState(parameters.headers || "{\\n  \\"x-api-key\\"' in page
 
 
 async def test_the_ide_of_booking_dev_loads_the_schema_and_answers_without_typing_a_key(
@@ -144,6 +149,10 @@ async def test_the_ide_of_booking_dev_loads_the_schema_and_answers_without_typin
         await page.goto(dev_api.url + "/graphql")
         query_editor = page.locator(".graphiql-query-editor .CodeMirror").first
         await query_editor.wait_for(timeout=20_000)
+        # The Headers tab shows the key the page sends.
+        await page.locator('.graphiql-editor-tools button[data-name="headers"]').click()
+        shown = page.locator('section.graphiql-editor-tool[aria-label="Headers"]')
+        await shown.get_by_text(DEV_API_KEY).first.wait_for(timeout=20_000)
         await page.locator('button[aria-label="Show Documentation Explorer"]').click()
         docs = page.locator(".graphiql-doc-explorer")
         await docs.get_by_text("Query", exact=True).first.wait_for(timeout=20_000)
