@@ -134,28 +134,33 @@ async def prepare_namespace(
     refusal (permission, a bad argument) fails at once. Idempotent: a second run finds
     everything in place and changes nothing. Returns the attributes it registered.
     """
+    # A configuration that does not load is refused now, and messages name the real target.
+    target = connect_config(address, namespace)["target_host"]
     deadline = time.monotonic() + within
     last = "no answer yet"
     while True:
         try:
             client = await connect(address, namespace, wait_seconds=min(10.0, within))
-            await _describe_namespace(client, namespace)
-            return await register_search_attributes(client, namespace)
         except ConfigurationError as exc:
-            last = str(exc)
-        except RPCError as exc:
-            if exc.status not in _TRANSIENT:
-                raise ConfigurationError(
-                    f"Temporal at {address} refused namespace {namespace!r}: "
-                    f"{exc.status.name}: {exc.message}"
-                ) from exc
-            last = f"{exc.status.name}: {exc.message}"
+            last = str(exc)  # not up yet: waited for
+        else:
+            try:
+                await _describe_namespace(client, namespace)
+                # A refusal to add the attributes (Temporal Cloud) is final: raised at once.
+                return await register_search_attributes(client, namespace)
+            except RPCError as exc:
+                if exc.status not in _TRANSIENT:
+                    raise ConfigurationError(
+                        f"Temporal at {target} refused namespace {namespace!r}: "
+                        f"{exc.status.name}: {exc.message}"
+                    ) from exc
+                last = f"{exc.status.name}: {exc.message}"
         if time.monotonic() + interval > deadline:
             raise ConfigurationError(
-                f"namespace {namespace!r} on Temporal at {address} was not ready within "
+                f"namespace {namespace!r} on Temporal at {target} was not ready within "
                 f"{within:.0f} s (last answer: {last})"
             )
-        say(f"waiting for namespace {namespace!r} on {address} ({last})")
+        say(f"waiting for namespace {namespace!r} on {target} ({last})")
         await asyncio.sleep(interval)
 
 
@@ -195,7 +200,11 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
         except RPCError as err:
             if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
                 # Temporal Cloud: search attributes are made in its UI or with tcld.
-                wanted = ", ".join(f"{name} ({_KINDS[missing[name]]})" for name in sorted(missing))
+                wanted = ", ".join(
+                    f"{key.name} ({_KIND_NAMES[key.indexed_value_type]})"
+                    for key in ALL_KEYS
+                    if key.name in missing
+                )
                 raise ConfigurationError(
                     f"namespace {namespace!r} lacks the search attributes {wanted}, and this "
                     f"server does not let clients add them ({err.status.name}): create them in "
@@ -207,19 +216,16 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
     return sorted(missing)
 
 
-_KINDS = {
-    IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
-    IndexedValueType.INDEXED_VALUE_TYPE_DATETIME: "Datetime",
+# How the temporal CLI and the Cloud UI name the kinds of our search attributes.
+_KIND_NAMES = {
+    SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+    SearchAttributeIndexedValueType.DATETIME: "Datetime",
 }
 
 
 def dev_server_search_attribute_flags() -> list[str]:
     """``--search-attribute`` flags for ``temporal server start-dev``."""
-    names = {
-        SearchAttributeIndexedValueType.KEYWORD: "Keyword",
-        SearchAttributeIndexedValueType.DATETIME: "Datetime",
-    }
     flags = []
     for key in ALL_KEYS:
-        flags += ["--search-attribute", f"{key.name}={names[key.indexed_value_type]}"]
+        flags += ["--search-attribute", f"{key.name}={_KIND_NAMES[key.indexed_value_type]}"]
     return flags

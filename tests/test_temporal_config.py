@@ -3,6 +3,7 @@ search attributes (Temporal Cloud)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from temporalio.api.operatorservice.v1 import ListSearchAttributesResponse
 from temporalio.service import RPCError, RPCStatusCode
 
+from booking import temporal
 from booking.errors import ConfigurationError
 from booking.search_attributes import ALL_KEYS
 from booking.temporal import connect, connect_config, register_search_attributes
@@ -75,3 +77,27 @@ async def test_search_attributes_a_server_will_not_add_are_named_with_the_way_to
     for key in ALL_KEYS:
         assert key.name in message
     assert "tcld namespace search-attributes add" in message and "Keyword" in message
+
+
+class _Namespaces:
+    async def describe_namespace(self, _request: Any) -> None:
+        return None
+
+
+class _CloudClient(_Client):
+    workflow_service = _Namespaces()
+
+
+async def test_setup_stops_at_once_on_a_server_that_will_not_add_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A final refusal is not waited out as if the server were still starting."""
+
+    async def connected(*_args: Any, **_kwargs: Any) -> _CloudClient:
+        return _CloudClient()
+
+    monkeypatch.setattr(temporal, "connect", connected)
+    started = time.monotonic()
+    with pytest.raises(ConfigurationError, match="tcld"):
+        await temporal.prepare_namespace("localhost:7233", "b.acct", within=30, interval=0.1)
+    assert time.monotonic() - started < 2
