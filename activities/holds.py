@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import ActivityBase, earlier_outcome, outcome_details, permanent
 from activities.db_errors import permanent_db_errors
+from booking.calendar import Stay
 from booking.contract import (
     CANCELLED,
     EXTEND_HOLD,
@@ -25,6 +26,7 @@ from booking.contract import (
     RELEASE_BOOKING,
     RESERVE_APARTMENT,
     TENANT_CANCELLED,
+    BookingInput,
     ExtendHoldRequest,
     ReleaseOutcome,
     ReleaseRequest,
@@ -44,12 +46,13 @@ from booking.errors import (
 )
 from booking.offers import offer_next, settle_entry
 from booking.store import bookings as store
+from booking.store import calendar as calendar_store
 
-# Even if code above were wrong, the partial unique index refuses a second open booking.
+# Even if code above were wrong, the exclusion constraint refuses a second live stay on a night.
 _RESERVE_CONSTRAINTS = {
-    "bookings_one_active_per_apartment": (
+    "bookings_no_overlapping_stays": (
         ApartmentUnavailable.error_type,
-        "the apartment is held or let by another booking",
+        "another stay holds some of these nights",
     ),
     "bookings_user_id_fkey": (UserNotFound.error_type, "the user does not exist"),
     "bookings_apartment_id_fkey": (ApartmentNotFound.error_type, "the apartment does not exist"),
@@ -90,47 +93,58 @@ class HoldActivities(ActivityBase):
                 error_type=ValidationError.error_type,
                 by_constraint=_RESERVE_CONSTRAINTS,
             ):
-                async with self._transaction(conn):
-                    existing = await store.get_booking(conn, booking.booking_id)
-                    if existing is not None:
-                        # A retry of our own commit, or an offer the waiting list placed.
-                        return _existing_reservation(existing, request)
-                    await self._check_hold_limit(conn, booking.user_id)
-                    terms = await store.reserve_vacant_apartment(conn, booking.apartment_id)
-                    if terms is None:
-                        # Read again: the update may have waited on the lock of another attempt
-                        # of this same booking (one Temporal gave up on but did not stop), and
-                        # this statement sees what that attempt committed.
-                        mine = await store.get_booking(conn, booking.booking_id)
-                        if mine is not None:
-                            return _existing_reservation(mine, request)
-                        status = await store.apartment_status(conn, booking.apartment_id)
-                        if status is None:
-                            raise permanent(
-                                f"apartment {booking.apartment_id} does not exist",
-                                ApartmentNotFound.error_type,
-                            )
-                        raise permanent(
-                            f"apartment {booking.apartment_id} is {status}, not VACANT",
-                            ApartmentUnavailable.error_type,
-                        )
-                    due = amount_due(terms.monthly_rent, booking.start_date, booking.end_date)
-                    await store.insert_booking(
-                        conn,
-                        booking,
-                        workflow_id=request.workflow_id,
-                        amount_due=due,
-                        currency=terms.currency,
-                        hold_expires_at=request.hold_expires_at,
-                    )
-                    await store.append_event(
-                        conn,
-                        booking.booking_id,
-                        None,
-                        PENDING,
-                        "RESERVED",
-                        {"holdExpiresAt": request.hold_expires_at.isoformat()},
-                    )
+                try:
+                    return await self._place_hold(conn, request)
+                except (asyncpg.UniqueViolationError, asyncpg.ExclusionViolationError):
+                    # The insert waited on another transaction's row and lost to it: another
+                    # attempt of this same booking (one Temporal gave up on but did not stop),
+                    # or another tenant's stay. Read again, outside the failed transaction.
+                    mine = await store.get_booking(conn, booking.booking_id)
+                    if mine is not None:
+                        return _existing_reservation(mine, request)
+                    raise
+
+    async def _place_hold(
+        self, conn: PoolConnectionProxy[asyncpg.Record], request: ReserveRequest
+    ) -> Reservation:
+        booking = request.booking
+        async with self._transaction(conn):
+            existing = await store.get_booking(conn, booking.booking_id)
+            if existing is not None:
+                # A retry of our own commit, or an offer the waiting list placed.
+                return _existing_reservation(existing, request)
+            await self._check_hold_limit(conn, booking.user_id)
+            terms = await _rent_terms(conn, booking)
+            # A read, not a lock: two reserves of overlapping ranges that both read "free" meet
+            # at the insert, where the exclusion constraint lets one through; disjoint ranges of
+            # one apartment go through side by side.
+            clash = await calendar_store.live_overlap(
+                conn, booking.apartment_id, booking.start_date, booking.end_date
+            )
+            if clash is not None:
+                if clash.booking_id == booking.booking_id:
+                    # Another attempt of this booking committed since we looked.
+                    mine = await store.get_booking(conn, booking.booking_id)
+                    assert mine is not None
+                    return _existing_reservation(mine, request)
+                raise _unavailable(booking, clash)
+            due = amount_due(terms.monthly_rent, booking.start_date, booking.end_date)
+            await store.insert_booking(
+                conn,
+                booking,
+                workflow_id=request.workflow_id,
+                amount_due=due,
+                currency=terms.currency,
+                hold_expires_at=request.hold_expires_at,
+            )
+            await store.append_event(
+                conn,
+                booking.booking_id,
+                None,
+                PENDING,
+                "RESERVED",
+                {"holdExpiresAt": request.hold_expires_at.isoformat()},
+            )
         return Reservation(due, terms.currency, request.hold_expires_at, True)
 
     async def _check_hold_limit(self, conn: PoolConnectionProxy[asyncpg.Record], user: str) -> None:
@@ -186,7 +200,7 @@ class HoldActivities(ActivityBase):
 
     @activity.defn(name=RELEASE_BOOKING)
     async def release_booking(self, request: ReleaseRequest) -> bool:
-        """PENDING -> CANCELLED(reason); apartment RESERVED -> VACANT. False: nothing to do."""
+        """PENDING -> CANCELLED(reason): its nights are free again. False: nothing to do."""
         async with self._connection() as conn:
             with permanent_db_errors("booking not released"):
                 async with self._transaction(conn):
@@ -199,14 +213,13 @@ class HoldActivities(ActivityBase):
                             BookingNotCancellable.error_type,
                         )
                     await store.cancel_booking(conn, booking.id, request.reason)
-                    await store.release_reserved_apartment(conn, booking.apartment_id)
                     await store.append_event(conn, booking.id, PENDING, CANCELLED, request.reason)
         return True
 
     @activity.defn(name=RELEASE_AND_OFFER)
     async def release_and_offer(self, request: ReleaseRequest) -> ReleaseOutcome:
-        """PENDING -> CANCELLED(reason), then the apartment to the first tenant waiting for it
-        (an offer: a PENDING booking in the tenant's name), or VACANT when nobody waits.
+        """PENDING -> CANCELLED(reason), then the freed nights to the first tenant waiting for a
+        range they now make free (an offer: a PENDING booking in the tenant's name).
 
         A booking that was itself an offer settles its entry: LAPSED when it expired, LEFT
         when the tenant cancelled it. A retry after a commit answers what the commit did.
@@ -231,10 +244,8 @@ class HoldActivities(ActivityBase):
                     entry = await settle_entry(conn, booking.id, settled, request.reason)
                     at = request.released_at or datetime.now(UTC)
                     offer, lapsed = await offer_next(
-                        conn, booking.apartment_id, terms, at, self._policy.waitlist_offer_seconds
+                        conn, booking, terms, at, self._policy.waitlist_offer_seconds
                     )
-                    if offer is None:
-                        await store.release_reserved_apartment(conn, booking.apartment_id)
                     outcome = ReleaseOutcome(
                         True, offer, entry, settled if entry is not None else None, lapsed
                     )
@@ -247,6 +258,31 @@ class HoldActivities(ActivityBase):
                         outcome_details(outcome),
                     )
         return outcome
+
+
+async def _rent_terms(
+    conn: PoolConnectionProxy[asyncpg.Record], booking: BookingInput
+) -> store.RentTerms:
+    terms = await store.rent_terms(conn, booking.apartment_id)
+    if terms is None:
+        raise permanent(
+            f"apartment {booking.apartment_id} does not exist", ApartmentNotFound.error_type
+        )
+    if terms.let_outside:
+        raise permanent(
+            f"apartment {booking.apartment_id} is let outside this service (OCCUPIED)",
+            ApartmentUnavailable.error_type,
+        )
+    return terms
+
+
+def _unavailable(booking: BookingInput, clash: Stay) -> ApplicationError:
+    return permanent(
+        f"apartment {booking.apartment_id} is {clash.state} from {clash.start_date} to "
+        f"{clash.end_date}, which shares nights with the stay asked for "
+        f"({booking.start_date} to {booking.end_date})",
+        ApartmentUnavailable.error_type,
+    )
 
 
 def _existing_reservation(existing: store.BookingRow, request: ReserveRequest) -> Reservation:

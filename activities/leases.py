@@ -12,8 +12,9 @@ from booking.contract import (
     APPROVED,
     END_LEASE,
     END_LEASE_AND_OFFER,
+    STAY_STARTED,
     EndLeaseRequest,
-    Offer,
+    StayStartRequest,
     ReleaseOutcome,
 )
 from booking.errors import (
@@ -38,20 +39,13 @@ class LeaseActivities(ActivityBase):
                         return await earlier_outcome(conn, request.booking_id, "LEASE_ENDED")
                     terms = await store.lock_apartment(conn, booking.apartment_id)
                     await store.end_lease(conn, booking.id, request.ended_at)
-                    offer: Offer | None = None
-                    lapsed: list[str] = []
-                    # Only the tenant's own lease hands the apartment on (an admin may have
-                    # let it to someone else meanwhile).
-                    if await store.occupied_by(conn, booking.apartment_id, booking.user_id):
-                        offer, lapsed = await offer_next(
-                            conn,
-                            booking.apartment_id,
-                            terms,
-                            request.ended_at,
-                            self._policy.waitlist_offer_seconds,
-                        )
-                    if offer is None:
-                        await store.vacate_after_lease(conn, booking.apartment_id, booking.user_id)
+                    offer, lapsed = await offer_next(
+                        conn,
+                        booking,
+                        terms,
+                        request.ended_at,
+                        self._policy.waitlist_offer_seconds,
+                    )
                     outcome = ReleaseOutcome(True, offer, lapsed_entries=lapsed)
                     await store.append_event(
                         conn,
@@ -63,6 +57,35 @@ class LeaseActivities(ActivityBase):
                     )
         return outcome
 
+    @activity.defn(name=STAY_STARTED)
+    async def stay_started(self, request: StayStartRequest) -> bool:
+        """A paid stay's first night has come: record it once and tell subscribers (the
+        apartment's status for today now reads OCCUPIED). False: recorded before, or the
+        booking is no longer a running lease."""
+        async with self._connection() as conn:
+            with permanent_db_errors("stay start not recorded"):
+                async with self._transaction(conn):
+                    booking = await store.get_booking(conn, request.booking_id, for_update=True)
+                    if booking is None:
+                        raise permanent(
+                            f"booking {request.booking_id} does not exist",
+                            BookingNotFound.error_type,
+                        )
+                    if booking.booking_status != APPROVED or booking.lease_ended_at is not None:
+                        return False
+                    if await store.event_details(conn, booking.id, "STAY_STARTED") is not None:
+                        return False  # an earlier attempt committed
+                    await store.touch_and_notify(conn, booking.id)
+                    await store.append_event(
+                        conn,
+                        booking.id,
+                        APPROVED,
+                        APPROVED,
+                        "STAY_STARTED",
+                        {"startedAt": request.started_at.isoformat()},
+                    )
+        return True
+
     @activity.defn(name=END_LEASE)
     async def end_lease(self, request: EndLeaseRequest) -> None:
         """Record the lease end; the tenant's apartment goes back to VACANT."""
@@ -73,7 +96,6 @@ class LeaseActivities(ActivityBase):
                     if booking is None:
                         return  # an earlier attempt committed
                     await store.end_lease(conn, booking.id, request.ended_at)
-                    await store.vacate_after_lease(conn, booking.apartment_id, booking.user_id)
                     await store.append_event(conn, booking.id, APPROVED, APPROVED, "LEASE_ENDED")
 
 

@@ -22,7 +22,6 @@ from booking.contract import (
     RefundResult,
 )
 from booking.errors import (
-    ApartmentUnavailable,
     BookingNotFound,
     PaymentRejected,
 )
@@ -44,7 +43,7 @@ class PaymentActivities(ActivityBase):
 
     @activity.defn(name=CONFIRM_BOOKING)
     async def confirm_booking(self, request: ConfirmRequest) -> None:
-        """PENDING -> APPROVED with its APPLIED payment; apartment RESERVED -> OCCUPIED."""
+        """PENDING -> APPROVED with its APPLIED payment: the stay's nights are BOOKED."""
         payment = request.payment
         async with self._connection() as conn:
             with permanent_db_errors(
@@ -76,14 +75,6 @@ class PaymentActivities(ActivityBase):
                         outcome="APPLIED",
                         received_at=request.paid_at,
                     )
-                    if not await store.occupy_apartment(
-                        conn, booking.apartment_id, booking.user_id
-                    ):
-                        # The hold's RESERVED mark was changed behind the workflow's back.
-                        raise permanent(
-                            f"apartment {booking.apartment_id} is no longer RESERVED",
-                            ApartmentUnavailable.error_type,
-                        )
                     await store.append_event(
                         conn,
                         booking.id,

@@ -26,6 +26,7 @@ from booking.errors import (
 )
 from booking.offers import hand_on
 from booking.store import bookings as store
+from booking.store import calendar
 from booking.store import waitlist as waitlist_store
 
 _JOIN_CONSTRAINTS = {
@@ -56,24 +57,29 @@ class WaitlistActivities(ActivityBase):
                     if await waitlist_store.get_entry(conn, join.entry_id) is not None:
                         return JoinResult(join.entry_id, True)  # an earlier attempt committed
                     # Shared with other joins, exclusive against a release (see the module).
-                    status = await store.apartment_status_for_share(conn, join.apartment_id)
-                    if status is None:
+                    terms = await store.share_apartment(conn, join.apartment_id)
+                    if terms is None:
                         raise permanent(
                             f"apartment {join.apartment_id} does not exist",
                             ApartmentNotFound.error_type,
                         )
-                    if status == "VACANT":
+                    nights = (join.apartment_id, join.start_date, join.end_date)
+                    if not terms.let_outside and await calendar.live_overlap(conn, *nights) is None:
                         raise permanent(
-                            f"apartment {join.apartment_id} is VACANT: reserve it instead",
+                            f"apartment {join.apartment_id} is free from {join.start_date} to "
+                            f"{join.end_date}: reserve it instead",
                             ValidationError.error_type,
                         )
                     live = await waitlist_store.live_entry(conn, join.apartment_id, join.user_id)
                     if live is not None:
                         return JoinResult(live, False)
-                    if await store.active_holder(conn, join.apartment_id) == join.user_id:
+                    own = await calendar.user_live_overlap(
+                        conn, join.apartment_id, join.user_id, join.start_date, join.end_date
+                    )
+                    if own is not None:
                         raise permanent(
-                            f"apartment {join.apartment_id} is already held or let by "
-                            f"{join.user_id}",
+                            f"apartment {join.apartment_id} is already {own.state} by "
+                            f"{join.user_id} from {own.start_date} to {own.end_date}",
                             ValidationError.error_type,
                         )
                     await waitlist_store.insert_entry(

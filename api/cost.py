@@ -4,7 +4,8 @@ Before anything runs, every operation's selection is walked with the schema's ty
 each field value counts 1, times the number of list elements above it. A list's length is
 
 - for the paginated lists (``items`` of ``getAllBuildings``, ``getAllUserAccounts``,
-  ``listBookingsPerApartment``): the ``pagination.limit`` given inline, else the largest
+  ``listBookingsPerApartment``, and ``searchApartments`` whose ``input`` carries its
+  ``limit``): the ``pagination.limit`` given inline, else the largest
   page (:data:`api.pagination.MAX_LIMIT`), since a variable's value is not known while the
   document is validated (the check then caches with the document);
 - for every other list: :data:`MAX_LIST_ITEMS`, a bound the resolvers also enforce (a list
@@ -61,10 +62,17 @@ def bounded(rows: list[T], what: str) -> list[T]:
     return rows
 
 
+# The arguments a page's ``limit`` comes in: ``pagination`` for the lists, and the search's
+# ``input`` (AppSync-style: its filters, ``limit`` and ``nextToken`` in one input).
+_PAGE_ARGUMENTS: Final = {"pagination": "", "input": "searchApartments"}
+
+
 def _page_limit(field: FieldNode) -> int | None:
-    """The page size a field asks for with ``pagination: {limit: N}``, or None (no such arg)."""
+    """The page size a field asks for with ``pagination: {limit: N}`` (or the search's
+    ``input: {limit: N}``), or None (no such argument)."""
     for argument in field.arguments or ():
-        if argument.name.value != "pagination":
+        owner = _PAGE_ARGUMENTS.get(argument.name.value)
+        if owner is None or (owner and field.name.value != owner):
             continue
         value = argument.value
         if isinstance(value, ObjectValueNode):

@@ -11,6 +11,7 @@ import asyncio
 import functools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
@@ -114,6 +115,9 @@ class Loaders:
 
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
+        # The day an apartment's status is read for: one per operation, so that every
+        # apartment of one answer stands on the same day.
+        self.today = datetime.now(UTC).date()
 
     @functools.cached_property
     def users(self) -> DataLoader[str, UserRow | None]:
@@ -134,7 +138,7 @@ class Loaders:
     @functools.cached_property
     def apartments(self) -> DataLoader[str, ApartmentRow | None]:
         async def load(ids: list[str]) -> list[ApartmentRow | None]:
-            rows = await self.reader.run(reads.apartments_by_ids, ids)
+            rows = await self.reader.run(reads.apartments_by_ids, ids, self.today)
             return _in_key_order(ids, rows, lambda r: r.id)
 
         return DataLoader(load)
@@ -143,7 +147,7 @@ class Loaders:
     def building_apartments(self) -> DataLoader[str, list[ApartmentRow]]:
         async def load(ids: list[str]) -> list[list[ApartmentRow]]:
             grouped: dict[str, list[ApartmentRow]] = defaultdict(list)
-            for row in await self.reader.run(reads.apartments_by_building_ids, ids):
+            for row in await self.reader.run(reads.apartments_by_building_ids, ids, self.today):
                 grouped[row.building_id].append(row)
             return [grouped.get(i, []) for i in ids]
 

@@ -4,12 +4,13 @@
 already running for the same idempotency key, and wait on its ``wait_for_hold``
 update), so the caller hears about the hold as soon as it is in place, with no
 polling; it is the one place that checks a booking's input (``booking_problem``)
-and the one that answers for an execution that has already closed. An apartment
-that is not VACANT is answered ``ApartmentUnavailable`` from a read, with no workflow,
-and the reserves of one apartment in this process take turns (:class:`KeyedLocks`): in a
-rush, the first places its hold and the others then read "taken" in milliseconds instead
-of each starting an execution that the database refuses. Concurrent reserves of a vacant
-apartment across processes are still decided by the database: exactly one wins.
+and the one that answers for an execution that has already closed. A range that shares a
+night with a live stay is answered ``ApartmentUnavailable`` from a read, with no workflow,
+and the reserves of overlapping ranges of one apartment in this process take turns
+(:class:`RangeTurns`): in a rush, the first places its hold and the others then hear "taken"
+in milliseconds instead of each starting an execution that the database refuses. Concurrent
+reserves of overlapping ranges across processes are still decided by the database (the
+exclusion constraint): the winners' ranges are disjoint.
 ``pay``, ``cancel`` and ``extend_hold`` are updates that answer with the outcome;
 ``join_waitlist`` starts an entry's workflow and ``leave_waitlist`` updates it (or, for an
 entry holding an offer, cancels the offered booking). (Catalog rows are written
@@ -79,7 +80,7 @@ from booking.errors import (
     ValidationError,
 )
 from booking.settings import Settings
-from booking.store import reads
+from booking.store import calendar, reads
 from booking.store.bookings import BookingRow
 from booking.store.waitlist import WaitlistRow
 from workflows.booking import ApartmentBookingWorkflow
@@ -148,45 +149,58 @@ def check_same_booking(
 
 
 @dataclass
-class Turns:
-    """Who waits for one apartment in this process, and whether a hold was placed meanwhile."""
+class Turn:
+    """One reserve's claim on some nights of an apartment in this process."""
 
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    waiting: int = 0
-    # The booking a reserve placed while others waited: every request waiting then overlapped
-    # that hold, so "taken" is a true answer for it without another read (unless it is that
-    # same booking, asked again with its idempotency key).
+    start: date
+    end: date
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    # The booking this reserve placed (set by its holder before it lets go).
     placed_by: str | None = None
+    # A hold placed by a reserve this one waited for, on nights it asks for too: "taken" is
+    # then a true answer without another read (unless it is this same booking, asked again
+    # with its idempotency key).
+    taken_by: str | None = None
 
 
-class KeyedLocks:
-    """One :class:`Turns` per key, made on first use and dropped when nobody holds or waits
+class RangeTurns:
+    """Reserves of one apartment whose ranges share a night take turns in this process;
+    reserves of disjoint ranges go side by side. A key's claims are dropped once none is held
     (a request arriving after that reads the database afresh)."""
 
     def __init__(self) -> None:
-        self._turns: dict[str, Turns] = {}
+        self._claims: dict[str, list[Turn]] = {}
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[Turns]:
-        turns = self._turns.setdefault(key, Turns())
-        turns.waiting += 1
+    async def hold(self, key: str, start: date, end: date) -> AsyncIterator[Turn]:
+        turn = Turn(start, end)
+        claims = self._claims.setdefault(key, [])
+        while True:
+            ahead = next((c for c in claims if c.start < end and start < c.end), None)
+            if ahead is None:
+                break
+            # Why wait: the reserve ahead may place a hold on nights this one asks for.
+            await ahead.done.wait()
+            if ahead.placed_by is not None and turn.taken_by is None:
+                turn.taken_by = ahead.placed_by
+        claims.append(turn)
         try:
-            async with turns.lock:
-                yield turns
+            yield turn
         finally:
-            turns.waiting -= 1
-            if turns.waiting == 0:
-                del self._turns[key]
+            claims.remove(turn)
+            turn.done.set()
+            if not claims:
+                self._claims.pop(key, None)
 
     def __len__(self) -> int:
-        return len(self._turns)
+        return len(self._claims)
 
 
 class BookingCommands:
     def __init__(self, client: Client, settings: Settings) -> None:
         self._client = client
         self._settings = settings
-        self.apartment_turns = KeyedLocks()
+        self.apartment_turns = RangeTurns()
 
     def stay_limits(self) -> StayLimits:
         return StayLimits(
@@ -209,27 +223,36 @@ class BookingCommands:
         # Why take turns: in a rush on one apartment, the reserves behind the first find it
         # taken by a read once the first has placed its hold, instead of each starting an
         # execution that would only be refused.
-        async with self.apartment_turns.hold(booking.apartment_id) as turns:
-            if turns.placed_by is not None:
-                if turns.placed_by == booking.booking_id:
+        nights = (booking.apartment_id, booking.start_date, booking.end_date)
+        async with self.apartment_turns.hold(*nights) as turn:
+            if turn.taken_by is not None:
+                if turn.taken_by == booking.booking_id:
                     # The same idempotency key, sent again while its first request placed it.
                     return await self._place(booking, reader)
                 raise ApartmentUnavailable(
-                    f"apartment {booking.apartment_id} was just reserved by someone else"
+                    f"apartment {booking.apartment_id} was just reserved by someone else for "
+                    f"nights from {booking.start_date} to {booking.end_date}"
                 )
-            status = await reader.run(reads.apartment_status, booking.apartment_id)
-            if status is None:
+            check = await reader.run(calendar.check_range, *nights)
+            if check is None:
                 raise ApartmentNotFound(f"apartment {booking.apartment_id} does not exist")
-            if status != "VACANT":
+            if check.let_outside:
+                raise ApartmentUnavailable(
+                    f"apartment {booking.apartment_id} is let outside this service (OCCUPIED)"
+                )
+            clash = check.clash
+            if clash is not None:
                 # Taken: by someone else, or (same idempotency key) by this very booking,
                 # placed by a request of this key that another process answered.
                 if await self._own_booking(booking, reader):
                     return await self._place(booking, reader)
                 raise ApartmentUnavailable(
-                    f"apartment {booking.apartment_id} is {status}, not VACANT"
+                    f"apartment {booking.apartment_id} is {clash.state} from "
+                    f"{clash.start_date} to {clash.end_date}, which shares nights with "
+                    f"{booking.start_date} to {booking.end_date}"
                 )
             placed = await self._place(booking, reader)
-            turns.placed_by = placed
+            turn.placed_by = placed
             return placed
 
     async def _own_booking(self, booking: BookingInput, reader: Reader) -> bool:

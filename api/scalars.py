@@ -18,6 +18,13 @@ import strawberry
 from strawberry.types.scalar import ScalarDefinition
 
 AWSDate = NewType("AWSDate", date)
+
+# A stay is the nights [startDate, endDate): said once for every type that carries one.
+FIRST_NIGHT = "The first night of the stay."
+MOVE_OUT = (
+    "The move-out day: not a night of the stay, so a stay ending on a day and one starting "
+    "on it do not overlap."
+)
 AWSDateTime = NewType("AWSDateTime", datetime)
 
 _ZONE = r"(?:Z|[+-]\d{2}:\d{2}(?::\d{2})?)"

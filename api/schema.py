@@ -35,6 +35,7 @@ from api.errors import AppSyncErrors
 from api.metrics import OperationMetrics
 from api.resolvers.accounts import AccountMutations, AccountQueries
 from api.resolvers.bookings import BookingMutations, BookingQueries, BookingSubscriptions
+from api.resolvers.calendar import CalendarQueries
 from api.resolvers.catalog import CatalogMutations, CatalogQueries
 from api.resolvers.step_functions import StepFunctionMutations, StepFunctionQueries
 from api.resolvers.waitlist import WaitlistMutations, WaitlistQueries, WaitlistSubscriptions
@@ -69,7 +70,14 @@ class OperationNameRequired(SchemaExtension):
 
 
 @strawberry.type
-class Query(AccountQueries, BookingQueries, StepFunctionQueries, CatalogQueries, WaitlistQueries):
+class Query(
+    AccountQueries,
+    BookingQueries,
+    StepFunctionQueries,
+    CatalogQueries,
+    CalendarQueries,
+    WaitlistQueries,
+):
     pass
 
 

@@ -23,7 +23,16 @@ from bench.progress import Progress
 from bench.stack import Stack, StackError, StackOptions
 from booking.errors import ConfigurationError
 
-SCENARIOS = ("reserve", "payment", "throughput", "contention", "live", "scale", "suite")
+SCENARIOS = (
+    "reserve",
+    "payment",
+    "throughput",
+    "contention",
+    "live",
+    "scale",
+    "calendar",
+    "suite",
+)
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -289,6 +298,7 @@ _SCENARIOS: dict[str, Callable[[scenarios.Bench], Awaitable[dict[str, Any]]]] = 
     "contention": scenarios.contention,
     "live": scenarios.live_updates,
     "scale": scenarios.scale,
+    "calendar": scenarios.calendar,
 }
 
 

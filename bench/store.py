@@ -8,8 +8,10 @@ outcome back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date, datetime
+
+import asyncpg
 
 from booking.store import Conn
 
@@ -100,11 +102,15 @@ async def count_bookings(conn: Conn, booking_ids: Sequence[str]) -> int:
     return value
 
 
-async def apartment_status_counts(conn: Conn, apartment_ids: Sequence[str]) -> dict[str, int]:
+async def apartment_status_counts(
+    conn: Conn, apartment_ids: Sequence[str], day: date
+) -> dict[str, int]:
+    """The apartments' statuses for ``day`` (the first night of the bench's stays)."""
     rows = await conn.fetch(
         """SELECT apartment_status AS s, count(*) AS n
-             FROM apartments WHERE id = ANY($1::text[]) GROUP BY 1""",
+             FROM apartments_on($2) WHERE id = ANY($1::text[]) GROUP BY 1""",
         list(apartment_ids),
+        day,
     )
     return {row["s"]: int(row["n"]) for row in rows}
 
@@ -132,3 +138,93 @@ async def latest_hold_expiry(conn: Conn, booking_ids: Sequence[str]) -> datetime
 async def server_version(conn: Conn) -> str:
     value: str = await conn.fetchval("SHOW server_version")
     return value
+
+
+async def seed_calendar(
+    conn: Conn,
+    building_id: str,
+    user_id: str,
+    prefix: str,
+    apartments: int,
+    stays_per_apartment: int,
+    today: date,
+) -> int:
+    """``apartments`` apartments with ``stays_per_apartment`` stays each, in one statement per
+    table: 10-night stays every 14 days from about two years back, each apartment's pattern
+    shifted; past stays are ended leases, the rest paid or (one in five) held. Every fourth
+    apartment has no stay in the next 120 days, so a search for a month soon finds some.
+    Returns the number of stays written."""
+    await conn.execute(
+        """INSERT INTO apartments (id, apartment_number, building_id, apartment_type,
+                                   apartment_status, kitchen, number_of_rooms, monthly_rent,
+                                   currency)
+           SELECT $1 || i, i::text, $2,
+                  (ARRAY['SINGLE_ROOM', 'DOUBLE_ROOM', 'VILLA'])[1 + i % 3],
+                  'VACANT', true, 1 + i % 4, 50000 + (i % 10) * 10000, 'EUR'
+             FROM generate_series(0, $3 - 1) AS i""",
+        prefix,
+        building_id,
+        apartments,
+    )
+    status: str = await conn.execute(
+        """INSERT INTO bookings (id, workflow_id, user_id, apartment_id, start_date, end_date,
+                                 booking_status, amount_due, currency, hold_expires_at,
+                                 paid_at, lease_ended_at)
+           SELECT $1 || i || '-' || k, 'bench-calendar-' || $1 || i || '-' || k, $2, $1 || i,
+                  s.first, s.first + 10,
+                  CASE WHEN s.first >= $5 AND k % 5 = 0 THEN 'PENDING' ELSE 'APPROVED' END,
+                  50000, 'EUR', now() + interval '1 day',
+                  CASE WHEN s.first >= $5 AND k % 5 = 0 THEN NULL ELSE now() END,
+                  CASE WHEN s.first + 10 <= $5 THEN now() END
+             FROM generate_series(0, $3 - 1) AS i,
+                  generate_series(0, $4 - 1) AS k,
+                  LATERAL (SELECT $5::date - 700 + k * 14 + (i * 3) % 14 AS first) s
+            WHERE NOT (i % 4 = 0 AND s.first + 10 > $5 AND s.first < $5 + 120)""",
+        prefix,
+        user_id,
+        apartments,
+        stays_per_apartment,
+        today,
+    )
+    await conn.execute("ANALYZE bookings")
+    await conn.execute("ANALYZE apartments")
+    return int(status.split()[-1])
+
+
+async def plans_of(conn: Conn, call: Callable[[Conn], Awaitable[object]]) -> list[str]:
+    """The plans of the statements ``call`` runs on ``conn``, as Postgres ran them
+    (``auto_explain`` with ANALYZE and BUFFERS, sent to this session as log messages): the
+    service's own SQL, not a copy of it."""
+    plans: list[str] = []
+
+    def heard(_conn: object, message: asyncpg.PostgresLogMessage) -> None:
+        if "Query Text:" in str(message.message):
+            plans.append(str(message.message))
+
+    try:
+        await conn.execute("LOAD 'auto_explain'")
+    except asyncpg.PostgresError as err:
+        return [f"(no plan: auto_explain cannot be loaded: {err})"]
+    await conn.execute(
+        """SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;
+           SET auto_explain.log_buffers = on; SET auto_explain.log_nested_statements = on;
+           SET client_min_messages = log"""
+    )
+    conn.add_log_listener(heard)
+    try:
+        await call(conn)
+    finally:
+        conn.remove_log_listener(heard)
+        await conn.execute(
+            """RESET client_min_messages; RESET auto_explain.log_min_duration;
+               RESET auto_explain.log_analyze; RESET auto_explain.log_buffers;
+               RESET auto_explain.log_nested_statements"""
+        )
+    return plans
+
+
+
+async def all_bookings(conn: Conn) -> int:
+    """Every booking row in the database (the calendar scenario's size)."""
+    count: int = await conn.fetchval("SELECT count(*) FROM bookings")
+    return count

@@ -79,6 +79,9 @@ END_LEASE: Final = "end_lease"
 RELEASE_AND_OFFER: Final = "release_and_offer"
 END_LEASE_AND_OFFER: Final = "end_lease_and_offer"
 EXTEND_HOLD: Final = "extend_hold"
+# Since the calendar (STAY_START_PATCH): a paid stay booked ahead tells subscribers when its
+# first night comes (the apartment's status for that day changes).
+STAY_STARTED: Final = "stay_started"
 # WaitlistEntryWorkflow's activities.
 JOIN_WAITLIST: Final = "join_waitlist"
 LEAVE_WAITLIST: Final = "leave_waitlist"
@@ -226,6 +229,12 @@ class RefundResult:
 class EndLeaseRequest:
     booking_id: str
     ended_at: datetime
+
+
+@dataclass
+class StayStartRequest:
+    booking_id: str
+    started_at: datetime
 
 
 @dataclass
@@ -404,14 +413,22 @@ def booking_problem(input: BookingInput, limits: StayLimits | None = None) -> st
             return problem
     if limits is None:
         return None
-    if input.start_date < limits.today:
+    return stay_problem(input.start_date, input.end_date, limits)
+
+
+def stay_problem(start: date, end: date, limits: StayLimits) -> str | None:
+    """Why the nights ``[start, end)`` cannot be a stay booked today, or None (a reserve and
+    a search of free apartments ask the same)."""
+    if end <= start:
+        return "endDate must be after startDate"
+    if start < limits.today:
         return "startDate must not be in the past"
-    if (input.start_date - limits.today).days > limits.max_advance_days:
+    if (start - limits.today).days > limits.max_advance_days:
         return (
             f"startDate must be at most {limits.max_advance_days} days ahead "
             "(BOOKING_MAX_ADVANCE_DAYS)"
         )
-    if (input.end_date - input.start_date).days > limits.max_stay_days:
+    if (end - start).days > limits.max_stay_days:
         return f"a stay may last at most {limits.max_stay_days} days (BOOKING_MAX_STAY_DAYS)"
     return None
 

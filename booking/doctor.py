@@ -8,28 +8,34 @@ edited rows by hand, a restore from an older backup. The doctor looks for:
 ======================== ====================================================== ==========
 kind                     meaning                                                --repair
 ======================== ====================================================== ==========
-ORPHANED_RESERVATION     apartment RESERVED, no PENDING booking holds it        VACANT
+OVERLAPPING_STAYS        two live stays of one apartment share a night (the     report only
+                         exclusion constraint forbids it: a dropped constraint,
+                         a restore)
 ABANDONED_HOLD           booking PENDING, its workflow closed or missing        CANCELLED
                                                                                 (DRIFT_REPAIRED),
-                                                                                apartment VACANT
-PENDING_NOT_RESERVED     booking PENDING, its apartment not RESERVED            report only
+                                                                                nights offered
+                                                                                or free
 APPROVED_WITHOUT_PAYMENT booking APPROVED, no APPLIED payment row               report only
 LEASE_WITHOUT_WORKFLOW   lease running (APPROVED, not ended), workflow closed   report only
                          or missing: nothing will end it
-OCCUPIED_AFTER_LEASE     apartment OCCUPIED by a tenant whose lease here ended  report only
-WAITING_ON_VACANT        apartment VACANT, held and let by nobody, while        offered to
-                         tenants wait for it on its waiting list                the first
+WAITING_ON_FREE          entry WAITING for a range that is free (and still to   offered to
+                         come): nothing will offer it                           the first
+                                                                                in line
 OFFER_NOT_PENDING        entry OFFERED, its offered booking paid or cancelled   BOOKED or
                          without the entry being told                           LAPSED
 ENTRY_WITHOUT_WORKFLOW   entry WAITING or OFFERED, its workflow closed or       report only
                          missing: nobody will be told how it ends
 ======================== ====================================================== ==========
 
-Every repair that frees an apartment hands it on as a release does (``booking.offers``): to
-the first tenant waiting for it, in the same transaction, and then starts the offer's
-booking workflow; an abandoned hold that was itself an offer settles its entry (LAPSED).
+An apartment's status is read from its stays (``booking.calendar``), so it cannot drift from
+them; what can drift is a stay against its workflow, and a waiting entry against the calendar.
 
-Only the repairs that give back an apartment nobody can use, or tell a waiting-list entry
+Every repair that frees nights hands them on as a release does (``booking.offers``): to
+the first tenant waiting for a range they make free, in the same transaction, and then
+starts the offer's booking workflow; an abandoned hold that was itself an offer settles its
+entry (LAPSED).
+
+Only the repairs that give back nights nobody can use, or tell a waiting-list entry
 what its offer already did, are automatic: money (a missing payment) and tenancies (a
 lease) need a human. They are the only writes of booking
 state outside a booking workflow, and only for bookings no workflow will ever settle: each is
@@ -64,27 +70,27 @@ from booking.contract import (
     CANCELLED,
     LAPSED,
     PENDING,
+    WAITING,
     WAITLIST_WORKFLOW_TYPE,
     WORKFLOW_TYPE,
     HandOn,
+    Offer,
     SettledEntry,
 )
 from booking.converter import DATA_CONVERTER
 from booking.db import check_reachable, create_pool
 from booking.offers import hand_on, offer_next, settle_entry
 from booking.settings import Settings
-from booking.store import Conn
 from booking.store import bookings as booking_store
 from booking.store import doctor as store
+from booking.store import waitlist as waitlist_store
 from booking.temporal import connect
 
-ORPHANED_RESERVATION = "ORPHANED_RESERVATION"
+OVERLAPPING_STAYS = "OVERLAPPING_STAYS"
 ABANDONED_HOLD = "ABANDONED_HOLD"
-PENDING_NOT_RESERVED = "PENDING_NOT_RESERVED"
 APPROVED_WITHOUT_PAYMENT = "APPROVED_WITHOUT_PAYMENT"
 LEASE_WITHOUT_WORKFLOW = "LEASE_WITHOUT_WORKFLOW"
-OCCUPIED_AFTER_LEASE = "OCCUPIED_AFTER_LEASE"
-WAITING_ON_VACANT = "WAITING_ON_VACANT"
+WAITING_ON_FREE = "WAITING_ON_FREE"
 OFFER_NOT_PENDING = "OFFER_NOT_PENDING"
 ENTRY_WITHOUT_WORKFLOW = "ENTRY_WITHOUT_WORKFLOW"
 
@@ -109,6 +115,7 @@ class Finding:
     repairable: bool
     repaired: bool = False
     repair_detail: str | None = None
+    entry_id: str | None = None  # the waiting-list entry a finding is about
 
 
 async def _workflow_statuses(
@@ -154,12 +161,10 @@ async def _workflow_statuses(
 async def examine(pool: asyncpg.Pool, client: Client) -> list[Finding]:
     """Every drift found now, repairable ones first within each kind."""
     async with pool.acquire() as conn:
-        orphaned = await store.reserved_without_hold(conn)
+        overlaps = await store.overlapping_stays(conn)
         open_bookings = await store.open_bookings(conn)
-        not_reserved = await store.pending_without_reservation(conn)
         unpaid = await store.approved_without_payment(conn)
-        after_lease = await store.occupied_after_lease(conn)
-        waiting = await store.waiting_on_free_apartment(conn)
+        waiting = await store.waiting_on_free_range(conn, datetime.now(UTC).date())
         stale_offers = await store.offers_not_pending(conn)
         entries = await store.live_entries(conn)
     statuses = await _workflow_statuses(client, (b.workflow_id for b in open_bookings))
@@ -169,14 +174,14 @@ async def examine(pool: asyncpg.Pool, client: Client) -> list[Finding]:
 
     findings = [
         Finding(
-            ORPHANED_RESERVATION,
-            f"apartment {a.apartment_id}",
-            a.apartment_id,
-            a.booking_id,
-            "apartment is RESERVED but no PENDING booking holds it",
-            repairable=True,
+            OVERLAPPING_STAYS,
+            f"apartment {apartment}",
+            apartment,
+            first,
+            f"live stays of bookings {first} and {second} share nights",
+            repairable=False,
         )
-        for a in orphaned
+        for apartment, first, second in overlaps
     ]
     for booking in open_bookings:
         status = statuses.get(booking.workflow_id, "MISSING")
@@ -207,17 +212,6 @@ async def examine(pool: asyncpg.Pool, client: Client) -> list[Finding]:
             )
     findings += [
         Finding(
-            PENDING_NOT_RESERVED,
-            f"booking {b.booking_id}",
-            b.apartment_id,
-            b.booking_id,
-            f"booking is PENDING but apartment {b.apartment_id} is {b.apartment_status}",
-            repairable=False,
-        )
-        for b in not_reserved
-    ]
-    findings += [
-        Finding(
             APPROVED_WITHOUT_PAYMENT,
             f"booking {b.booking_id}",
             b.apartment_id,
@@ -229,25 +223,13 @@ async def examine(pool: asyncpg.Pool, client: Client) -> list[Finding]:
     ]
     findings += [
         Finding(
-            OCCUPIED_AFTER_LEASE,
-            f"apartment {a.apartment_id}",
-            a.apartment_id,
-            a.booking_id,
-            f"apartment is OCCUPIED by {a.tenant_id}, whose lease (booking {a.booking_id}) "
-            "has ended",
-            repairable=False,
-        )
-        for a in after_lease
-    ]
-    findings += [
-        Finding(
-            WAITING_ON_VACANT,
-            f"apartment {w.apartment_id}",
+            WAITING_ON_FREE,
+            f"waitlist entry {w.entry_id}",
             w.apartment_id,
             None,
-            f"apartment is VACANT while {w.waiting} tenant(s) wait for it "
-            f"(first: entry {w.first_entry_id})",
+            f"entry is WAITING for {w.start_date} to {w.end_date}, which is free",
             repairable=True,
+            entry_id=w.entry_id,
         )
         for w in waiting
     ]
@@ -259,6 +241,7 @@ async def examine(pool: asyncpg.Pool, client: Client) -> list[Finding]:
             e.offered_booking_id,
             f"entry is OFFERED but its booking {e.offered_booking_id} is {e.booking_status}",
             repairable=True,
+            entry_id=e.entry_id,
         )
         for e in stale_offers
     ]
@@ -273,6 +256,7 @@ async def examine(pool: asyncpg.Pool, client: Client) -> list[Finding]:
                     entry.offered_booking_id,
                     f"entry is {entry.status} but its workflow {entry.workflow_id} is {status}",
                     repairable=False,
+                    entry_id=entry.entry_id,
                 )
             )
     return findings
@@ -286,51 +270,15 @@ class RepairOutcome:
     hand_on: HandOn | None = None
 
 
-async def _offer_or_vacate(
-    conn: Conn, apartment_id: str, now: datetime, offer_seconds: int
-) -> tuple[str, HandOn | None]:
-    """The freed apartment (locked by the caller) to the first tenant waiting, else VACANT."""
-    terms = await booking_store.lock_apartment(conn, apartment_id)
-    offer, lapsed = await offer_next(conn, apartment_id, terms, now, offer_seconds)
+def _offered(offer: Offer | None, lapsed: list[str]) -> tuple[str, HandOn | None]:
     settled = [SettledEntry(entry_id, LAPSED) for entry_id in lapsed]
     if offer is None:
-        await booking_store.release_reserved_apartment(conn, apartment_id)
-        return "apartment VACANT", HandOn(settled) if settled else None
+        return "nights free", HandOn(settled) if settled else None
     return (
-        f"apartment offered to {offer.booking.user_id} "
+        f"offered to {offer.booking.user_id} "
         f"(entry {offer.booking.waitlist_entry_id}, booking {offer.booking.booking_id})",
         HandOn(settled, offer),
     )
-
-
-async def release_orphaned_apartment(
-    pool: asyncpg.Pool, apartment_id: str, *, offer_seconds: int = DEFAULT_OFFER_SECONDS
-) -> RepairOutcome:
-    """RESERVED -> the first tenant waiting, or VACANT, for an apartment no PENDING booking
-    holds."""
-    async with pool.acquire() as conn, conn.transaction():
-        status = await store.lock_apartment(conn, apartment_id)
-        if status != "RESERVED":
-            return RepairOutcome(False, f"apartment is {status}")
-        if await store.held_by_pending(conn, apartment_id):
-            return RepairOutcome(False, "a PENDING booking holds the apartment")
-        detail, hand_on = await _offer_or_vacate(
-            conn, apartment_id, datetime.now(UTC), offer_seconds
-        )
-        latest = await store.latest_booking(conn, apartment_id)
-        if latest is not None:
-            # The event log is per booking; the last booking of the apartment is the one
-            # whose hold was orphaned.
-            booking_id, booking_status = latest
-            await booking_store.append_event(
-                conn,
-                booking_id,
-                booking_status,
-                booking_status,
-                DRIFT_REPAIRED,
-                {"apartmentId": apartment_id, "apartment": f"RESERVED -> {detail}"},
-            )
-    return RepairOutcome(True, f"RESERVED -> {detail}", hand_on)
 
 
 async def cancel_abandoned_booking(
@@ -348,18 +296,16 @@ async def cancel_abandoned_booking(
             return RepairOutcome(False, "no such booking")
         if booking.booking_status != PENDING:
             return RepairOutcome(False, f"booking is {booking.booking_status}")
+        terms = await booking_store.lock_apartment(conn, booking.apartment_id)
         await booking_store.cancel_booking(conn, booking.id, DRIFT_REPAIRED)
         entry = await settle_entry(conn, booking.id, LAPSED, DRIFT_REPAIRED)
         settled = [SettledEntry(entry, LAPSED)] if entry is not None else []
-        detail = f"booking PENDING -> CANCELLED ({DRIFT_REPAIRED})"
-        hand_on = HandOn(settled) if settled else None
-        if await store.lock_apartment(conn, booking.apartment_id) == "RESERVED":
-            freed, handed = await _offer_or_vacate(
-                conn, booking.apartment_id, datetime.now(UTC), offer_seconds
-            )
-            detail += f"; apartment {booking.apartment_id} RESERVED -> {freed}"
-            if handed is not None:
-                hand_on = HandOn(settled + handed.settled, handed.offer)
+        offer, lapsed = await offer_next(conn, booking, terms, datetime.now(UTC), offer_seconds)
+        freed, handed = _offered(offer, lapsed)
+        detail = f"booking PENDING -> CANCELLED ({DRIFT_REPAIRED}); its nights {freed}"
+        hand_on = HandOn(settled + handed.settled, handed.offer) if handed else None
+        if hand_on is None and settled:
+            hand_on = HandOn(settled)
         await booking_store.append_event(
             conn,
             booking.id,
@@ -374,28 +320,20 @@ async def cancel_abandoned_booking(
 
 
 async def offer_to_waiting(
-    pool: asyncpg.Pool, apartment_id: str, *, offer_seconds: int = DEFAULT_OFFER_SECONDS
+    pool: asyncpg.Pool, entry_id: str, *, offer_seconds: int = DEFAULT_OFFER_SECONDS
 ) -> RepairOutcome:
-    """A VACANT apartment nobody holds or lets, to the first tenant waiting for it."""
+    """The nights of a WAITING entry's free range, to the first tenant in line for them (this
+    entry, or one before it whose range they also make free)."""
     async with pool.acquire() as conn, conn.transaction():
-        terms = await booking_store.lock_apartment(conn, apartment_id)
-        if terms is None:
-            return RepairOutcome(False, "no such apartment")
-        if not await store.free_for_offer(conn, apartment_id):
-            return RepairOutcome(False, "the apartment is no longer free")
-        offer, lapsed = await offer_next(
-            conn, apartment_id, terms, datetime.now(UTC), offer_seconds
-        )
-    settled = [SettledEntry(entry_id, LAPSED) for entry_id in lapsed]
+        entry = await waitlist_store.get_entry(conn, entry_id)
+        if entry is None or entry.status != WAITING:
+            return RepairOutcome(False, "the entry is no longer waiting")
+        terms = await booking_store.lock_apartment(conn, entry.apartment_id)
+        offer, lapsed = await offer_next(conn, entry, terms, datetime.now(UTC), offer_seconds)
+    detail, handed = _offered(offer, lapsed)
     if offer is None:
-        detail = "nobody waiting can take it any more"
-        return RepairOutcome(bool(lapsed), detail, HandOn(settled) if settled else None)
-    return RepairOutcome(
-        True,
-        f"apartment VACANT -> offered to {offer.booking.user_id} "
-        f"(entry {offer.booking.waitlist_entry_id}, booking {offer.booking.booking_id})",
-        HandOn(settled, offer),
-    )
+        return RepairOutcome(bool(lapsed), "nobody waiting can take them any more", handed)
+    return RepairOutcome(True, f"nights {entry.start_date} to {entry.end_date} {detail}", handed)
 
 
 async def settle_stale_offer(pool: asyncpg.Pool, booking_id: str) -> RepairOutcome:
@@ -417,21 +355,17 @@ async def repair(
 ) -> None:
     """Apply the safe repairs, marking each finding; abandoned holds first.
 
-    Cancelling an abandoned hold also hands on its apartment, so doing those first leaves
-    fewer orphaned reservations and free apartments to repair separately. After each commit
+    Cancelling an abandoned hold also hands on its nights, so doing those first leaves fewer
+    waiting entries to repair separately. After each commit
     the offers made are started and the entries told (``booking.offers.hand_on``).
     """
     seconds = settings.waitlist_offer_seconds
     steps: list[tuple[str, Callable[[Finding], Awaitable[RepairOutcome]]]] = [
         (ABANDONED_HOLD, lambda f: cancel_abandoned_booking(pool, _id(f), offer_seconds=seconds)),
-        (
-            ORPHANED_RESERVATION,
-            lambda f: release_orphaned_apartment(pool, f.apartment_id, offer_seconds=seconds),
-        ),
         (OFFER_NOT_PENDING, lambda f: settle_stale_offer(pool, _id(f))),
         (
-            WAITING_ON_VACANT,
-            lambda f: offer_to_waiting(pool, f.apartment_id, offer_seconds=seconds),
+            WAITING_ON_FREE,
+            lambda f: offer_to_waiting(pool, _entry_id(f), offer_seconds=seconds),
         ),
     ]
     for kind, step in steps:
@@ -448,6 +382,11 @@ async def repair(
 def _id(finding: Finding) -> str:
     assert finding.booking_id is not None
     return finding.booking_id
+
+
+def _entry_id(finding: Finding) -> str:
+    assert finding.entry_id is not None
+    return finding.entry_id
 
 
 def render_text(findings: list[Finding], *, repaired: bool, out: TextIO) -> None:

@@ -1,6 +1,10 @@
-"""The waiting list's hand-over: offering a freed apartment to the first tenant waiting for it.
+"""The waiting list's hand-over: offering freed nights to the first tenant waiting for them.
 
-One function for every way an apartment is freed, so that none of them can forget the
+An entry asks for a range of nights. When a stay is released, the first WAITING entry (in
+joining order) among those asking for some of the freed nights whose whole range is now free
+gets an offer; the others keep their place.
+
+One function for every way nights are freed, so that none of them can forget the
 waiting list: a hold released or a lease ended (the worker's activities) and the repairs of
 ``booking doctor``. Each runs inside the caller's transaction, with the apartment's row
 already locked, and writes the offer (a PENDING booking in the tenant's name, its entry
@@ -11,7 +15,8 @@ workflows is the caller's next step, after the commit.
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import Protocol
 
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -36,27 +41,44 @@ from booking.contract import (
 )
 from booking.store import Conn
 from booking.store import bookings as store
+from booking.store import calendar as calendar_store
 from booking.store import waitlist as waitlist_store
+
+
+class Nights(Protocol):
+    """The nights a release freed: a booking row, or any range of an apartment."""
+
+    @property
+    def apartment_id(self) -> str: ...
+    @property
+    def start_date(self) -> date: ...
+    @property
+    def end_date(self) -> date: ...
 
 
 async def offer_next(
     conn: Conn,
-    apartment_id: str,
+    freed: Nights,
     terms: store.RentTerms | None,
     now: datetime,
     offer_seconds: int,
 ) -> tuple[Offer | None, list[str]]:
-    """Offer the apartment (whose row the caller has locked, reading its ``terms``) to the
-    first waiting tenant, its hold timed from ``now`` and lasting ``offer_seconds``.
+    """Offer the nights ``freed`` released (of an apartment whose row the caller has locked,
+    reading its ``terms``) to the first tenant waiting for a range they make free: its whole
+    range must now be free of live stays. Its hold is timed from ``now`` and lasts
+    ``offer_seconds``.
 
-    An entry whose stay has already begun can no longer be booked: it lapses (its id is
-    returned with the offer, for its workflow to be told), and the next one is asked.
+    Entries that asked for some of these nights but whose range is still partly taken keep
+    their place. An entry whose stay has already begun can no longer be booked: it lapses (its
+    id is returned with the offer, for its workflow to be told).
     """
     lapsed: list[str] = []
-    while True:
-        entry = await waitlist_store.first_waiting(conn, apartment_id)
-        if entry is None:
-            return None, lapsed
+    apartment_id = freed.apartment_id
+    if terms is None or terms.let_outside:
+        return None, lapsed
+    for entry in await waitlist_store.waiting_for(
+        conn, apartment_id, freed.start_date, freed.end_date
+    ):
         if entry.start_date < now.date():
             await waitlist_store.set_status(conn, entry.id, WAITING, LAPSED)
             await store.append_event(
@@ -64,47 +86,59 @@ async def offer_next(
             )
             lapsed.append(entry.id)
             continue
-        assert terms is not None  # the apartment of an entry exists (a foreign key)
-        booking = BookingInput(
-            booking_id=offer_booking_id_for(entry.id),
-            apartment_id=apartment_id,
-            user_id=entry.user_id,
-            start_date=entry.start_date,
-            end_date=entry.end_date,
-            hold_seconds=offer_seconds,
-            waitlist_entry_id=entry.id,
-        )
-        hold_expires_at = now + timedelta(seconds=offer_seconds)
-        await store.hold_for_offer(conn, apartment_id)
-        await store.insert_booking(
-            conn,
-            booking,
-            workflow_id=workflow_id_for(booking.booking_id),
-            amount_due=amount_due(terms.monthly_rent, entry.start_date, entry.end_date),
-            currency=terms.currency,
-            hold_expires_at=hold_expires_at,
-        )
-        await waitlist_store.set_status(
-            conn, entry.id, WAITING, OFFERED, offered_booking_id=booking.booking_id
-        )
-        await store.append_event(
-            conn,
-            booking.booking_id,
-            None,
-            PENDING,
-            "WAITLIST_OFFER",
-            {"holdExpiresAt": hold_expires_at.isoformat(), "waitlistEntryId": entry.id},
-        )
-        await store.append_event(
-            conn,
-            booking.booking_id,
-            WAITING,
-            OFFERED,
-            "OFFERED",
-            {"holdExpiresAt": hold_expires_at.isoformat()},
-            waitlist_entry_id=entry.id,
-        )
-        return Offer(booking, hold_expires_at), lapsed
+        if await calendar_store.live_overlap(conn, apartment_id, entry.start_date, entry.end_date):
+            continue  # still partly taken: the entry keeps its place
+        return await _offer(conn, entry, terms, now, offer_seconds), lapsed
+    return None, lapsed
+
+
+async def _offer(
+    conn: Conn,
+    entry: waitlist_store.WaitlistRow,
+    terms: store.RentTerms,
+    now: datetime,
+    offer_seconds: int,
+) -> Offer:
+    """The entry's range as a PENDING booking in its tenant's name, the entry OFFERED."""
+    booking = BookingInput(
+        booking_id=offer_booking_id_for(entry.id),
+        apartment_id=entry.apartment_id,
+        user_id=entry.user_id,
+        start_date=entry.start_date,
+        end_date=entry.end_date,
+        hold_seconds=offer_seconds,
+        waitlist_entry_id=entry.id,
+    )
+    hold_expires_at = now + timedelta(seconds=offer_seconds)
+    await store.insert_booking(
+        conn,
+        booking,
+        workflow_id=workflow_id_for(booking.booking_id),
+        amount_due=amount_due(terms.monthly_rent, entry.start_date, entry.end_date),
+        currency=terms.currency,
+        hold_expires_at=hold_expires_at,
+    )
+    await waitlist_store.set_status(
+        conn, entry.id, WAITING, OFFERED, offered_booking_id=booking.booking_id
+    )
+    await store.append_event(
+        conn,
+        booking.booking_id,
+        None,
+        PENDING,
+        "WAITLIST_OFFER",
+        {"holdExpiresAt": hold_expires_at.isoformat(), "waitlistEntryId": entry.id},
+    )
+    await store.append_event(
+        conn,
+        booking.booking_id,
+        WAITING,
+        OFFERED,
+        "OFFERED",
+        {"holdExpiresAt": hold_expires_at.isoformat()},
+        waitlist_entry_id=entry.id,
+    )
+    return Offer(booking, hold_expires_at)
 
 
 async def settle_entry(conn: Conn, booking_id: str, status: str, reason: str) -> str | None:

@@ -333,7 +333,8 @@ class FaultStack:
         return time.monotonic() - started
 
     async def outcome(self, booking_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """booking id -> status, reason, apartment status, payments [(reference, outcome)]."""
+        """booking id -> status, reason, apartment status (on the stay's first night),
+        payments [(reference, outcome)]."""
         assert self.pool is not None
         rows = await self.pool.fetch(
             """SELECT b.id, b.booking_status, b.cancellation_reason, b.paid_at,
@@ -342,7 +343,9 @@ class FaultStack:
                         (SELECT json_agg(json_build_array(p.payment_reference, p.outcome)
                                          ORDER BY p.id)
                            FROM payments p WHERE p.booking_id = b.id), '[]') AS payments
-                 FROM bookings b JOIN apartments a ON a.id = b.apartment_id
+                 FROM bookings b
+                 CROSS JOIN LATERAL (SELECT * FROM apartments_on(b.start_date) o
+                                      WHERE o.id = b.apartment_id) a
                 WHERE b.id = ANY($1::text[])""",
             booking_ids,
         )

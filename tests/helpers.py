@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -306,12 +306,36 @@ async def booking_row(pool: asyncpg.Pool, booking_id: str) -> asyncpg.Record | N
     return await pool.fetchrow("SELECT * FROM bookings WHERE id = $1", booking_id)
 
 
-async def apartment_row(pool: asyncpg.Pool, apartment_id: str) -> asyncpg.Record:
+async def apartment_row(
+    pool: asyncpg.Pool, apartment_id: str, on: date | None = None
+) -> asyncpg.Record:
+    """The apartment's status and tenant as the API reads them for the day ``on``; by default
+    the first night of its latest booking (the stay a test is about: its hold makes it
+    RESERVED, its payment OCCUPIED, its end VACANT again)."""
+    if on is None:
+        latest: date | None = await pool.fetchval(
+            "SELECT start_date FROM bookings WHERE apartment_id = $1 "
+            "ORDER BY created_on DESC, id DESC LIMIT 1",
+            apartment_id,
+        )
+        on = latest or date.today()
     row = await pool.fetchrow(
-        "SELECT apartment_status, tenant_id FROM apartments WHERE id = $1", apartment_id
+        "SELECT apartment_status, tenant_id FROM apartments_on($2) WHERE id = $1",
+        apartment_id,
+        on,
     )
     assert row is not None
     return row
+
+
+def stay_start_events(paid_at: datetime | None, start_date: date) -> list[tuple[str, str, str]]:
+    """What a paid stay records at its first night: STAY_STARTED when it was paid before that
+    night (booked ahead), nothing when paid on or after it (the time-skipping server's clock may
+    stand at any hour when a test pays)."""
+    first_night = datetime.combine(start_date, datetime.min.time(), tzinfo=UTC)
+    if paid_at is not None and paid_at < first_night:
+        return [("APPROVED", "APPROVED", "STAY_STARTED")]
+    return []
 
 
 async def events(pool: asyncpg.Pool, booking_id: str) -> list[tuple[str | None, str, str]]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
@@ -30,6 +31,7 @@ from booking.contract import (
     RefundRequest,
     ReleaseRequest,
     ReserveRequest,
+    StayStartRequest,
     start_search_attributes,
     workflow_id_for,
 )
@@ -42,6 +44,7 @@ from tests.helpers import (
     booking_row,
     events,
     eventually,
+    insert_user,
     make_rental,
     start_booking,
 )
@@ -124,6 +127,52 @@ async def test_reserve_confirm_end_lease_are_idempotent(pool: asyncpg.Pool) -> N
         ("APPROVED", "APPROVED", "LEASE_ENDED"),
     ]
     assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
+
+
+async def test_a_stay_start_is_recorded_once_and_heard_by_subscribers(
+    pool: asyncpg.Pool, migrated_database_url: str
+) -> None:
+    """stay_started (a paid stay's first night): one STAY_STARTED event and one notice on the
+    channel the API's subscriptions listen to, however often it runs; the apartment reads
+    OCCUPIED by the tenant that night. Nothing for a booking that is not a running lease."""
+    rental = await make_rental(pool)
+    acts = BookingActivities(pool)
+    run = ActivityEnvironment().run
+    request = _reserve_request(rental.apartment_id, rental.user_id)
+    await run(acts.reserve_apartment, request)
+    booking_id = request.booking.booking_id
+    first_night = datetime.combine(request.booking.start_date, time.min, tzinfo=UTC)
+    # Not paid: nothing to start.
+    assert not await run(acts.stay_started, StayStartRequest(booking_id, first_night))
+    payment = PaymentInput(rental.monthly_rent, rental.currency, f"pay-{uuid.uuid4()}")
+    await run(acts.confirm_booking, ConfirmRequest(booking_id, payment, first_night))
+
+    heard: list[dict[str, str]] = []
+    listener = await asyncpg.connect(migrated_database_url)
+    try:
+        await listener.add_listener(
+            "booking_status", lambda *args: heard.append(json.loads(args[3]))
+        )
+        assert await run(acts.stay_started, StayStartRequest(booking_id, first_night))
+        assert not await run(acts.stay_started, StayStartRequest(booking_id, first_night))
+        await eventually(lambda: _async(len(heard)), lambda n: n >= 1, what="the notice")
+        await asyncio.sleep(0.2)  # a second notice would have arrived by now
+    finally:
+        await listener.close()
+    assert heard == [{"id": booking_id, "status": "APPROVED", "apartmentId": rental.apartment_id}]
+    assert [e for e in await events(pool, booking_id) if e[2] == "STAY_STARTED"] == [
+        ("APPROVED", "APPROVED", "STAY_STARTED")
+    ]
+    tonight = await apartment_row(pool, rental.apartment_id, on=request.booking.start_date)
+    assert (tonight["apartment_status"], tonight["tenant_id"]) == ("OCCUPIED", rental.user_id)
+    before = await apartment_row(
+        pool, rental.apartment_id, on=request.booking.start_date - timedelta(days=1)
+    )
+    assert (before["apartment_status"], before["tenant_id"]) == ("VACANT", None)
+
+
+async def _async(value: int) -> int:
+    return value
 
 
 async def test_release_and_refund_are_idempotent(pool: asyncpg.Pool) -> None:
@@ -243,14 +292,13 @@ async def test_transient_database_failure_is_retried(
 ) -> None:
     rental = await make_rental(pool)
     data = await booking_input(env, rental)
-    # Hold the apartment's row lock so the reserve blocks, then kill its database session:
+    # Hold the tenant's row lock so the reserve blocks, then kill its database session:
     # the first attempt loses its connection mid-transaction.
     async with pool.acquire() as locker:
         tx = locker.transaction()
         await tx.start()
-        await locker.execute(
-            "SELECT 1 FROM apartments WHERE id = $1 FOR UPDATE", rental.apartment_id
-        )
+        # The reserve's first lock is the tenant's row (its holds are counted under it).
+        await locker.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", rental.user_id)
         handle = await start_booking(client, data, task_queue)
         victim = await eventually(
             lambda: locker.fetchval(
@@ -270,49 +318,100 @@ async def test_transient_database_failure_is_retried(
     await handle.terminate("test done")
 
 
-@pytest.mark.usefixtures("worker")
-async def test_constraint_violation_is_not_retried(
-    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
-) -> None:
-    """Even if the apartment's status were wrong, the index refuses a second open booking."""
-    rental = await make_rental(pool)
+async def _insert_stay(
+    conn: asyncpg.Connection | asyncpg.Pool, apartment_id: str, user_id: str, start: date, end: date
+) -> str:
+    """A PENDING stay written behind the workflows' back (what a race or a bug could leave)."""
     stray = str(uuid.uuid4())
-    # A PENDING booking left behind by a hypothetical bug, with the apartment marked VACANT.
-    await pool.execute(
+    await conn.execute(
         """INSERT INTO bookings (id, workflow_id, user_id, apartment_id, start_date, end_date,
                                  booking_status, amount_due, currency)
            VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', 1, 'EUR')""",
         stray,
         f"stray-{stray}",
-        rental.user_id,
-        rental.apartment_id,
-        date(2031, 1, 1),
-        date(2031, 2, 1),
+        user_id,
+        apartment_id,
+        start,
+        end,
     )
+    return stray
+
+
+async def test_the_exclusion_constraint_decides_a_race_the_read_missed(
+    pool: asyncpg.Pool,
+) -> None:
+    """A stay committed after the reserve's read but before its insert: the exclusion
+    constraint refuses the second live stay on those nights, answered as ApartmentUnavailable
+    (not retried), and the client hears what it means, not its name."""
+    rental = await make_rental(pool)
+    request = _reserve_request(rental.apartment_id, rental.user_id)
+    other = await insert_user(pool)
+    async with pool.acquire() as conn:
+        racing = conn.transaction()
+        await racing.start()
+        # Uncommitted: the reserve's read does not see it; its insert waits on it.
+        await _insert_stay(conn, rental.apartment_id, other, date(2031, 3, 1), date(2031, 3, 5))
+        attempt = asyncio.ensure_future(
+            ActivityEnvironment().run(BookingActivities(pool).reserve_apartment, request)
+        )
+
+        async def insert_waits() -> bool:
+            waiting: int = await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            )
+            return waiting > 0
+
+        await eventually(insert_waits)
+        await racing.commit()
+    refused = await _activity_error(attempt)
+    assert refused.type == "ApartmentUnavailable"
+    assert refused.non_retryable
+    assert refused.message == "booking not placed: another stay holds some of these nights"
+    assert refused.details[0]["constraint"] == "bookings_no_overlapping_stays"
+    assert await booking_row(pool, request.booking.booking_id) is None
+
+
+@pytest.mark.usefixtures("worker")
+async def test_an_overlapping_reserve_is_refused_once_and_not_retried(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    rental = await make_rental(pool)
     data = await booking_input(env, rental)
+    # One night inside the asked-for range is enough to refuse it.
+    night = data.start_date + timedelta(days=40)
+    await _insert_stay(pool, rental.apartment_id, rental.user_id, night, night + timedelta(days=1))
     handle = await start_booking(client, data, task_queue)
     with pytest.raises(WorkflowUpdateFailedError) as failure:
         await handle.execute_update(ApartmentBookingWorkflow.wait_for_hold)
     assert isinstance(failure.value.cause, ApplicationError)
     assert failure.value.cause.type == "ApartmentUnavailable"
-    # The client hears what the index means; the index's name is for operators only.
     assert failure.value.cause.message == (
-        "booking not placed: the apartment is held or let by another booking"
+        f"apartment {rental.apartment_id} is HELD from {night} to "
+        f"{night + timedelta(days=1)}, which shares nights with the stay asked for "
+        f"({data.start_date} to {data.end_date})"
     )
-    direct = await _activity_error(
-        ActivityEnvironment().run(
-            BookingActivities(pool).reserve_apartment,
-            _reserve_request(rental.apartment_id, rental.user_id),
-        )
-    )
-    assert direct.details[0]["constraint"] == "bookings_one_active_per_apartment"
-    assert "bookings_one_active_per_apartment" not in direct.message
     final = await handle.result()
     assert final.status == "REJECTED"
     assert await _reserve_attempts(handle) == [1]
     assert await booking_row(pool, data.booking_id) is None
-    # The transaction rolled back: the conditional update did not stick either.
-    assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
+
+
+async def test_stays_that_touch_do_not_overlap_and_ended_ones_claim_nothing(
+    pool: asyncpg.Pool,
+) -> None:
+    """The constraint itself, whatever the code: [a, b) and [b, c) are both live; a second live
+    stay on a shared night is refused; cancelled stays and ended leases claim no night."""
+    rental = await make_rental(pool)
+    apartment, user = rental.apartment_id, rental.user_id
+    first = await _insert_stay(pool, apartment, user, date(2031, 1, 1), date(2031, 2, 1))
+    await _insert_stay(pool, apartment, user, date(2031, 2, 1), date(2031, 3, 1))
+    with pytest.raises(asyncpg.ExclusionViolationError):
+        await _insert_stay(pool, apartment, user, date(2031, 1, 31), date(2031, 2, 2))
+    await pool.execute(
+        "UPDATE bookings SET booking_status = 'CANCELLED', cancellation_reason = 'X' WHERE id = $1",
+        first,
+    )
+    await _insert_stay(pool, apartment, user, date(2031, 1, 10), date(2031, 1, 20))
 
 
 async def test_hold_deadline_is_stored_as_given(pool: asyncpg.Pool) -> None:
@@ -330,21 +429,20 @@ async def test_hold_deadline_is_stored_as_given(pool: asyncpg.Pool) -> None:
 
 
 async def _wait_for_lock_waiters(locker: Conn, count: int) -> None:
-    """Until ``count`` other sessions are waiting on a lock (ours or each other's): the
-    apartment's, or the tenant's (a second attempt of one booking waits on the first's)."""
+    """Until ``count`` other sessions are waiting on the tenant's row lock (ours or each
+    other's: a second attempt of one booking waits on the first's)."""
     for _ in range(250):
         # Inside the locker's transaction the statistics views are a snapshot; refresh it.
         await locker.execute("SELECT pg_stat_clear_snapshot()")
         waiting = await locker.fetchval(
             """SELECT count(*) FROM pg_stat_activity
                 WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()
-                  AND (query LIKE '%UPDATE apartments%'
-                       OR query LIKE '%FROM users WHERE id = $1 FOR UPDATE%')"""
+                  AND query LIKE '%FROM users WHERE id = $1 FOR UPDATE%'"""
         )
         if waiting >= count:
             return
         await asyncio.sleep(0.02)
-    raise AssertionError(f"expected {count} reserve attempts waiting on the apartment's lock")
+    raise AssertionError(f"expected {count} reserve attempts waiting on the tenant's lock")
 
 
 async def test_abandoned_attempt_and_its_retry_hold_one_reservation(pool: asyncpg.Pool) -> None:
@@ -356,9 +454,8 @@ async def test_abandoned_attempt_and_its_retry_hold_one_reservation(pool: asyncp
     async with pool.acquire() as locker:
         tx = locker.transaction()
         await tx.start()
-        await locker.execute(
-            "SELECT 1 FROM apartments WHERE id = $1 FOR UPDATE", rental.apartment_id
-        )
+        # The reserve's first lock is the tenant's row (its holds are counted under it).
+        await locker.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", rental.user_id)
         first = asyncio.create_task(ActivityEnvironment().run(acts.reserve_apartment, request))
         await _wait_for_lock_waiters(locker, 1)
         second = asyncio.create_task(ActivityEnvironment().run(acts.reserve_apartment, request))
@@ -394,9 +491,8 @@ async def test_attempt_blocked_past_its_bound_fails_retryably_and_writes_nothing
     async with pool.acquire() as locker:
         tx = locker.transaction()
         await tx.start()
-        await locker.execute(
-            "SELECT 1 FROM apartments WHERE id = $1 FOR UPDATE", rental.apartment_id
-        )
+        # The reserve's first lock is the tenant's row (its holds are counted under it).
+        await locker.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", rental.user_id)
         started = asyncio.get_running_loop().time()
         error = await _activity_error(ActivityEnvironment().run(acts.reserve_apartment, request))
         waited = asyncio.get_running_loop().time() - started

@@ -19,7 +19,7 @@ from api.context import RequestContext
 from api.errors import ServiceUnavailable, appsync_error, classify, domain_error_from
 from api.loaders import Loaders, Reader
 from api.metrics import ApiMetrics
-from api.operations import KeyedLocks, check_same_booking
+from api.operations import RangeTurns, check_same_booking
 from api.pagination import MAX_LIMIT, decode_token, encode_token, page_limit
 from api.scalars import (
     parse_aws_date,
@@ -360,26 +360,40 @@ def test_the_api_never_imports_activities() -> None:
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
-async def test_apartment_turns_take_turns_and_are_dropped_when_nobody_waits() -> None:
-    """One reserve at a time per apartment; a placed hold is seen by those who waited;
-    the turn is forgotten once nobody holds or waits (no per-apartment state is kept)."""
-    turns = KeyedLocks()
+async def test_overlapping_reserves_take_turns_and_disjoint_ones_do_not() -> None:
+    """Reserves of one apartment whose ranges share a night go one at a time, and a hold
+    placed by one is seen by those that waited for it; a disjoint range does not wait; the
+    claims are forgotten once nobody holds one (no per-apartment state is kept)."""
+    turns = RangeTurns()
     order: list[str] = []
-    seen: list[str | None] = []
+    seen: list[tuple[str, str | None]] = []
+    jan, feb, mar, apr = (date(2031, m, 1) for m in (1, 2, 3, 4))
 
-    async def reserve(name: str) -> None:
-        async with turns.hold("apt-1") as turn:
-            seen.append(turn.placed_by)
+    async def reserve(name: str, start: date, end: date, *, places: bool = True) -> None:
+        async with turns.hold("apt-1", start, end) as turn:
+            seen.append((name, turn.taken_by))
             order.append(f"{name} in")
             await asyncio.sleep(0.01)
             order.append(f"{name} out")
-            turn.placed_by = turn.placed_by or name
+            if places:
+                turn.placed_by = name
 
-    await asyncio.gather(reserve("first"), reserve("second"), reserve("third"))
-    assert order == ["first in", "first out", "second in", "second out", "third in", "third out"]
-    assert seen == [None, "first", "first"]
+    await asyncio.gather(
+        reserve("first", jan, mar),
+        reserve("second", feb, apr),  # shares February with the first
+        reserve("third", mar, apr, places=False),  # touches the first: no shared night
+        reserve("fourth", feb, mar),
+    )
+    # The third went in at once, beside the first; the second and fourth waited for it.
+    assert order[:2] == ["first in", "third in"]
+    assert order.index("second in") > order.index("first out")
+    assert order.index("fourth in") > order.index("first out")
+    assert dict(seen) == {"first": None, "third": None, "second": "first", "fourth": "first"}
+    # The second and fourth share February: they did not run side by side either.
+    second, fourth = order.index("second in"), order.index("fourth in")
+    assert order[min(second, fourth) + 1].endswith("out")
     assert len(turns) == 0
     # A later request starts afresh: nothing placed is remembered.
-    async with turns.hold("apt-1") as turn:
-        assert turn.placed_by is None
+    async with turns.hold("apt-1", jan, apr) as turn:
+        assert turn.taken_by is None
     assert len(turns) == 0

@@ -171,7 +171,16 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     assert machine["git"]["commit"] is None or len(machine["git"]["commit"]) == 40
     assert len(results["load"]["before"]) == 3 and len(results["load"]["after"]) == 3
     s = results["scenarios"]
-    assert set(s) == {"reserve", "payment", "throughput", "contention", "live", "scale", "suite"}
+    assert set(s) == {
+        "reserve",
+        "payment",
+        "throughput",
+        "contention",
+        "live",
+        "scale",
+        "calendar",
+        "suite",
+    }
 
     _latency_ok(s["reserve"]["latency_ms"], s["reserve"]["count"])
     assert s["reserve"]["errors"] == {}

@@ -28,15 +28,13 @@ from booking.doctor import (
     ABANDONED_HOLD,
     APPROVED_WITHOUT_PAYMENT,
     LEASE_WITHOUT_WORKFLOW,
-    OCCUPIED_AFTER_LEASE,
     OFFER_NOT_PENDING,
-    ORPHANED_RESERVATION,
-    PENDING_NOT_RESERVED,
-    WAITING_ON_VACANT,
+    OVERLAPPING_STAYS,
+    WAITING_ON_FREE,
     Finding,
     cancel_abandoned_booking,
     examine,
-    release_orphaned_apartment,
+    offer_to_waiting,
     repair,
     run_doctor,
 )
@@ -65,7 +63,6 @@ async def _hand_made_booking(
     status: str,
     paid: bool = False,
     lease_ended: bool = False,
-    apartment_status: str | None = None,
 ) -> str:
     """A booking row as if written by a workflow that no Temporal server knows."""
     booking_id = str(uuid.uuid4())
@@ -100,13 +97,6 @@ async def _hand_made_booking(
                 rental.monthly_rent,
                 rental.currency,
             )
-        if apartment_status is not None:
-            await conn.execute(
-                "UPDATE apartments SET apartment_status = $2, tenant_id = $3 WHERE id = $1",
-                rental.apartment_id,
-                apartment_status,
-                rental.user_id if apartment_status == "OCCUPIED" else None,
-            )
     return booking_id
 
 
@@ -127,7 +117,7 @@ def _mine(findings: list[Finding], ids: set[str]) -> list[tuple[str, str]]:
 async def test_every_kind_of_drift_is_found_and_the_safe_ones_repaired(
     env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    # A healthy hold: a running workflow, PENDING, RESERVED. Never reported.
+    # A healthy hold: a running workflow, PENDING. Never reported.
     healthy = await make_rental(pool)
     healthy_handle, healthy_state = await start_and_hold(
         client, await booking_input(env, healthy), task_queue
@@ -138,53 +128,18 @@ async def test_every_kind_of_drift_is_found_and_the_safe_ones_repaired(
     handle, held = await start_and_hold(client, await booking_input(env, terminated), task_queue)
     await handle.terminate("operator mistake")
 
-    # ABANDONED_HOLD (missing) + its RESERVED apartment.
+    # ABANDONED_HOLD (missing): a PENDING row no Temporal server knows.
     lost = await make_rental(pool)
-    lost_booking = await _hand_made_booking(
-        pool, lost, status="PENDING", apartment_status="RESERVED"
-    )
-
-    # ORPHANED_RESERVATION: RESERVED, no booking at all; and RESERVED after a cancelled one.
-    bare = await make_rental(pool)
-    await pool.execute(
-        "UPDATE apartments SET apartment_status = 'RESERVED' WHERE id = $1", bare.apartment_id
-    )
-    after_cancel = await make_rental(pool)
-    cancelled_booking = await _hand_made_booking(
-        pool, after_cancel, status="CANCELLED", apartment_status="RESERVED"
-    )
-
-    # PENDING_NOT_RESERVED: a live hold whose apartment was set VACANT by hand.
-    unmarked = await make_rental(pool)
-    unmarked_handle, unmarked_state = await start_and_hold(
-        client, await booking_input(env, unmarked), task_queue
-    )
-    await pool.execute(
-        "UPDATE apartments SET apartment_status = 'VACANT' WHERE id = $1", unmarked.apartment_id
-    )
+    lost_booking = await _hand_made_booking(pool, lost, status="PENDING")
 
     # APPROVED_WITHOUT_PAYMENT (its workflow is unknown too: LEASE_WITHOUT_WORKFLOW).
     unpaid = await make_rental(pool)
-    unpaid_booking = await _hand_made_booking(
-        pool, unpaid, status="APPROVED", apartment_status="OCCUPIED"
-    )
+    unpaid_booking = await _hand_made_booking(pool, unpaid, status="APPROVED")
 
-    # OCCUPIED_AFTER_LEASE: the lease ended but the tenant still holds the apartment.
-    stayed = await make_rental(pool)
-    stayed_booking = await _hand_made_booking(
-        pool, stayed, status="APPROVED", paid=True, lease_ended=True, apartment_status="OCCUPIED"
-    )
-
-    ids = {
-        r.apartment_id
-        for r in (healthy, terminated, lost, bare, after_cancel, unmarked, unpaid, stayed)
-    } | {
+    ids = {r.apartment_id for r in (healthy, terminated, lost, unpaid)} | {
         held.booking_id,
         lost_booking,
-        cancelled_booking,
-        unmarked_state.booking_id,
         unpaid_booking,
-        stayed_booking,
         healthy_state.booking_id,
     }
     findings = await examine(pool, client)
@@ -192,12 +147,8 @@ async def test_every_kind_of_drift_is_found_and_the_safe_ones_repaired(
         [
             (ABANDONED_HOLD, held.booking_id),
             (ABANDONED_HOLD, lost_booking),
-            (ORPHANED_RESERVATION, bare.apartment_id),
-            (ORPHANED_RESERVATION, after_cancel.apartment_id),
-            (PENDING_NOT_RESERVED, unmarked_state.booking_id),
             (APPROVED_WITHOUT_PAYMENT, unpaid_booking),
             (LEASE_WITHOUT_WORKFLOW, unpaid_booking),
-            (OCCUPIED_AFTER_LEASE, stayed.apartment_id),
         ]
     )
     by_key = {(f.kind, f.subject.split(" ", 1)[1]): f for f in findings}
@@ -210,12 +161,8 @@ async def test_every_kind_of_drift_is_found_and_the_safe_ones_repaired(
         [
             (ABANDONED_HOLD, True),
             (ABANDONED_HOLD, True),
-            (ORPHANED_RESERVATION, True),
-            (ORPHANED_RESERVATION, True),
-            (PENDING_NOT_RESERVED, False),
             (APPROVED_WITHOUT_PAYMENT, False),
             (LEASE_WITHOUT_WORKFLOW, False),
-            (OCCUPIED_AFTER_LEASE, False),
         ]
     )
 
@@ -226,20 +173,11 @@ async def test_every_kind_of_drift_is_found_and_the_safe_ones_repaired(
             "CANCELLED",
             "DRIFT_REPAIRED",
         )
+        # Its nights are free again: the apartment reads VACANT on the stay's first night.
         apartment = await apartment_row(pool, rental.apartment_id)
         assert (apartment["apartment_status"], apartment["tenant_id"]) == ("VACANT", None)
         assert (await events(pool, booking_id))[-1] == ("PENDING", "CANCELLED", "DRIFT_REPAIRED")
-    for rental in (bare, after_cancel):
-        assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "VACANT"
-    assert (await events(pool, cancelled_booking))[-1] == (
-        "CANCELLED",
-        "CANCELLED",
-        "DRIFT_REPAIRED",
-    )
 
-    # What needs a human is left as it was.
-    assert (await apartment_row(pool, stayed.apartment_id))["apartment_status"] == "OCCUPIED"
-    assert (await apartment_row(pool, unpaid.apartment_id))["apartment_status"] == "OCCUPIED"
     # The healthy hold was not touched, and still works.
     assert (await apartment_row(pool, healthy.apartment_id))["apartment_status"] == "RESERVED"
     row = await booking_row(pool, healthy_state.booking_id)
@@ -247,14 +185,8 @@ async def test_every_kind_of_drift_is_found_and_the_safe_ones_repaired(
 
     # A second look finds only what needs a human.
     again = _mine(await examine(pool, client), ids)
-    assert {kind for kind, _ in again} == {
-        PENDING_NOT_RESERVED,
-        APPROVED_WITHOUT_PAYMENT,
-        LEASE_WITHOUT_WORKFLOW,
-        OCCUPIED_AFTER_LEASE,
-    }
+    assert {kind for kind, _ in again} == {APPROVED_WITHOUT_PAYMENT, LEASE_WITHOUT_WORKFLOW}
     await healthy_handle.terminate("test done")
-    await unmarked_handle.terminate("test done")
 
 
 @pytest.mark.usefixtures("worker")
@@ -263,12 +195,6 @@ async def test_repairs_are_idempotent_and_refuse_healed_drift(
 ) -> None:
     rental = await make_rental(pool)
     handle, held = await start_and_hold(client, await booking_input(env, rental), task_queue)
-
-    # The apartment is RESERVED by a live PENDING booking: not orphaned, nothing done.
-    outcome = await release_orphaned_apartment(pool, rental.apartment_id)
-    assert not outcome.changed
-    assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "RESERVED"
-
     await handle.terminate("operator mistake")
     first = await cancel_abandoned_booking(pool, held.booking_id)
     second = await cancel_abandoned_booking(pool, held.booking_id)
@@ -276,9 +202,8 @@ async def test_repairs_are_idempotent_and_refuse_healed_drift(
     assert [e for e in await events(pool, held.booking_id) if e[2] == "DRIFT_REPAIRED"] == [
         ("PENDING", "CANCELLED", "DRIFT_REPAIRED")
     ]
-    # Already VACANT: releasing again changes nothing.
-    assert not (await release_orphaned_apartment(pool, rental.apartment_id)).changed
     assert not (await cancel_abandoned_booking(pool, "no-such-booking")).changed
+    assert not (await offer_to_waiting(pool, "no-such-entry")).changed
 
 
 @pytest.fixture
@@ -301,9 +226,7 @@ async def test_cli_exit_status_follows_the_drift_left(
     pool = await create_pool(own_database, min_size=1, max_size=4)
     try:
         rental = await make_rental(pool)
-        lost_booking = await _hand_made_booking(
-            pool, rental, status="PENDING", apartment_status="RESERVED"
-        )
+        lost_booking = await _hand_made_booking(pool, rental, status="PENDING")
         target = env.client.service_client.config.target_host
         cli_env = {
             **os.environ,
@@ -345,7 +268,7 @@ async def test_cli_exit_status_follows_the_drift_left(
         assert clean.returncode == 0 and "no drift" in clean.stdout
 
         # Drift that needs a human keeps the exit status non-zero even with --repair.
-        await _hand_made_booking(pool, rental, status="APPROVED", apartment_status="OCCUPIED")
+        await _hand_made_booking(pool, rental, status="APPROVED")
         stuck = doctor("--repair")
         assert stuck.returncode == 1
         assert APPROVED_WITHOUT_PAYMENT in stuck.stdout and "needs an operator" in stuck.stdout
@@ -376,14 +299,44 @@ async def test_run_doctor_reports_in_text(env: WorkflowEnvironment, own_database
 # -- the waiting list ------------------------------------------------------------------------
 
 
+async def test_overlapping_live_stays_are_reported(
+    env: WorkflowEnvironment, own_database: str
+) -> None:
+    """What the exclusion constraint forbids, found if it was ever dropped (or a restore
+    brought rows from before it): two live stays sharing a night, reported, not repaired."""
+    pool = await create_pool(own_database, min_size=1, max_size=2)
+    try:
+        await pool.execute("ALTER TABLE bookings DROP CONSTRAINT bookings_no_overlapping_stays")
+        rental = await make_rental(pool)
+        first = await _hand_made_booking(pool, rental, status="PENDING")
+        second = await _hand_made_booking(pool, rental, status="PENDING")
+        # Touching is not overlapping: a stay from the others' move-out day is fine.
+        today = datetime.now(UTC).date()
+        await pool.execute(
+            """INSERT INTO bookings (id, workflow_id, user_id, apartment_id, start_date,
+                                     end_date, booking_status, amount_due, currency)
+               VALUES ('touching', 'booking-touching', $1, $2, $3, $4, 'PENDING', 1, 'EUR')""",
+            rental.user_id,
+            rental.apartment_id,
+            today - timedelta(days=1),
+            today + timedelta(days=3),
+        )
+        findings = await examine(pool, booking_client(env))
+        overlaps = [f for f in findings if f.kind == OVERLAPPING_STAYS]
+        assert [(f.apartment_id, f.repairable) for f in overlaps] == [(rental.apartment_id, False)]
+        assert {first, second} <= set(overlaps[0].message.split())
+    finally:
+        await pool.close()
+
+
 @pytest.mark.usefixtures("worker")
-async def test_every_repair_that_frees_an_apartment_hands_it_to_the_waiting_list(
+async def test_every_repair_that_frees_nights_hands_them_to_the_waiting_list(
     env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
 ) -> None:
-    """The class: each way the doctor frees an apartment (an abandoned hold cancelled, an
-    orphaned reservation released, a VACANT apartment found with tenants waiting) offers it to
-    the first tenant waiting, starts the offer's workflow, and leaves no drift behind; an
-    offer whose booking ended without telling its entry is settled."""
+    """The class: each way the doctor frees nights (an abandoned hold cancelled, an entry found
+    WAITING for a range that is free) offers them to the first tenant waiting, starts the
+    offer's workflow, and leaves no drift behind; an offer whose booking ended without telling
+    its entry is settled."""
     settings = _settings(task_queue)
 
     async def hold_abandoned_with_one_waiting() -> tuple[Rental, str, str]:
@@ -405,39 +358,28 @@ async def test_every_repair_that_frees_an_apartment_hands_it_to_the_waiting_list
 
     # ABANDONED_HOLD: the hold's row still PENDING.
     abandoned, _, behind_abandoned = await hold_abandoned_with_one_waiting()
-    # ORPHANED_RESERVATION: the hold's row cancelled by hand, the apartment left RESERVED.
-    orphaned, orphan, behind_orphaned = await hold_abandoned_with_one_waiting()
-    await cancel_by_hand(orphan)
-    # What the outside round found: VACANT, with a tenant WAITING, and nothing else wrong.
-    vacant, freed, behind_vacant = await hold_abandoned_with_one_waiting()
-    await cancel_by_hand(freed)
-    await pool.execute(
-        "UPDATE apartments SET apartment_status = 'VACANT' WHERE id = $1", vacant.apartment_id
-    )
+    # WAITING_ON_FREE: the hold's row cancelled by hand, nobody offered its nights.
+    freed, released, behind_freed = await hold_abandoned_with_one_waiting()
+    await cancel_by_hand(released)
 
-    ids = {r.apartment_id for r in (abandoned, orphaned, vacant)}
+    ids = {r.apartment_id for r in (abandoned, freed)}
     findings = [f for f in await examine(pool, client) if f.apartment_id in ids]
-    assert sorted((f.kind, f.apartment_id) for f in findings) == sorted(
+    assert sorted((f.kind, f.apartment_id, f.entry_id) for f in findings) == sorted(
         [
-            (ABANDONED_HOLD, abandoned.apartment_id),
-            (ORPHANED_RESERVATION, orphaned.apartment_id),
-            (WAITING_ON_VACANT, vacant.apartment_id),
+            (ABANDONED_HOLD, abandoned.apartment_id, None),
+            (WAITING_ON_FREE, freed.apartment_id, behind_freed),
         ]
     )
     await repair(pool, findings, client, settings)
     assert all(f.repaired and "offered to" in (f.repair_detail or "") for f in findings), findings
 
     offers = []
-    for rental, entry_id in (
-        (abandoned, behind_abandoned),
-        (orphaned, behind_orphaned),
-        (vacant, behind_vacant),
-    ):
+    for rental, entry_id in ((abandoned, behind_abandoned), (freed, behind_freed)):
         offer = await offered_booking(client, pool, entry_id)
         assert offer.status == "PENDING"
         assert (await apartment_row(pool, rental.apartment_id))["apartment_status"] == "RESERVED"
         offers.append(offer_handle(client, entry_id))
-    # A second look finds nothing of these: the offers run, the apartments are held.
+    # A second look finds nothing of these: the offers run, their nights are held.
     assert [f for f in await examine(pool, client) if f.apartment_id in ids] == []
 
     # An offer cancelled behind its workflow's back: the entry is told, and its workflow ends.

@@ -37,6 +37,7 @@ from booking.converter import DATA_CONVERTER
 from tests.helpers import HISTORIES, activity_steps
 from workflows.booking import (
     LOCAL_STEPS_PATCH,
+    STAY_START_PATCH,
     TRUTHFUL_PAYMENTS_PATCH,
     WAITLIST_PATCH,
     ApartmentBookingWorkflow,
@@ -118,6 +119,9 @@ EXPECTED = {
     "waitlist_offer_lapsed",
     "entry_offered_then_booked",
     "entry_left_while_waiting",
+    # Recorded behind STAY_START_PATCH: a stay paid ahead wakes at its first night
+    # (stay_started), and its lease ends at its move-out day.
+    "calendar_paid_stay_started_lease_ended",
 }
 
 # Histories of the waiting-list entry's own workflow.
@@ -165,13 +169,17 @@ def test_steps_run_the_way_the_patch_says(path: Path) -> None:
     history = _load(path)
     patches = _patches(history)
     patched = LOCAL_STEPS_PATCH in patches
-    assert patched == path.stem.startswith(("local_", "waitlist_"))
+    since_waitlist = path.stem.startswith(("waitlist_", "calendar_"))
+    assert patched == (path.stem.startswith("local_") or since_waitlist)
     if "truthful" in path.stem:
         assert TRUTHFUL_PAYMENTS_PATCH in patches
-    elif not path.stem.startswith("waitlist_"):
+    elif not since_waitlist:
         assert TRUTHFUL_PAYMENTS_PATCH not in patches
     names = {step.name for step in activity_steps(history)}
-    if path.stem.startswith("waitlist_"):
+    # Only the calendar's histories wake at a stay's first night.
+    assert ("stay_started" in names) == path.stem.startswith("calendar_"), names
+    assert (STAY_START_PATCH in patches) == path.stem.startswith("calendar_"), patches
+    if since_waitlist:
         assert WAITLIST_PATCH in patches
         assert not names & ENDINGS, names
     else:

@@ -20,15 +20,17 @@ from booking.store.waitlist import WaitlistRow
 
 # (row dataclass, table, the table's columns it does not read, fields it computes itself)
 SHAPES: list[tuple[type, str, set[str], set[str]]] = [
-    (BookingRow, "bookings", set(), set()),
+    # stay is start_date..end_date as a daterange (generated), for the calendar's SQL.
+    (BookingRow, "bookings", {"stay"}, set()),
     (PaymentRow, "payments", {"recorded_at"}, set()),
     (UserRow, "users", set(), set()),
     (BuildingRow, "buildings", set(), set()),
     # updated_on is the audit's (catalog_events has who and when).
-    (ApartmentRow, "apartments", {"updated_on"}, set()),
+    # available_from comes from apartments_on(day), the status and tenant of that day too.
+    (ApartmentRow, "apartments", {"updated_on"}, {"available_from"}),
     (StepFunctionRow, "step_function_executions", set(), set()),
     # seq orders the list; position is computed from it (POSITION).
-    (WaitlistRow, "waitlist_entries", {"seq"}, {"position"}),
+    (WaitlistRow, "waitlist_entries", {"seq", "stay"}, {"position"}),
     # What a create writes: the rest is the database's (timestamps) or a booking's (tenant,
     # status changes after the first).
     (UserData, "users", {"created_on", "updated_on"}, set()),

@@ -365,7 +365,9 @@ async def test_a_worker_and_an_api_killed_under_load_lose_nothing(system: Scaled
         """SELECT b.id, b.booking_status, a.apartment_status,
                   (SELECT count(*) FROM payments p WHERE p.booking_id = b.id
                     AND p.outcome = 'APPLIED') AS applied
-             FROM bookings b JOIN apartments a ON a.id = b.apartment_id
+             FROM bookings b
+             CROSS JOIN LATERAL (SELECT * FROM apartments_on(b.start_date) o
+                                  WHERE o.id = b.apartment_id) a
             WHERE b.id = ANY($1::text[])""",
         booking_ids,
     )

@@ -41,6 +41,7 @@ from tests.helpers import (
     record_history,
     reserve_with_start,
     start_and_hold,
+    stay_start_events,
     update_refusal,
 )
 from workflows.booking import ApartmentBookingWorkflow
@@ -100,9 +101,18 @@ async def test_paid_then_lease_ends_a_year_later(
     assert await events(pool, data.booking_id) == [
         (None, "PENDING", "RESERVED"),
         ("PENDING", "APPROVED", "PAID"),
+        # Booked ahead (it starts tomorrow): the workflow woke at its first night.
+        *stay_start_events(paid.paid_at, data.start_date),
         ("APPROVED", "APPROVED", "LEASE_ENDED"),
     ]
-    await record_history(handle, "waitlist_paid_lease_ended")
+    started_at = await pool.fetchval(
+        "SELECT details->>'startedAt' FROM booking_events "
+        "WHERE booking_id = $1 AND reason = 'STAY_STARTED'",
+        data.booking_id,
+    )
+    if stay_start_events(paid.paid_at, data.start_date):
+        assert started_at == datetime.combine(data.start_date, time.min, tzinfo=UTC).isoformat()
+    await record_history(handle, "calendar_paid_stay_started_lease_ended")
 
 
 @pytest.mark.usefixtures("worker")

@@ -30,6 +30,7 @@ from tests.helpers import (
     record_history,
     reserve_with_start,
     start_and_hold,
+    stay_start_events,
     update_refusal,
 )
 from workflows.booking import ApartmentBookingWorkflow
@@ -77,6 +78,7 @@ async def test_an_extension_moves_the_timer_the_row_and_the_search_attribute(
         (None, "PENDING", "RESERVED"),
         ("PENDING", "PENDING", "HOLD_EXTENDED"),
         ("PENDING", "APPROVED", "PAID"),
+        *stay_start_events(paid.paid_at, data.start_date),
         ("APPROVED", "APPROVED", "LEASE_ENDED"),
     ]
     details = await pool.fetchval(
@@ -237,8 +239,10 @@ async def test_concurrent_reserves_by_one_tenant_place_at_most_the_limit(
     )
     assert pending == 3
     reserved = await pool.fetchval(
-        "SELECT count(*) FROM apartments WHERE building_id = $1 AND apartment_status = 'RESERVED'",
+        "SELECT count(*) FROM apartments_on($2) "
+        "WHERE building_id = $1 AND apartment_status = 'RESERVED'",
         rental.building_id,
+        inputs[0].start_date,
     )
     assert reserved == 3
 

@@ -92,6 +92,7 @@ from booking.contract import (
     RESERVE_APARTMENT,
     RESERVE_REJECTIONS,
     RESERVING,
+    STAY_STARTED,
     TENANT_CANCELLED,
     WORKFLOW_TYPE,
     BookingInput,
@@ -109,6 +110,7 @@ from booking.contract import (
     Reservation,
     ReserveRequest,
     SettledEntry,
+    StayStartRequest,
     booking_problem,
     refusing_attempt,
 )
@@ -147,6 +149,10 @@ TRUTHFUL_PAYMENTS_PATCH = "truthful-payment-answers"
 # no waiting list; since, a release or a lease's end offers the apartment to the first tenant
 # waiting for it, in the same transaction, and starts the offer's own booking workflow.
 WAITLIST_PATCH = "waitlist-offers-on-release"
+# Executions recorded before this patch slept from payment to the lease's end; since, a stay
+# paid ahead of its first night also wakes then, so that subscribers hear the apartment's
+# status for that day change (``stay_started``).
+STAY_START_PATCH = "stay-start-notice"
 
 
 def _arrival(payment: PaymentInput) -> datetime:
@@ -158,8 +164,9 @@ def _arrival(payment: PaymentInput) -> datetime:
     return min(payment.received_at, now)
 
 
-def _lease_end(end_date: date) -> datetime:
-    return datetime.combine(end_date, time.min, tzinfo=UTC)
+def _midnight(day: date) -> datetime:
+    """00:00 UTC of ``day``: a stay's first night begins, or its move-out day comes."""
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -378,7 +385,21 @@ class ApartmentBookingWorkflow:
             ) from err
 
     async def _lease(self) -> None:
-        lease_end = _lease_end(self._input.end_date)
+        stay_start = _midnight(self._input.start_date)
+        if stay_start > workflow.now() and workflow.patched(STAY_START_PATCH):
+            # Why: payment_received keeps refunding duplicate payments while we wait.
+            await workflow.sleep(
+                stay_start - workflow.now(), summary=f"stay from {stay_start.isoformat()}"
+            )
+            await workflow.execute_activity(
+                STAY_STARTED,
+                StayStartRequest(self._input.booking_id, stay_start),
+                result_type=bool,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary=f"stay in apartment {self._input.apartment_id} begins",
+            )
+        lease_end = _midnight(self._input.end_date)
         remaining = lease_end - workflow.now()
         if remaining > timedelta(0):
             # Why: payment_received keeps refunding duplicate payments during the lease.

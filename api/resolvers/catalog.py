@@ -76,7 +76,8 @@ class CatalogMutations:
             raise ValidationError("input is required")
         record = input.to_data(str(uuid.uuid4()))
         await ctx(info).services.write(catalog.create_apartment, record, actor=principal.actor)
-        rows = await ctx(info).loaders.reader.run(reads.apartments_by_ids, [record.id])
+        loaders = ctx(info).loaders
+        rows = await loaders.reader.run(reads.apartments_by_ids, [record.id], loaders.today)
         if not rows:
             raise ApartmentNotFound(f"apartment {record.id} does not exist")
         return Apartment.from_row(rows[0])

@@ -7,11 +7,20 @@ const DEV_MODE = document.body.dataset.devMode === "true";
 const TOKEN_KEY = "booking.token";
 
 const Q_BUILDINGS = `query Buildings { getAllBuildings { items { id name } } }`;
+const APARTMENT_FIELDS = `id apartmentNumber apartmentType numberOfRooms apartmentStatus
+  availableFrom monthlyRent currency`;
 const Q_APARTMENTS = `query Apartments($buildingId: String!) {
-  getAllApartmentsPerBuilding(buildingId: $buildingId) {
-    id apartmentNumber apartmentType numberOfRooms apartmentStatus monthlyRent currency
-  }
+  getAllApartmentsPerBuilding(buildingId: $buildingId) { ${APARTMENT_FIELDS} }
 }`;
+// Apartments free for every night of the chosen stay (in one building, or in all).
+const Q_FREE = `query Free($input: SearchApartmentsInput!) {
+  searchApartments(input: $input) { items { ${APARTMENT_FIELDS} } nextToken }
+}`;
+const Q_CALENDAR = `query Calendar($apartmentId: ID!, $from: AWSDate!, $to: AWSDate!) {
+  getApartmentCalendar(apartmentId: $apartmentId, from: $from, to: $to) { startDate endDate state }
+}`;
+// How far the calendar looks ahead of the chosen first night.
+const CALENDAR_DAYS = 180;
 const BOOKING_FIELDS = `id apartmentId userId bookingStatus amountDue currency holdExpiresAt paidAt
   cancellationReason workflowId holdExtensions`;
 const M_RESERVE = `mutation Reserve($input: ReserveApartmentInput!) {
@@ -31,7 +40,7 @@ const EXTEND_SECONDS = 300;
 const S_STATUS = `subscription Status($id: ID!) { onBookingStatusChanged(id: $id) { ${BOOKING_FIELDS} } }`;
 
 const MESSAGES = {
-  ApartmentUnavailable: "Sorry, this apartment was just taken by someone else. Pick another one.",
+  ApartmentUnavailable: "Sorry, some of these nights were just taken by someone else. Pick other dates or another apartment.",
   ApartmentNotFound: "This apartment no longer exists.",
   BookingExpired: "Your hold expired before the payment arrived; the apartment is free again.",
   PaymentRejected: "The payment was rejected.",
@@ -48,6 +57,9 @@ const state = {
   claims: null,
   buildingId: "",
   apartments: new Map(),
+  // Ids of the apartments free for the chosen dates (null: not known, e.g. bad dates).
+  freeIds: null,
+  calendarApartment: null,
   booking: null,
   socket: null,
   countdownTimer: null,
@@ -326,10 +338,97 @@ async function loadBuildings() {
   }
 }
 
+function stayDates() {
+  return { startDate: $("start-date").value, endDate: $("end-date").value };
+}
+
+async function freeFor(input, { fresh = false } = {}) {
+  const data = await query(Q_FREE, { input: { ...stayDates(), limit: 100, ...input } }, { fresh });
+  return data.searchApartments.items;
+}
+
 async function loadApartments({ fresh = false } = {}) {
   if (!state.buildingId || !state.token) return;
   const data = await query(Q_APARTMENTS, { buildingId: state.buildingId }, { fresh });
+  try {
+    const free = await freeFor({ buildingId: state.buildingId }, { fresh });
+    state.freeIds = new Set(free.map((a) => a.id));
+  } catch (error) {
+    // Dates the service refuses (in the past, moving out before moving in): say why.
+    state.freeIds = null;
+    if (error instanceof GraphQLFailure && error.errorType === "ValidationError") {
+      showMessage(`Your dates: ${error.message}`, "error");
+    } else {
+      throw error;
+    }
+  }
   renderApartments(data.getAllApartmentsPerBuilding || []);
+  if (state.calendarApartment) await showCalendar(state.calendarApartment, { fresh });
+}
+
+async function searchEverywhere() {
+  clearMessage();
+  try {
+    const free = await freeFor({}, { fresh: true });
+    state.freeIds = new Set(free.map((a) => a.id));
+    renderApartments(free);
+    if (!free.length) showMessage("Nothing is free for these dates; try others.", "info");
+  } catch (error) {
+    showMessage(explain(error), "error");
+  }
+}
+
+function addDays(day, days) {
+  const d = new Date(`${day}T00:00:00Z`);
+  return isoDate(new Date(d.getTime() + days * 86400000));
+}
+
+async function showCalendar(apartmentId, { fresh = false } = {}) {
+  const from = $("start-date").value || isoDate(new Date());
+  const to = addDays(from, CALENDAR_DAYS);
+  let ranges;
+  try {
+    const data = await query(Q_CALENDAR, { apartmentId, from, to }, { fresh });
+    ranges = data.getApartmentCalendar;
+  } catch (error) {
+    showMessage(explain(error), "error");
+    return;
+  }
+  state.calendarApartment = apartmentId;
+  const apartment = state.apartments.get(apartmentId);
+  $("calendar-apartment").textContent = apartment ? apartment.apartmentNumber : apartmentId;
+  $("calendar-from").textContent = from;
+  $("calendar-to").textContent = to;
+  const items = ranges.map((range) => {
+    const item = document.createElement("li");
+    item.dataset.state = range.state;
+    item.dataset.start = range.startDate;
+    item.dataset.end = range.endDate;
+    const when = document.createElement("span");
+    when.textContent = `${range.startDate} to ${range.endDate}`;
+    item.append(statusBadge(range.state), when);
+    if (range.state === "FREE") {
+      item.title = "Use these dates";
+      item.addEventListener("click", () => pickDates(range.startDate, range.endDate));
+    }
+    return item;
+  });
+  $("calendar-ranges").replaceChildren(...items);
+  $("calendar").hidden = false;
+}
+
+// A free range picked on the calendar: stay from its first night, a month at most.
+function pickDates(start, end) {
+  const monthLater = addDays(start, 30);
+  $("start-date").value = start;
+  $("end-date").value = end < monthLater ? end : monthLater;
+  loadApartments({ fresh: true }).catch((error) => showMessage(explain(error), "error"));
+}
+
+function textCell(text) {
+  const cell = document.createElement("td");
+  cell.textContent = text;
+  return cell;
 }
 
 function renderApartments(apartments) {
@@ -339,41 +438,50 @@ function renderApartments(apartments) {
     const row = document.createElement("tr");
     row.dataset.apartmentId = apartment.id;
     row.dataset.status = apartment.apartmentStatus;
+    const known = state.freeIds !== null;
+    const free = known && state.freeIds.has(apartment.id);
+    row.dataset.free = known ? String(free) : "unknown";
     const cells = [
       apartment.apartmentNumber,
       apartment.apartmentType,
       String(apartment.numberOfRooms),
       money(apartment.monthlyRent, apartment.currency),
-    ].map((text) => {
-      const cell = document.createElement("td");
-      cell.textContent = text;
-      return cell;
-    });
+    ].map(textCell);
     const status = document.createElement("td");
     status.className = "apartment-status";
     status.append(statusBadge(apartment.apartmentStatus));
+    const from = textCell(apartment.availableFrom || "not bookable");
+    from.className = "available-from";
+    const dates = document.createElement("td");
+    dates.className = "stay-state";
+    if (known) dates.append(statusBadge(free ? "FREE" : "BOOKED"));
     const action = document.createElement("td");
     const button = document.createElement("button");
     button.type = "button";
     button.dataset.apartmentId = apartment.id;
-    if (apartment.apartmentStatus === "VACANT") {
+    if (free) {
       button.textContent = "Reserve";
       button.className = "reserve";
       button.disabled = Boolean(activeHold());
       button.addEventListener("click", () => reserve(apartment.id));
     } else {
-      // Taken: wait for it instead; the first in line is offered it when it is released.
+      // Some of the nights are taken: wait for them instead; when they are released, the
+      // first in line whose whole stay is then free is offered it.
       button.textContent = "Join the waiting list";
       button.className = "join-waitlist";
       const mine = state.entry && state.entry.apartmentId === apartment.id
         && ["WAITING", "OFFERED"].includes(state.entry.status);
-      const holding = state.booking && state.booking.apartmentId === apartment.id
-        && ["PENDING", "APPROVED"].includes(state.booking.bookingStatus);
-      button.disabled = Boolean(mine || holding);
+      button.disabled = Boolean(mine || !known);
       button.addEventListener("click", () => joinWaitlist(apartment.id));
     }
-    action.append(button);
-    row.append(...cells, status, action);
+    const calendar = document.createElement("button");
+    calendar.type = "button";
+    calendar.className = "secondary show-calendar";
+    calendar.textContent = "Calendar";
+    calendar.dataset.apartmentId = apartment.id;
+    calendar.addEventListener("click", () => showCalendar(apartment.id, { fresh: true }));
+    action.append(button, " ", calendar);
+    row.append(...cells, status, from, dates, action);
     return row;
   });
   body.replaceChildren(...rows);
@@ -497,7 +605,7 @@ async function joinWaitlist(apartmentId) {
     });
     applyEntry(data.joinWaitlist);
     subscribeEntry(data.joinWaitlist.id);
-    showMessage("You are on the waiting list; you will be offered the apartment when it is free.", "info");
+    showMessage("You are on the waiting list; you will be offered these nights when they are free.", "info");
   } catch (error) {
     showMessage(explain(error), "error");
   } finally {
@@ -637,11 +745,10 @@ async function showCatalogue() {
 }
 
 function init() {
-  const today = new Date();
-  const start = new Date(today.getTime() + 86400000);
-  const end = new Date(start.getTime() + 30 * 86400000);
-  $("start-date").value = isoDate(start);
-  $("end-date").value = isoDate(end);
+  // From tonight (the service's today is UTC's), for a month.
+  const start = isoDate(new Date());
+  $("start-date").value = start;
+  $("end-date").value = addDays(start, 30);
   const url = new URL(location.href);
   state.buildingId = url.searchParams.get("building") || "";
   $("building-id").value = state.buildingId;
@@ -675,6 +782,13 @@ function init() {
     $("building-id").value = state.buildingId;
     loadApartments().catch((error) => showMessage(explain(error), "error"));
   });
+  $("search").addEventListener("click", searchEverywhere);
+  for (const id of ["start-date", "end-date"]) {
+    $(id).addEventListener("change", () => {
+      clearMessage();
+      loadApartments({ fresh: true }).catch((error) => showMessage(explain(error), "error"));
+    });
+  }
   $("building-form").addEventListener("submit", (event) => {
     event.preventDefault();
     state.buildingId = $("building-id").value.trim();

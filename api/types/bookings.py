@@ -9,7 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.directives import cognito, resolver
-from api.scalars import AWSDate, AWSDateTime
+from api.scalars import FIRST_NIGHT, MOVE_OUT, AWSDate, AWSDateTime
 from api.types.accounts import User, load_user
 from api.types.catalog import Apartment
 from api.types.common import ctx, given
@@ -30,8 +30,8 @@ class Booking:
     row: strawberry.Private[BookingRow]
     id: strawberry.ID
     user_id: str
-    start_date: AWSDate
-    end_date: AWSDate
+    start_date: AWSDate = strawberry.field(description=FIRST_NIGHT)
+    end_date: AWSDate = strawberry.field(description=MOVE_OUT)
     apartment_id: str
     booking_status: BookingStatus
     update_on: AWSDateTime
@@ -100,8 +100,8 @@ class BookingsResult:
 class CreateBookingInput:
     user_id: str
     apartment_id: str
-    start_date: AWSDate
-    end_date: AWSDate
+    start_date: AWSDate = strawberry.field(description=FIRST_NIGHT)
+    end_date: AWSDate = strawberry.field(description=MOVE_OUT)
     booking_status: BookingStatus
 
     def to_booking(self, hold_seconds: int) -> BookingInput:
@@ -120,8 +120,8 @@ class CreateBookingInput:
 class ReserveApartmentInput:
     apartment_id: str
     user_id: str
-    start_date: AWSDate
-    end_date: AWSDate
+    start_date: AWSDate = strawberry.field(description=FIRST_NIGHT)
+    end_date: AWSDate = strawberry.field(description=MOVE_OUT)
     hold_seconds: int | None = strawberry.field(
         default=strawberry.UNSET, description="Default from configuration; 1 to 86400."
     )

@@ -9,7 +9,7 @@ from strawberry.types import Info
 
 from api.cost import bounded
 from api.directives import cognito, resolver
-from api.scalars import AWSDateTime
+from api.scalars import AWSDate, AWSDateTime
 from api.types.accounts import User, load_user
 from api.types.common import ctx, given
 from booking.errors import BuildingNotFound
@@ -26,7 +26,10 @@ class ApartmentType(Enum):
     VILLA = "VILLA"
 
 
-@strawberry.enum
+@strawberry.enum(
+    description="For today: OCCUPIED while a paid stay covers tonight (or the apartment is let "
+    "outside this service), RESERVED while an open hold's stay does, VACANT otherwise."
+)
 class ApartmentStatus(Enum):
     VACANT = "VACANT"
     OCCUPIED = "OCCUPIED"
@@ -88,6 +91,10 @@ class Apartment:
     created_on: AWSDateTime
     monthly_rent: int = strawberry.field(description="Minor units (cents).")
     currency: str = strawberry.field(description="ISO 4217.")
+    available_from: AWSDate | None = strawberry.field(
+        description="Added: the first night from today that no hold or paid stay covers (a "
+        "stay may be booked from it); null for an apartment let outside this service."
+    )
 
     @strawberry.field
     async def building(self, info: Info) -> Building:
@@ -123,6 +130,7 @@ class Apartment:
             created_on=AWSDateTime(row.created_on),
             monthly_rent=row.monthly_rent,
             currency=row.currency,
+            available_from=None if row.available_from is None else AWSDate(row.available_from),
         )
 
 

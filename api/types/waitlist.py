@@ -8,7 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.directives import cognito, resolver
-from api.scalars import AWSDate, AWSDateTime
+from api.scalars import FIRST_NIGHT, MOVE_OUT, AWSDate, AWSDateTime
 from api.types.bookings import Booking
 from api.types.common import ctx
 from booking.store.waitlist import WaitlistRow
@@ -27,8 +27,8 @@ class WaitlistStatus(Enum):
 class JoinWaitlistInput:
     apartment_id: str
     user_id: str
-    start_date: AWSDate
-    end_date: AWSDate
+    start_date: AWSDate = strawberry.field(description=FIRST_NIGHT)
+    end_date: AWSDate = strawberry.field(description=MOVE_OUT)
 
 
 @strawberry.type(
@@ -40,8 +40,8 @@ class WaitlistEntry:
     id: strawberry.ID
     apartment_id: str
     user_id: str
-    start_date: AWSDate
-    end_date: AWSDate
+    start_date: AWSDate = strawberry.field(description=FIRST_NIGHT)
+    end_date: AWSDate = strawberry.field(description=MOVE_OUT)
     status: WaitlistStatus
     position: int | None = strawberry.field(description="While WAITING: 1 is next in line.")
     offered_booking_id: strawberry.ID | None = strawberry.field(

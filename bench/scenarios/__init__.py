@@ -5,6 +5,7 @@ never interfere through data and can be selected one by one. Latencies are wall-
 seen by the client, in milliseconds. ``harness`` holds what they share.
 """
 
+from bench.scenarios.calendar import calendar
 from bench.scenarios.contention import contention, versus_uncontended
 from bench.scenarios.harness import QUICK, Bench, BenchFailure, Sizes
 from bench.scenarios.integrity import double_bookings
@@ -19,6 +20,7 @@ __all__ = [
     "Bench",
     "BenchFailure",
     "Sizes",
+    "calendar",
     "contention",
     "double_bookings",
     "live_updates",

@@ -51,6 +51,9 @@ class Sizes:
     # Seconds of slack on top of the calibrated time it takes to place every hold.
     scale_margin: int = 10
     live_subscribers: int = 10_000
+    calendar_apartments: int = 10_000
+    calendar_stays: int = 100
+    calendar_queries: int = 300
     warmup: int = 10
 
     def as_dict(self) -> dict[str, Any]:
@@ -72,6 +75,9 @@ QUICK = Sizes(
     scale_grace=30.0,
     scale_margin=2,
     live_subscribers=20,
+    calendar_apartments=40,
+    calendar_stays=10,
+    calendar_queries=5,
     warmup=1,
 )
 

@@ -135,7 +135,9 @@ async def scale(b: Bench) -> dict[str, Any]:
     peaks = await sampler.stop()
     async with b.pool.acquire() as conn:
         statuses = await store.status_counts(conn, booking_ids)
-        apartment_states = await store.apartment_status_counts(conn, apartments)
+        apartment_states = await store.apartment_status_counts(
+            conn, apartments, date.fromisoformat(b.start_date)
+        )
         lags = await store.expiry_lags(conn, booking_ids)
     expired = statuses.get("CANCELLED:EXPIRED", 0)
     return {

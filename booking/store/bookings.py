@@ -60,6 +60,8 @@ class PaymentRow:
 class RentTerms:
     monthly_rent: int
     currency: str
+    # Let outside this service (an Admin's OCCUPIED): no stay can be booked.
+    let_outside: bool = False
 
 
 BOOKING_COLUMNS = columns(BookingRow)
@@ -88,33 +90,33 @@ async def get_booking(
     return None if record is None else BookingRow.from_record(record)
 
 
-async def reserve_vacant_apartment(conn: Conn, apartment_id: str) -> RentTerms | None:
-    """VACANT -> RESERVED; None when the apartment is missing or not vacant."""
+async def rent_terms(conn: Conn, apartment_id: str) -> RentTerms | None:
+    """The apartment's rent and whether it is let outside this service; None: no apartment."""
     record = await conn.fetchrow(
-        """UPDATE apartments
-              SET apartment_status = 'RESERVED', updated_on = now()
-            WHERE id = $1 AND apartment_status = 'VACANT'
-        RETURNING monthly_rent, currency""",
+        """SELECT monthly_rent, currency, apartment_status = 'OCCUPIED' AS let_outside
+             FROM apartments WHERE id = $1""",
         apartment_id,
     )
+    return _terms(record)
+
+
+async def share_apartment(conn: Conn, apartment_id: str) -> RentTerms | None:
+    """The apartment's terms, its row locked against a release until the caller commits
+    (a release takes it for update before it looks at the waiting list)."""
+    record = await conn.fetchrow(
+        """SELECT monthly_rent, currency, apartment_status = 'OCCUPIED' AS let_outside
+             FROM apartments WHERE id = $1 FOR SHARE""",
+        apartment_id,
+    )
+    return _terms(record)
+
+
+def _terms(record: asyncpg.Record | None) -> RentTerms | None:
     if record is None:
         return None
-    return RentTerms(int(record["monthly_rent"]), str(record["currency"]).strip())
-
-
-async def apartment_status_for_share(conn: Conn, apartment_id: str) -> str | None:
-    """The apartment's status, its row locked against a release until the caller commits."""
-    status: str | None = await conn.fetchval(
-        "SELECT apartment_status FROM apartments WHERE id = $1 FOR SHARE", apartment_id
+    return RentTerms(
+        int(record["monthly_rent"]), str(record["currency"]).strip(), bool(record["let_outside"])
     )
-    return status
-
-
-async def apartment_status(conn: Conn, apartment_id: str) -> str | None:
-    status: str | None = await conn.fetchval(
-        "SELECT apartment_status FROM apartments WHERE id = $1", apartment_id
-    )
-    return status
 
 
 async def insert_booking(
@@ -177,39 +179,18 @@ async def end_lease(conn: Conn, booking_id: str, ended_at: datetime) -> bool:
     return result == "UPDATE 1"
 
 
-async def occupy_apartment(conn: Conn, apartment_id: str, tenant_id: str) -> bool:
-    """RESERVED -> OCCUPIED by the tenant."""
-    result = await conn.execute(
-        """UPDATE apartments
-              SET apartment_status = 'OCCUPIED', tenant_id = $2, updated_on = now()
-            WHERE id = $1 AND apartment_status = 'RESERVED'""",
-        apartment_id,
-        tenant_id,
+async def touch_and_notify(conn: Conn, booking_id: str) -> None:
+    """Announce a change no status column shows (a stay's first night): the booking's
+    ``update_on`` moves, so subscribers read it (and its apartment) again."""
+    await conn.execute(
+        """WITH touched AS (
+               UPDATE bookings SET update_on = now() WHERE id = $1
+            RETURNING id, booking_status, apartment_id)
+           SELECT pg_notify('booking_status', json_build_object(
+                      'id', id, 'status', booking_status, 'apartmentId', apartment_id)::text)
+             FROM touched""",
+        booking_id,
     )
-    return result == "UPDATE 1"
-
-
-async def release_reserved_apartment(conn: Conn, apartment_id: str) -> bool:
-    """RESERVED -> VACANT (a hold that ended without payment)."""
-    result = await conn.execute(
-        """UPDATE apartments
-              SET apartment_status = 'VACANT', tenant_id = NULL, updated_on = now()
-            WHERE id = $1 AND apartment_status = 'RESERVED'""",
-        apartment_id,
-    )
-    return result == "UPDATE 1"
-
-
-async def vacate_after_lease(conn: Conn, apartment_id: str, tenant_id: str) -> bool:
-    """OCCUPIED by this tenant -> VACANT; leaves an apartment re-let by an admin alone."""
-    result = await conn.execute(
-        """UPDATE apartments
-              SET apartment_status = 'VACANT', tenant_id = NULL, updated_on = now()
-            WHERE id = $1 AND apartment_status = 'OCCUPIED' AND tenant_id = $2""",
-        apartment_id,
-        tenant_id,
-    )
-    return result == "UPDATE 1"
 
 
 async def append_event(
@@ -290,45 +271,11 @@ async def extend_hold(conn: Conn, booking_id: str, hold_expires_at: datetime) ->
 async def lock_apartment(conn: Conn, apartment_id: str) -> RentTerms | None:
     """Lock the apartment's row (a release takes it before it looks at the waiting list)."""
     record = await conn.fetchrow(
-        "SELECT monthly_rent, currency FROM apartments WHERE id = $1 FOR UPDATE", apartment_id
-    )
-    if record is None:
-        return None
-    return RentTerms(int(record["monthly_rent"]), str(record["currency"]).strip())
-
-
-async def hold_for_offer(conn: Conn, apartment_id: str) -> bool:
-    """RESERVED (a released hold), OCCUPIED (an ended lease) or VACANT (freed some other way,
-    ``booking doctor``) -> RESERVED for an offer."""
-    result = await conn.execute(
-        """UPDATE apartments
-              SET apartment_status = 'RESERVED', tenant_id = NULL, updated_on = now()
-            WHERE id = $1 AND apartment_status IN ('VACANT', 'RESERVED', 'OCCUPIED')""",
+        """SELECT monthly_rent, currency, apartment_status = 'OCCUPIED' AS let_outside
+             FROM apartments WHERE id = $1 FOR UPDATE""",
         apartment_id,
     )
-    return result == "UPDATE 1"
-
-
-async def occupied_by(conn: Conn, apartment_id: str, tenant_id: str) -> bool:
-    found = await conn.fetchval(
-        """SELECT 1 FROM apartments
-            WHERE id = $1 AND apartment_status = 'OCCUPIED' AND tenant_id = $2""",
-        apartment_id,
-        tenant_id,
-    )
-    return found is not None
-
-
-async def active_holder(conn: Conn, apartment_id: str) -> str | None:
-    """The user whose hold or running lease has the apartment, if any."""
-    holder: str | None = await conn.fetchval(
-        """SELECT user_id FROM bookings
-            WHERE apartment_id = $1
-              AND (booking_status = 'PENDING'
-                   OR (booking_status = 'APPROVED' AND lease_ended_at IS NULL))""",
-        apartment_id,
-    )
-    return holder
+    return _terms(record)
 
 
 async def get_payment_by_reference(

@@ -1,8 +1,7 @@
 """SQL for ``booking doctor``: finding drift between rows and workflows, and the safe repairs.
 
-The finders only read. The repair statements are used by ``booking.doctor``'s repairs only,
-inside its transactions; each carries its own guard in the WHERE clause, so a repair run
-against a database that healed in the meantime changes nothing.
+The finders only read. The repairs (``booking.doctor``) write through the statements the
+activities use, re-checking under row locks what the finder saw.
 """
 
 from __future__ import annotations
@@ -13,14 +12,6 @@ from datetime import date, datetime
 import asyncpg
 
 from booking.store import Conn
-
-
-@dataclass(frozen=True)
-class ApartmentDrift:
-    apartment_id: str
-    apartment_status: str
-    tenant_id: str | None
-    booking_id: str | None  # the apartment's most recent booking, if any
 
 
 @dataclass(frozen=True)
@@ -37,11 +28,12 @@ class OpenBooking:
 
 @dataclass(frozen=True)
 class WaitingDrift:
-    """A free apartment with tenants waiting for it: nothing will offer it to them."""
+    """A WAITING entry whose range is free: nothing will offer it its nights."""
 
     apartment_id: str
-    first_entry_id: str
-    waiting: int
+    entry_id: str
+    start_date: date
+    end_date: date
 
 
 @dataclass(frozen=True)
@@ -61,25 +53,6 @@ class BookingDrift:
     booking_id: str
     apartment_id: str
     booking_status: str
-    apartment_status: str
-
-
-async def reserved_without_hold(conn: Conn) -> list[ApartmentDrift]:
-    """Apartments RESERVED with no PENDING booking: a hold that nothing will ever release."""
-    rows = await conn.fetch(
-        """SELECT a.id, a.apartment_status, a.tenant_id,
-                  (SELECT b.id FROM bookings b WHERE b.apartment_id = a.id
-                    ORDER BY b.created_on DESC, b.id DESC LIMIT 1) AS booking_id
-             FROM apartments a
-            WHERE a.apartment_status = 'RESERVED'
-              AND NOT EXISTS (SELECT 1 FROM bookings b
-                               WHERE b.apartment_id = a.id AND b.booking_status = 'PENDING')
-            ORDER BY a.id"""
-    )
-    return [
-        ApartmentDrift(r["id"], r["apartment_status"], r["tenant_id"], r["booking_id"])
-        for r in rows
-    ]
 
 
 async def open_bookings(conn: Conn) -> list[OpenBooking]:
@@ -103,89 +76,53 @@ async def open_bookings(conn: Conn) -> list[OpenBooking]:
     ]
 
 
-async def pending_without_reservation(conn: Conn) -> list[BookingDrift]:
-    """PENDING bookings whose apartment is not RESERVED (the hold's mark was lost)."""
-    rows = await conn.fetch(
-        """SELECT b.id, b.apartment_id, b.booking_status, a.apartment_status
-             FROM bookings b JOIN apartments a ON a.id = b.apartment_id
-            WHERE b.booking_status = 'PENDING' AND a.apartment_status <> 'RESERVED'
-            ORDER BY b.id"""
-    )
-    return [
-        BookingDrift(r["id"], r["apartment_id"], r["booking_status"], r["apartment_status"])
-        for r in rows
-    ]
-
-
 async def approved_without_payment(conn: Conn) -> list[BookingDrift]:
     """APPROVED bookings with no APPLIED payment row: paid according to whom?"""
     rows = await conn.fetch(
-        """SELECT b.id, b.apartment_id, b.booking_status, a.apartment_status
-             FROM bookings b JOIN apartments a ON a.id = b.apartment_id
+        """SELECT b.id, b.apartment_id, b.booking_status
+             FROM bookings b
             WHERE b.booking_status = 'APPROVED'
               AND NOT EXISTS (SELECT 1 FROM payments p
                                WHERE p.booking_id = b.id AND p.outcome = 'APPLIED')
             ORDER BY b.id"""
     )
-    return [
-        BookingDrift(r["id"], r["apartment_id"], r["booking_status"], r["apartment_status"])
-        for r in rows
-    ]
+    return [BookingDrift(r["id"], r["apartment_id"], r["booking_status"]) for r in rows]
 
 
-async def occupied_after_lease(conn: Conn) -> list[ApartmentDrift]:
-    """Apartments still OCCUPIED by a tenant whose lease here has ended, with no lease running.
-
-    An apartment OCCUPIED by someone who never booked it here (let outside the system by
-    an admin) is not drift and is not listed.
-    """
+async def waiting_on_free_range(conn: Conn, today: date) -> list[WaitingDrift]:
+    """WAITING entries whose whole range is free (no live stay shares a night with it) and
+    still to come, of an apartment not let outside: a release that did not offer (an older
+    worker, a repair, a row edited by hand). Nothing will offer them their nights."""
     rows = await conn.fetch(
-        """SELECT a.id, a.apartment_status, a.tenant_id,
-                  (SELECT b.id FROM bookings b
-                    WHERE b.apartment_id = a.id AND b.user_id = a.tenant_id
-                      AND b.booking_status = 'APPROVED' AND b.lease_ended_at IS NOT NULL
-                    ORDER BY b.lease_ended_at DESC, b.id DESC LIMIT 1) AS booking_id
-             FROM apartments a
-            WHERE a.apartment_status = 'OCCUPIED'
-              AND a.tenant_id IS NOT NULL
+        """SELECT w.id, w.apartment_id, w.start_date, w.end_date
+             FROM waitlist_entries w JOIN apartments a ON a.id = w.apartment_id
+            WHERE w.status = 'WAITING' AND w.start_date >= $1
+              AND a.apartment_status = 'VACANT'
               AND NOT EXISTS (SELECT 1 FROM bookings b
-                               WHERE b.apartment_id = a.id AND b.booking_status = 'APPROVED'
-                                 AND b.lease_ended_at IS NULL)
-              AND EXISTS (SELECT 1 FROM bookings b
-                           WHERE b.apartment_id = a.id AND b.user_id = a.tenant_id
-                             AND b.booking_status = 'APPROVED'
-                             AND b.lease_ended_at IS NOT NULL)
-            ORDER BY a.id"""
-    )
-    return [
-        ApartmentDrift(r["id"], r["apartment_status"], r["tenant_id"], r["booking_id"])
-        for r in rows
-    ]
-
-
-async def waiting_on_free_apartment(conn: Conn) -> list[WaitingDrift]:
-    """VACANT apartments, held and let by nobody, with WAITING entries: a release that did not
-    offer (an older worker, a repair, a row edited by hand)."""
-    rows = await conn.fetch(
-        """SELECT a.id,
-                  (SELECT w.id FROM waitlist_entries w
-                    WHERE w.apartment_id = a.id AND w.status = 'WAITING'
-                    ORDER BY w.seq LIMIT 1) AS first_entry_id,
-                  (SELECT count(*) FROM waitlist_entries w
-                    WHERE w.apartment_id = a.id AND w.status = 'WAITING') AS waiting
-             FROM apartments a
-            WHERE a.apartment_status = 'VACANT'
-              AND EXISTS (SELECT 1 FROM waitlist_entries w
-                           WHERE w.apartment_id = a.id AND w.status = 'WAITING')
-              -- held by nobody, let to nobody
-              AND NOT EXISTS (SELECT 1 FROM bookings b
-                               WHERE b.apartment_id = a.id
+                               WHERE b.apartment_id = w.apartment_id AND b.stay && w.stay
                                  AND (b.booking_status = 'PENDING'
                                       OR (b.booking_status = 'APPROVED'
                                           AND b.lease_ended_at IS NULL)))
-            ORDER BY a.id"""
+            ORDER BY w.apartment_id, w.seq""",
+        today,
     )
-    return [WaitingDrift(r["id"], r["first_entry_id"], int(r["waiting"])) for r in rows]
+    return [WaitingDrift(r["apartment_id"], r["id"], r["start_date"], r["end_date"]) for r in rows]
+
+
+async def overlapping_stays(conn: Conn) -> list[tuple[str, str, str]]:
+    """(apartment, booking, booking) for two live stays that share a night: what the exclusion
+    constraint forbids, so only a dropped constraint or a restore can show one."""
+    rows = await conn.fetch(
+        """SELECT a.apartment_id, a.id AS first_id, b.id AS second_id
+             FROM bookings a JOIN bookings b
+               ON b.apartment_id = a.apartment_id AND b.id > a.id AND b.stay && a.stay
+            WHERE (a.booking_status = 'PENDING'
+                   OR (a.booking_status = 'APPROVED' AND a.lease_ended_at IS NULL))
+              AND (b.booking_status = 'PENDING'
+                   OR (b.booking_status = 'APPROVED' AND b.lease_ended_at IS NULL))
+            ORDER BY a.apartment_id, a.id, b.id"""
+    )
+    return [(r["apartment_id"], r["first_id"], r["second_id"]) for r in rows]
 
 
 async def offers_not_pending(conn: Conn) -> list[EntryDrift]:
@@ -222,50 +159,3 @@ def _entry_drift(r: asyncpg.Record) -> EntryDrift:
         r["offered_booking_id"],
         r["booking_status"],
     )
-
-
-# -- repairs (booking.doctor only) ---------------------------------------------------------
-
-
-async def lock_apartment(conn: Conn, apartment_id: str) -> str | None:
-    """Lock the apartment row for this transaction; return its status (None: no such row)."""
-    status: str | None = await conn.fetchval(
-        "SELECT apartment_status FROM apartments WHERE id = $1 FOR UPDATE", apartment_id
-    )
-    return status
-
-
-async def held_by_pending(conn: Conn, apartment_id: str) -> bool:
-    """Whether a PENDING booking holds the apartment."""
-    held: bool = await conn.fetchval(
-        """SELECT EXISTS (SELECT 1 FROM bookings b
-                           WHERE b.apartment_id = $1 AND b.booking_status = 'PENDING')""",
-        apartment_id,
-    )
-    return held
-
-
-async def free_for_offer(conn: Conn, apartment_id: str) -> bool:
-    """Whether the (locked) apartment is VACANT with no live booking: free to offer."""
-    free: bool = await conn.fetchval(
-        """SELECT EXISTS (
-                  SELECT 1 FROM apartments a
-                   WHERE a.id = $1 AND a.apartment_status = 'VACANT'
-                     AND NOT EXISTS (SELECT 1 FROM bookings b
-                                      WHERE b.apartment_id = a.id
-                                        AND (b.booking_status = 'PENDING'
-                                             OR (b.booking_status = 'APPROVED'
-                                                 AND b.lease_ended_at IS NULL))))""",
-        apartment_id,
-    )
-    return free
-
-
-async def latest_booking(conn: Conn, apartment_id: str) -> tuple[str, str] | None:
-    """(id, status) of the apartment's most recent booking."""
-    row = await conn.fetchrow(
-        """SELECT id, booking_status FROM bookings WHERE apartment_id = $1
-            ORDER BY created_on DESC, id DESC LIMIT 1""",
-        apartment_id,
-    )
-    return None if row is None else (row["id"], row["booking_status"])

@@ -9,13 +9,12 @@ last row's sort key), which stays stable while rows are inserted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import asyncpg
 
 from booking.store import Conn, columns
 from booking.store.bookings import BOOKING_COLUMNS, BookingRow
-from booking.store.bookings import apartment_status as apartment_status  # the API's "taken"
 from booking.store.waitlist import POSITION, W_ENTRY_COLUMNS, WaitlistRow
 
 
@@ -59,6 +58,8 @@ class ApartmentRow:
     monthly_rent: int
     currency: str
     created_on: datetime
+    # Computed for the day asked (``apartments_on``): status and tenant above are that day's.
+    available_from: date | None = None
 
 
 @dataclass(frozen=True)
@@ -114,19 +115,25 @@ async def buildings_by_ids(conn: Conn, ids: list[str]) -> list[BuildingRow]:
     return [_building(r) for r in rows]
 
 
-async def apartments_by_ids(conn: Conn, ids: list[str]) -> list[ApartmentRow]:
+async def apartments_by_ids(conn: Conn, ids: list[str], day: date) -> list[ApartmentRow]:
+    """The apartments as they stand on ``day`` (status, tenant, first free night)."""
     rows = await conn.fetch(
-        f"SELECT {_APARTMENT_COLUMNS} FROM apartments WHERE id = ANY($1::text[])", ids
+        f"SELECT {_APARTMENT_COLUMNS} FROM apartments_on($2) WHERE id = ANY($1::text[])",
+        ids,
+        day,
     )
     return [_apartment(r) for r in rows]
 
 
-async def apartments_by_building_ids(conn: Conn, building_ids: list[str]) -> list[ApartmentRow]:
+async def apartments_by_building_ids(
+    conn: Conn, building_ids: list[str], day: date
+) -> list[ApartmentRow]:
     rows = await conn.fetch(
-        f"""SELECT {_APARTMENT_COLUMNS} FROM apartments
+        f"""SELECT {_APARTMENT_COLUMNS} FROM apartments_on($2)
              WHERE building_id = ANY($1::text[])
              ORDER BY building_id, apartment_number, id""",
         building_ids,
+        day,
     )
     return [_apartment(r) for r in rows]
 

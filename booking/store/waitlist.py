@@ -90,6 +90,20 @@ async def first_waiting(conn: Conn, apartment_id: str) -> WaitlistRow | None:
     return None if record is None else WaitlistRow.from_record(record)
 
 
+async def waiting_for(conn: Conn, apartment_id: str, start: date, end: date) -> list[WaitlistRow]:
+    """The WAITING entries that ask for any of the nights ``[start, end)``, in joining order,
+    locked (the caller holds the apartment's row lock)."""
+    rows = await conn.fetch(
+        f"""SELECT {ENTRY_COLUMNS} FROM waitlist_entries
+             WHERE apartment_id = $1 AND status = 'WAITING' AND stay && daterange($2, $3)
+             ORDER BY seq FOR UPDATE""",
+        apartment_id,
+        start,
+        end,
+    )
+    return [WaitlistRow.from_record(r) for r in rows]
+
+
 async def entry_offered(conn: Conn, booking_id: str) -> WaitlistRow | None:
     """The OFFERED entry whose offer is this booking, locked."""
     record = await conn.fetchrow(

@@ -248,8 +248,9 @@ def reserve_input(apartment_id: str, user_id: str, **extra: Any) -> dict[str, An
         "input": {
             "apartmentId": apartment_id,
             "userId": user_id,
-            "startDate": "2031-01-01",
-            "endDate": "2031-07-01",
+            # From tonight: the apartment's status (read for today) shows the stay at once.
+            "startDate": days_ahead(0),
+            "endDate": days_ahead(181),
             **extra,
         }
     }

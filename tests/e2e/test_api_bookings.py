@@ -19,6 +19,7 @@ from tests.e2e.helpers import (
     Gql,
     create_apartment,
     create_user,
+    days_ahead,
     error_types,
     reserve_input,
 )
@@ -44,7 +45,7 @@ async def test_reserve_then_pay_approves_and_occupies(stack: E2EStack, admin: Gq
         assert booking["bookingStatus"] == "PENDING"
         assert booking["amountDue"] == 99_000 and booking["currency"] == "EUR"
         assert booking["userId"] == tenant and booking["apartmentId"] == apartment
-        assert booking["startDate"] == "2031-01-01" and booking["endDate"] == "2031-07-01"
+        assert (booking["startDate"], booking["endDate"]) == (days_ahead(0), days_ahead(181))
         assert booking["holdExpiresAt"].endswith("Z")
         assert booking["workflowId"] == f"booking-{booking['id']}"
         assert await _status(gql, apartment) == "RESERVED"
@@ -173,8 +174,8 @@ async def test_create_apartment_booking_places_a_hold(stack: E2EStack, admin: Gq
     booking_input = {
         "userId": tenant,
         "apartmentId": apartment,
-        "startDate": "2031-02-01",
-        "endDate": "2031-03-01",
+        "startDate": days_ahead(0),
+        "endDate": days_ahead(28),
     }
     async with stack.api.client(stack.bearer(tenant, "Tenants")) as http:
         gql = Gql(http)
@@ -189,7 +190,7 @@ async def test_create_apartment_booking_places_a_hold(stack: E2EStack, admin: Gq
             {"a": apartment},
         )
         assert listed["data"]["getAllBookingsPerApartment"] == [
-            {"userId": tenant, "bookingStatus": "PENDING", "startDate": "2031-02-01"}
+            {"userId": tenant, "bookingStatus": "PENDING", "startDate": days_ahead(0)}
         ]
 
 
@@ -197,7 +198,7 @@ async def test_bad_booking_input_is_a_validation_error(admin: Gql) -> None:
     tenant = await create_user(admin)
     _, apartment = await create_apartment(admin)
     for extra in (
-        {"endDate": "2030-12-31"},  # before startDate
+        {"endDate": days_ahead(-1)},  # before startDate
         {"holdSeconds": 0},
         {"holdSeconds": 86_401},
     ):

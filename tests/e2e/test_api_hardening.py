@@ -28,6 +28,7 @@ from tests.e2e.helpers import (
     ServedApp,
     create_apartment,
     create_user,
+    days_ahead,
     error_types,
     reserve_input,
 )
@@ -136,8 +137,8 @@ async def test_a_reused_idempotency_key_with_other_input_is_refused(
 
         # While its workflow runs: another apartment, other dates.
         await refused(apartmentId=second)
-        await refused(endDate="2031-08-01")
-        await refused(startDate="2031-02-01")
+        await refused(endDate=days_ahead(200))
+        await refused(startDate=days_ahead(1))
         status = "query ($id: ID!) { getApartment(id: $id) { apartmentStatus } }"
         assert (await gql(status, {"id": second}))["data"]["getApartment"] == {
             "apartmentStatus": "VACANT"

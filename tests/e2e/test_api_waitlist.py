@@ -22,6 +22,7 @@ from tests.e2e.helpers import (
     Gql,
     create_apartment,
     create_user,
+    days_ahead,
     error_types,
     next_message,
     open_transport_ws,
@@ -54,8 +55,9 @@ def _join_input(apartment: str, user: str) -> dict[str, Any]:
         "input": {
             "apartmentId": apartment,
             "userId": user,
-            "startDate": "2031-01-01",
-            "endDate": "2031-07-01",
+            # The nights of reserve_input's stay: taken while it is held.
+            "startDate": days_ahead(0),
+            "endDate": days_ahead(181),
         }
     }
 

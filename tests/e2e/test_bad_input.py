@@ -46,9 +46,11 @@ def _clean(body: dict[str, Any]) -> None:
 
 
 async def _state(stack: E2EStack, apartment_id: str) -> tuple[str, int, int]:
-    """(apartment status, bookings on it, payments on them)."""
+    """(apartment status today, bookings on it, payments on them)."""
     status = await stack.pool.fetchval(
-        "SELECT apartment_status FROM apartments WHERE id = $1", apartment_id
+        "SELECT apartment_status FROM apartments_on((now() AT TIME ZONE 'UTC')::date) "
+        "WHERE id = $1",
+        apartment_id,
     )
     bookings = await stack.pool.fetchval(
         "SELECT count(*) FROM bookings WHERE apartment_id = $1", apartment_id

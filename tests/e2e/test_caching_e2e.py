@@ -70,7 +70,7 @@ def max_age(response: httpx.Response) -> int:
 
 
 async def reserve(http: httpx.AsyncClient, rental: Rental) -> dict[str, Any]:
-    start = date.today() + timedelta(days=1)
+    start = date.today()  # from tonight: today's status shows it
     response = await http.post(
         "/graphql",
         json={

@@ -235,7 +235,7 @@ async def test_a_hold_is_visible_through_the_cache_within_max_age(
         hit = await http.get("/graphql", params=params)
         assert hit.headers["x-cache-status"] == "HIT"  # the cache really is in the way
 
-        start = date.today() + timedelta(days=1)
+        start = date.today()  # from tonight: today's status shows it
         reserved = await http.post(
             "/graphql",
             json={

@@ -38,6 +38,7 @@ from tests.e2e.helpers import (
     ServedApp,
     create_apartment,
     create_user,
+    days_ahead,
     error_types,
 )
 from tests.helpers import eventually, insert_apartment, make_rental
@@ -79,6 +80,11 @@ async def test_a_costly_query_is_refused_before_anything_runs(stack: E2EStack, a
         + "}"
     )
     paged = "{getAllBuildings(pagination: {limit: 100}){items{apartments{id apartmentStatus}}}}"
+    stay = f'startDate: "{days_ahead(1)}", endDate: "{days_ahead(8)}"'
+    searched = (
+        f"{{searchApartments(input: {{{stay}, limit: 100}})"
+        "{items{building{apartments{id apartmentStatus}}}}}"
+    )
 
     async def healthz_seconds() -> float:
         async with stack.api.client() as http:
@@ -86,7 +92,7 @@ async def test_a_costly_query_is_refused_before_anything_runs(stack: E2EStack, a
             assert (await http.get("/healthz")).status_code == 200
             return time.perf_counter() - started
 
-    for query in (nested, aliased, paged):
+    for query in (nested, aliased, paged, searched):
         attempts = [admin(query) for _ in range(3)]
         bodies, probe = await asyncio.gather(asyncio.gather(*attempts), healthz_seconds())
         for body in bodies:
@@ -103,6 +109,13 @@ async def test_a_costly_query_is_refused_before_anything_runs(stack: E2EStack, a
     )
     assert "errors" not in wide, wide
     assert len(wide["data"]["getAllApartmentsPerBuilding"]) == 260
+    # The search's page is its input's limit: ten apartments with their buildings' lists pass.
+    few = await admin(
+        f'{{searchApartments(input: {{{stay}, limit: 10, buildingId: "{rental.building_id}"}})'
+        "{items{building{apartments{id}}}}}"
+    )
+    assert "errors" not in few, few
+    assert len(few["data"]["searchApartments"]["items"]) == 10
 
 
 async def test_a_list_longer_than_the_bound_is_refused_not_cut_short(

@@ -12,8 +12,8 @@ from datetime import date, timedelta
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.e2e.helpers import TIMEOUT_MS, E2EStack, open_signed_in, shot
-from tests.helpers import make_rental
+from tests.e2e.helpers import TIMEOUT_MS, E2EStack, Gql, open_signed_in, shot
+from tests.helpers import insert_user, make_rental
 
 pytestmark = pytest.mark.e2e
 
@@ -24,8 +24,11 @@ PAY = """mutation P($input: PayBookingInput!) { payBooking(input: $input) { id b
 
 
 async def apartment_status(stack: E2EStack, apartment_id: str) -> str:
+    """The status for today, as the API reads it."""
     status: str = await stack.pool.fetchval(
-        "SELECT apartment_status FROM apartments WHERE id = $1", apartment_id
+        "SELECT apartment_status FROM apartments_on((now() AT TIME ZONE 'UTC')::date) "
+        "WHERE id = $1",
+        apartment_id,
     )
     return status
 
@@ -169,3 +172,76 @@ async def test_apartment_just_taken_is_explained(stack: E2EStack, page: Page) ->
     await expect(apartment.get_by_role("button", name="Reserve")).to_have_count(0)
     await expect(apartment.get_by_role("button", name="Join the waiting list")).to_be_enabled()
     await shot(page, "7-just-taken")
+
+
+async def test_the_calendar_picks_dates_and_the_search_finds_them(
+    stack: E2EStack, page: Page
+) -> None:
+    """The tenant page on ranges: an apartment held for the page's default stay is taken for
+    those dates (join the waiting list), its calendar shows the held nights and the free ones
+    after; picking a free range sets the dates, and the apartment can be reserved for them."""
+    rental = await make_rental(stack.pool)
+    today = date.today()
+    holder = await insert_user(stack.pool)
+    async with stack.api.client(stack.key) as http:
+        held = await Gql(http)(
+            RESERVE,
+            {
+                "input": {
+                    "apartmentId": rental.apartment_id,
+                    "userId": holder,
+                    "startDate": today.isoformat(),
+                    "endDate": (today + timedelta(days=45)).isoformat(),
+                }
+            },
+        )
+        assert "errors" not in held, held
+
+    await open_signed_in(page, stack, rental)
+    apartment = page.locator(f'tr[data-apartment-id="{rental.apartment_id}"]')
+    await expect(apartment).to_have_attribute("data-free", "false", timeout=TIMEOUT_MS)
+    await expect(apartment).to_have_attribute("data-status", "RESERVED")
+    await expect(apartment.locator(".available-from")).to_have_text(
+        (today + timedelta(days=45)).isoformat()
+    )
+    await expect(apartment.get_by_role("button", name="Join the waiting list")).to_be_enabled()
+
+    await apartment.get_by_role("button", name="Calendar").click()
+    ranges = page.get_by_test_id("calendar-ranges").locator("li")
+    await expect(ranges.first).to_have_attribute("data-state", "HELD", timeout=TIMEOUT_MS)
+    await expect(ranges.nth(1)).to_have_attribute("data-state", "FREE")
+    await expect(ranges.nth(1)).to_have_attribute(
+        "data-start", (today + timedelta(days=45)).isoformat()
+    )
+    await shot(page, "calendar")
+
+    # Pick the free range: the dates move to it, and the apartment is free for them.
+    await ranges.nth(1).click()
+    await expect(page.get_by_test_id("start-date")).to_have_value(
+        (today + timedelta(days=45)).isoformat()
+    )
+    await expect(page.get_by_test_id("end-date")).to_have_value(
+        (today + timedelta(days=75)).isoformat()
+    )
+    await expect(apartment).to_have_attribute("data-free", "true", timeout=TIMEOUT_MS)
+    await apartment.get_by_role("button", name="Reserve").click()
+    await expect(page.get_by_test_id("booking-status")).to_have_text("PENDING", timeout=TIMEOUT_MS)
+    row = await stack.pool.fetchrow(
+        "SELECT start_date, end_date FROM bookings WHERE apartment_id = $1 AND user_id = $2",
+        rental.apartment_id,
+        rental.user_id,
+    )
+    assert (row["start_date"], row["end_date"]) == (
+        today + timedelta(days=45),
+        today + timedelta(days=75),
+    )
+
+    # The search across buildings lists only apartments free for the dates: not this one
+    # for the held nights.
+    await page.get_by_test_id("start-date").fill(today.isoformat())
+    await page.get_by_test_id("end-date").fill((today + timedelta(days=10)).isoformat())
+    await expect(apartment).to_have_attribute("data-free", "false", timeout=TIMEOUT_MS)
+    await page.get_by_test_id("search").click()
+    await expect(apartment).to_have_count(0, timeout=TIMEOUT_MS)
+    listed = page.locator("#apartments tbody tr")
+    await expect(listed.first).to_have_attribute("data-free", "true")

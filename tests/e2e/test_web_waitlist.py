@@ -8,7 +8,15 @@ from datetime import datetime, timedelta
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.e2e.helpers import TIMEOUT_MS, E2EStack, Gql, error_types, open_signed_in, shot
+from tests.e2e.helpers import (
+    TIMEOUT_MS,
+    E2EStack,
+    Gql,
+    days_ahead,
+    error_types,
+    open_signed_in,
+    shot,
+)
 from tests.helpers import insert_user, make_rental
 
 pytestmark = pytest.mark.e2e
@@ -68,8 +76,9 @@ async def test_join_the_waiting_list_and_pay_the_offer_live(stack: E2EStack, pag
                 "input": {
                     "apartmentId": rental.apartment_id,
                     "userId": holder,
-                    "startDate": "2031-01-01",
-                    "endDate": "2031-07-01",
+                    # Covers the page's default stay (from tonight, for a month).
+                    "startDate": days_ahead(0),
+                    "endDate": days_ahead(181),
                 }
             },
         )
@@ -125,8 +134,9 @@ async def test_leave_the_waiting_list_from_the_page(stack: E2EStack, page: Page)
                 "input": {
                     "apartmentId": rental.apartment_id,
                     "userId": holder,
-                    "startDate": "2031-01-01",
-                    "endDate": "2031-07-01",
+                    # Covers the page's default stay (from tonight, for a month).
+                    "startDate": days_ahead(0),
+                    "endDate": days_ahead(181),
                 }
             },
         )
