@@ -40,6 +40,7 @@ from asyncpg.pool import PoolConnectionProxy
 from temporalio.exceptions import ApplicationError
 
 from booking.contract import ACTIVITY_TIMEOUT, BookingInput, Offer, ReleaseOutcome
+from booking.errors import BookingNotFound
 from booking.store import bookings as store
 
 
@@ -70,6 +71,16 @@ _BUSY = (TimeoutError, asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError
 
 def permanent(message: str, error_type: str) -> ApplicationError:
     return ApplicationError(message, type=error_type, non_retryable=True)
+
+
+async def locked_booking(
+    conn: PoolConnectionProxy[asyncpg.Record], booking_id: str
+) -> store.BookingRow:
+    """The booking's row, locked for this transaction; BookingNotFound (for good) if none."""
+    booking = await store.get_booking(conn, booking_id, for_update=True)
+    if booking is None:
+        raise permanent(f"booking {booking_id} does not exist", BookingNotFound.error_type)
+    return booking
 
 
 def _ms(span: timedelta) -> int:

@@ -13,7 +13,13 @@ from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.base import ActivityBase, earlier_outcome, outcome_details, permanent
+from activities.base import (
+    ActivityBase,
+    earlier_outcome,
+    locked_booking,
+    outcome_details,
+    permanent,
+)
 from activities.db_errors import permanent_db_errors
 from booking.calendar import Stay
 from booking.contract import (
@@ -39,7 +45,6 @@ from booking.errors import (
     ApartmentNotFound,
     ApartmentUnavailable,
     BookingNotCancellable,
-    BookingNotFound,
     HoldLimitReached,
     UserNotFound,
     ValidationError,
@@ -172,12 +177,7 @@ class HoldActivities(ActivityBase):
         async with self._connection() as conn:
             with permanent_db_errors("hold not extended"):
                 async with self._transaction(conn):
-                    booking = await store.get_booking(conn, request.booking_id, for_update=True)
-                    if booking is None:
-                        raise permanent(
-                            f"booking {request.booking_id} does not exist",
-                            BookingNotFound.error_type,
-                        )
+                    booking = await locked_booking(conn, request.booking_id)
                     if booking.booking_status != PENDING:
                         return False
                     if booking.hold_expires_at == request.hold_expires_at:

@@ -6,7 +6,13 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 
-from activities.base import ActivityBase, earlier_outcome, outcome_details, permanent
+from activities.base import (
+    ActivityBase,
+    earlier_outcome,
+    locked_booking,
+    outcome_details,
+    permanent,
+)
 from activities.db_errors import permanent_db_errors
 from booking.contract import (
     APPROVED,
@@ -14,11 +20,10 @@ from booking.contract import (
     END_LEASE_AND_OFFER,
     STAY_STARTED,
     EndLeaseRequest,
-    StayStartRequest,
     ReleaseOutcome,
+    StayStartRequest,
 )
 from booking.errors import (
-    BookingNotFound,
     ValidationError,
 )
 from booking.offers import offer_next
@@ -65,12 +70,7 @@ class LeaseActivities(ActivityBase):
         async with self._connection() as conn:
             with permanent_db_errors("stay start not recorded"):
                 async with self._transaction(conn):
-                    booking = await store.get_booking(conn, request.booking_id, for_update=True)
-                    if booking is None:
-                        raise permanent(
-                            f"booking {request.booking_id} does not exist",
-                            BookingNotFound.error_type,
-                        )
+                    booking = await locked_booking(conn, request.booking_id)
                     if booking.booking_status != APPROVED or booking.lease_ended_at is not None:
                         return False
                     if await store.event_details(conn, booking.id, "STAY_STARTED") is not None:
@@ -104,9 +104,7 @@ async def _lease_to_end(
 ) -> store.BookingRow | None:
     """The APPROVED booking whose lease is to end, its row locked; None: it has ended already
     (an earlier attempt committed)."""
-    booking = await store.get_booking(conn, booking_id, for_update=True)
-    if booking is None:
-        raise permanent(f"booking {booking_id} does not exist", BookingNotFound.error_type)
+    booking = await locked_booking(conn, booking_id)
     if booking.lease_ended_at is not None:
         return None
     if booking.booking_status != APPROVED:

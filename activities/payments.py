@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.base import ActivityBase, permanent
+from activities.base import ActivityBase, locked_booking, permanent
 from activities.db_errors import permanent_db_errors
 from booking.contract import (
     APPROVED,
@@ -22,7 +22,6 @@ from booking.contract import (
     RefundResult,
 )
 from booking.errors import (
-    BookingNotFound,
     PaymentRejected,
 )
 from booking.offers import settle_entry
@@ -52,12 +51,7 @@ class PaymentActivities(ActivityBase):
                 by_constraint=_PAYMENT_CONSTRAINTS,
             ):
                 async with self._transaction(conn):
-                    booking = await store.get_booking(conn, request.booking_id, for_update=True)
-                    if booking is None:
-                        raise permanent(
-                            f"booking {request.booking_id} does not exist",
-                            BookingNotFound.error_type,
-                        )
+                    booking = await locked_booking(conn, request.booking_id)
                     if booking.booking_status == APPROVED:
                         return  # an earlier attempt committed
                     if booking.booking_status != PENDING:

@@ -11,12 +11,13 @@ import asyncio
 import functools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 from strawberry.dataloader import DataLoader
 
+from api.cost import MAX_LIST_ITEMS
 from api.errors import ServiceUnavailable
 from booking.errors import ValidationError
 from booking.store import Conn, reads
@@ -147,9 +148,24 @@ class Loaders:
     def building_apartments(self) -> DataLoader[str, list[ApartmentRow]]:
         async def load(ids: list[str]) -> list[list[ApartmentRow]]:
             grouped: dict[str, list[ApartmentRow]] = defaultdict(list)
-            for row in await self.reader.run(reads.apartments_by_building_ids, ids, self.today):
+            # One more than a list may hold, so that a longer one is refused, not cut short.
+            rows = await self.reader.run(
+                reads.apartments_by_building_ids, ids, self.today, per_building=MAX_LIST_ITEMS + 1
+            )
+            for row in rows:
                 grouped[row.building_id].append(row)
             return [grouped.get(i, []) for i in ids]
+
+        return DataLoader(load)
+
+    @functools.cached_property
+    def available_from(self) -> DataLoader[str, date | None]:
+        """An apartment's first free night from today: read only for the apartments whose
+        ``availableFrom`` is asked for (it walks their stays)."""
+
+        async def load(ids: list[str]) -> list[date | None]:
+            found = await self.reader.run(reads.available_from, ids, self.today)
+            return [found.get(i) for i in ids]
 
         return DataLoader(load)
 

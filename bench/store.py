@@ -63,15 +63,17 @@ async def bookings_per_apartment(conn: Conn, apartment_ids: Sequence[str]) -> di
 
 
 async def double_booked_apartments(conn: Conn, id_prefix: str) -> list[str]:
-    """Apartments of this run that hold more than one open hold or running lease."""
+    """Apartments of this run with two live stays (open holds, running leases) that share a
+    night: a double booking, whatever the constraint says."""
     rows = await conn.fetch(
-        """SELECT apartment_id
-             FROM bookings
-            WHERE apartment_id LIKE $1 || '%'
-              AND (booking_status = 'PENDING'
-                   OR (booking_status = 'APPROVED' AND lease_ended_at IS NULL))
-            GROUP BY apartment_id
-           HAVING count(*) > 1""",
+        """SELECT DISTINCT a.apartment_id
+             FROM bookings a JOIN bookings b
+               ON b.apartment_id = a.apartment_id AND b.id > a.id AND b.stay && a.stay
+            WHERE a.apartment_id LIKE $1 || '%'
+              AND (a.booking_status = 'PENDING'
+                   OR (a.booking_status = 'APPROVED' AND a.lease_ended_at IS NULL))
+              AND (b.booking_status = 'PENDING'
+                   OR (b.booking_status = 'APPROVED' AND b.lease_ended_at IS NULL))""",
         id_prefix,
     )
     return [row["apartment_id"] for row in rows]

@@ -105,7 +105,8 @@ async def test_existing_rows_become_stays_and_statuses_are_read_for_a_day(
 
         async def on(day: date) -> dict[str, tuple[str, str | None, date | None]]:
             rows = await conn.fetch(
-                "SELECT id, apartment_status, tenant_id, available_from FROM apartments_on($1)",
+                "SELECT id, apartment_status, tenant_id, apartment_available_from(id, $1) AS "
+                "available_from FROM apartments_on($1)",
                 day,
             )
             return {

@@ -26,8 +26,8 @@ SHAPES: list[tuple[type, str, set[str], set[str]]] = [
     (UserRow, "users", set(), set()),
     (BuildingRow, "buildings", set(), set()),
     # updated_on is the audit's (catalog_events has who and when).
-    # available_from comes from apartments_on(day), the status and tenant of that day too.
-    (ApartmentRow, "apartments", {"updated_on"}, {"available_from"}),
+    # Read through apartments_on(day): the status and tenant are that day's.
+    (ApartmentRow, "apartments", {"updated_on"}, set()),
     (StepFunctionRow, "step_function_executions", set(), set()),
     # seq orders the list; position is computed from it (POSITION).
     (WaitlistRow, "waitlist_entries", {"seq", "stay"}, {"position"}),

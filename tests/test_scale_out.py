@@ -153,7 +153,7 @@ async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scal
 
 
 def _stay() -> dict[str, str]:
-    start = date.today() + timedelta(days=10)
+    start = date.today()  # from tonight: the apartment's status shows it at once
     return {"startDate": start.isoformat(), "endDate": (start + timedelta(days=60)).isoformat()}
 
 

@@ -91,10 +91,14 @@ class Apartment:
     created_on: AWSDateTime
     monthly_rent: int = strawberry.field(description="Minor units (cents).")
     currency: str = strawberry.field(description="ISO 4217.")
-    available_from: AWSDate | None = strawberry.field(
+
+    @resolver(
         description="Added: the first night from today that no hold or paid stay covers (a "
         "stay may be booked from it); null for an apartment let outside this service."
     )
+    async def available_from(self, info: Info) -> AWSDate | None:
+        found = await ctx(info).loaders.available_from.load(self.row.id)
+        return None if found is None else AWSDate(found)
 
     @strawberry.field
     async def building(self, info: Info) -> Building:
@@ -130,7 +134,6 @@ class Apartment:
             created_on=AWSDateTime(row.created_on),
             monthly_rent=row.monthly_rent,
             currency=row.currency,
-            available_from=None if row.available_from is None else AWSDate(row.available_from),
         )
 
 

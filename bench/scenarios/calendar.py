@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -131,21 +132,11 @@ async def calendar(b: Bench) -> dict[str, Any]:
     late = today + timedelta(days=200)
     soon = today + timedelta(days=30)
 
-    async def search_late(conn: Conn) -> None:
-        await calendar_store.free_apartment_ids(
+    def search_from(first: date) -> Callable[[Conn], Awaitable[object]]:
+        return lambda conn: calendar_store.free_apartment_ids(
             conn,
-            late,
-            late + timedelta(days=SEARCH_NIGHTS),
-            calendar_store.ApartmentFilter(building_id=building),
-            limit=51,
-            after_id=None,
-        )
-
-    async def search_soon(conn: Conn) -> None:
-        await calendar_store.free_apartment_ids(
-            conn,
-            soon,
-            soon + timedelta(days=SEARCH_NIGHTS),
+            first,
+            first + timedelta(days=SEARCH_NIGHTS),
             calendar_store.ApartmentFilter(building_id=building),
             limit=51,
             after_id=None,
@@ -163,8 +154,8 @@ async def calendar(b: Bench) -> dict[str, Any]:
 
     async with b.pool.acquire() as conn:
         plans = {
-            "search_nothing_free": await store.plans_of(conn, search_late),
-            "search_some_free": await store.plans_of(conn, search_soon),
+            "search_nothing_free": await store.plans_of(conn, search_from(late)),
+            "search_some_free": await store.plans_of(conn, search_from(soon)),
             "calendar_year": await store.plans_of(conn, year),
             "reserve_range_check": await store.plans_of(conn, reserve_check),
         }

@@ -18,6 +18,13 @@ ALTER TABLE bookings
            OR (booking_status = 'APPROVED' AND lease_ended_at IS NULL));
 DROP INDEX bookings_one_active_per_apartment;
 
+-- Which apartments are busy on some night of a range (searchApartments): every live stay
+-- overlapping it, read from the index alone (apartment_id is carried in it).
+CREATE INDEX bookings_live_stays
+    ON bookings USING gist (stay) INCLUDE (apartment_id)
+    WHERE booking_status = 'PENDING'
+       OR (booking_status = 'APPROVED' AND lease_ended_at IS NULL);
+
 -- Paid stays, ended or not, are the calendar's BOOKED ranges (an ended lease is history, not
 -- a claim: the exclusion above does not count it).
 CREATE INDEX bookings_stays_by_apartment
@@ -69,14 +76,14 @@ END $$;
 
 -- The apartments as they stand on ``day``: the status and tenant of that day read from the
 -- stays (OCCUPIED and its tenant when a paid stay covers it, RESERVED when an open hold's
--- does, else the apartment's own VACANT or let-outside OCCUPIED), and the first free night
--- from that day. One SQL function (inlined by the planner, so a caller's WHERE reaches the
--- table) for every read of an apartment.
+-- does, else the apartment's own VACANT or let-outside OCCUPIED). One SQL function (inlined
+-- by the planner, so a caller's WHERE reaches the table) for every read of an apartment; the
+-- first free night (apartment_available_from) is read apart, for the apartments asked for.
 CREATE FUNCTION apartments_on(day date)
 RETURNS TABLE (id text, apartment_number text, building_id text, tenant_id text,
                caretaker_id text, apartment_type text, apartment_status text, kitchen boolean,
                number_of_rooms integer, monthly_rent bigint, currency char(3),
-               created_on timestamptz, available_from date)
+               created_on timestamptz)
 LANGUAGE sql STABLE AS $$
     SELECT a.id, a.apartment_number, a.building_id,
            CASE WHEN t.booking_status IS NULL THEN a.tenant_id
@@ -85,8 +92,7 @@ LANGUAGE sql STABLE AS $$
            CASE t.booking_status WHEN 'APPROVED' THEN 'OCCUPIED'
                                  WHEN 'PENDING' THEN 'RESERVED'
                                  ELSE a.apartment_status END,
-           a.kitchen, a.number_of_rooms, a.monthly_rent, a.currency, a.created_on,
-           apartment_available_from(a.id, day)
+           a.kitchen, a.number_of_rooms, a.monthly_rent, a.currency, a.created_on
       FROM apartments a
       LEFT JOIN LATERAL (
           SELECT b.booking_status, b.user_id

@@ -58,8 +58,6 @@ class ApartmentRow:
     monthly_rent: int
     currency: str
     created_on: datetime
-    # Computed for the day asked (``apartments_on``): status and tenant above are that day's.
-    available_from: date | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +70,7 @@ class StepFunctionRow:
 _USER_COLUMNS = columns(UserRow)
 _BUILDING_COLUMNS = columns(BuildingRow)
 _APARTMENT_COLUMNS = columns(ApartmentRow)
+_O_APARTMENT_COLUMNS = columns(ApartmentRow, table="o")
 _STEP_FUNCTION_COLUMNS = columns(StepFunctionRow)
 
 
@@ -116,7 +115,7 @@ async def buildings_by_ids(conn: Conn, ids: list[str]) -> list[BuildingRow]:
 
 
 async def apartments_by_ids(conn: Conn, ids: list[str], day: date) -> list[ApartmentRow]:
-    """The apartments as they stand on ``day`` (status, tenant, first free night)."""
+    """The apartments as they stand on ``day`` (its status and tenant)."""
     rows = await conn.fetch(
         f"SELECT {_APARTMENT_COLUMNS} FROM apartments_on($2) WHERE id = ANY($1::text[])",
         ids,
@@ -126,16 +125,32 @@ async def apartments_by_ids(conn: Conn, ids: list[str], day: date) -> list[Apart
 
 
 async def apartments_by_building_ids(
-    conn: Conn, building_ids: list[str], day: date
+    conn: Conn, building_ids: list[str], day: date, *, per_building: int
 ) -> list[ApartmentRow]:
+    """Each building's apartments as they stand on ``day``, by number, ``per_building`` at
+    most (a caller that allows N asks for N + 1 to know there are more)."""
     rows = await conn.fetch(
-        f"""SELECT {_APARTMENT_COLUMNS} FROM apartments_on($2)
-             WHERE building_id = ANY($1::text[])
-             ORDER BY building_id, apartment_number, id""",
+        f"""SELECT {_O_APARTMENT_COLUMNS}
+              FROM unnest($1::text[]) AS b(id)
+             CROSS JOIN LATERAL (
+                 SELECT * FROM apartments_on($2) o WHERE o.building_id = b.id
+                  ORDER BY o.apartment_number LIMIT $3) o""",
         building_ids,
         day,
+        per_building,
     )
     return [_apartment(r) for r in rows]
+
+
+async def available_from(conn: Conn, ids: list[str], day: date) -> dict[str, date | None]:
+    """Each apartment's first free night on or after ``day`` (None: let outside)."""
+    rows = await conn.fetch(
+        """SELECT a.id, apartment_available_from(a.id, $2) AS free
+             FROM apartments a WHERE a.id = ANY($1::text[])""",
+        ids,
+        day,
+    )
+    return {r["id"]: r["free"] for r in rows}
 
 
 async def bookings_by_ids(conn: Conn, ids: list[str]) -> list[BookingRow]:

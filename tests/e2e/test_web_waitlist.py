@@ -118,7 +118,8 @@ async def test_join_the_waiting_list_and_pay_the_offer_live(stack: E2EStack, pag
         await expect(page.get_by_test_id("leave-waitlist")).to_be_hidden()
         await expect(apartment).to_have_attribute("data-status", "OCCUPIED", timeout=TIMEOUT_MS)
         owner = await stack.pool.fetchval(
-            "SELECT tenant_id FROM apartments WHERE id = $1", rental.apartment_id
+            "SELECT tenant_id FROM apartments_on((now() AT TIME ZONE 'UTC')::date) WHERE id = $1",
+            rental.apartment_id,
         )
         assert owner == rental.user_id
         await shot(page, "9-offer-paid")
