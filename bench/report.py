@@ -60,6 +60,32 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         *_live_targets(s),
         *_double_booking_targets(s, results.get("double_booked_apartments")),
         *_scale_targets(s),
+        *_calendar_targets(s),
+    ]
+
+
+def _calendar_targets(s: dict[str, Any]) -> list[Target]:
+    if "calendar" not in s:
+        return []
+    search = _get(s, "calendar", "search_latency_ms", "p99")
+    year = _get(s, "calendar", "calendar_latency_ms", "p99")
+    return [
+        Target(
+            "search_p99",
+            "searchApartments, a month, 1M stays, p99",
+            "<= 50 ms",
+            search,
+            "ms",
+            _at_most(search, 50),
+        ),
+        Target(
+            "calendar_p99",
+            "getApartmentCalendar, a year, 1M stays, p99",
+            "<= 20 ms",
+            year,
+            "ms",
+            _at_most(year, 20),
+        ),
     ]
 
 
@@ -382,6 +408,15 @@ def _latency_details(s: dict[str, Any]) -> list[str]:
         rows.append(_latency_row("contended reserve, winner", s["contention"]["winner_latency_ms"]))
     if "scale" in s:
         rows.append(_latency_row("hold expiry lag", s["scale"]["expiry_lag_ms"]))
+    if "calendar" in s:
+        calendar = s["calendar"]
+        rows.append(
+            _latency_row("searchApartments, a month (1M stays)", calendar["search_latency_ms"])
+        )
+        rows.append(
+            _latency_row("getApartmentCalendar, a year (1M stays)", calendar["calendar_latency_ms"])
+        )
+        rows.append(_latency_row("reserveApartment among 1M stays", calendar["reserve_latency_ms"]))
     if not rows:
         return []
     return ["### Latencies (one client unless stated)", "", *head, *rows, ""]
