@@ -225,7 +225,6 @@ async def plans_of(conn: Conn, call: Callable[[Conn], Awaitable[object]]) -> lis
     return plans
 
 
-
 async def all_bookings(conn: Conn) -> int:
     """Every booking row in the database (the calendar scenario's size)."""
     count: int = await conn.fetchval("SELECT count(*) FROM bookings")

@@ -319,7 +319,7 @@ async def test_transient_database_failure_is_retried(
 
 
 async def _insert_stay(
-    conn: asyncpg.Connection | asyncpg.Pool, apartment_id: str, user_id: str, start: date, end: date
+    conn: Conn | asyncpg.Pool, apartment_id: str, user_id: str, start: date, end: date
 ) -> str:
     """A PENDING stay written behind the workflows' back (what a race or a bug could leave)."""
     stray = str(uuid.uuid4())

@@ -231,6 +231,16 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     # Starts are paced below the calibrated placing rate.
     assert 0 < scale["start_rate_per_second"] < scale["calibrated_per_second"]
 
+    calendar = s["calendar"]
+    assert calendar["errors"] == {"search": {}, "calendar": {}, "reserve": {}}
+    assert calendar["stays_seeded"] > 0
+    _latency_ok(calendar["search_latency_ms"], calendar["queries"])
+    _latency_ok(calendar["calendar_latency_ms"], calendar["queries"])
+    assert calendar["reserve_latency_ms"]["count"] > 0
+    # The plans Postgres ran, as the scenario writes them into BENCHMARKS.md.
+    for plan in calendar["plans"].values():
+        assert any("Query Text" in line for line in plan), plan
+
     suite = s["suite"]
     assert suite["exit_status"] == 0
     assert suite["outcomes"] == {"passed": 2}
@@ -257,6 +267,8 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
         "scale_expired",
         "scale_worker_rss",
         "scale_expiry_lag_p99",
+        "search_p99",
+        "calendar_p99",
     }
     assert targets["double_bookings"]["met"] is True
     assert targets["live_delivered"]["met"] is True

@@ -122,7 +122,10 @@ async def test_existing_rows_become_stays_and_statuses_are_read_for_a_day(
         assert now["free"] == ("VACANT", None, today)
         assert (await on(hold_start))["held"] == ("RESERVED", None, hold_start + timedelta(30))
         # The switch no longer carries a booking's state.
-        switch = dict(await conn.fetch("SELECT id, apartment_status FROM apartments"))
+        switch = {
+            r["id"]: r["apartment_status"]
+            for r in await conn.fetch("SELECT id, apartment_status FROM apartments")
+        }
         assert switch == {
             "held": "VACANT",
             "let": "VACANT",

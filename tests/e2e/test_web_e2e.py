@@ -231,6 +231,7 @@ async def test_the_calendar_picks_dates_and_the_search_finds_them(
         rental.apartment_id,
         rental.user_id,
     )
+    assert row is not None
     assert (row["start_date"], row["end_date"]) == (
         today + timedelta(days=45),
         today + timedelta(days=75),
