@@ -155,7 +155,11 @@ async def test_a_stay_start_is_recorded_once_and_heard_by_subscribers(
         )
         assert await run(acts.stay_started, StayStartRequest(booking_id, first_night))
         assert not await run(acts.stay_started, StayStartRequest(booking_id, first_night))
-        await eventually(lambda: _async(len(heard)), lambda n: n >= 1, what="the notice")
+
+        async def notices() -> int:
+            return len(heard)
+
+        await eventually(notices, lambda n: n >= 1, what="the notice")
         await asyncio.sleep(0.2)  # a second notice would have arrived by now
     finally:
         await listener.close()
@@ -169,10 +173,6 @@ async def test_a_stay_start_is_recorded_once_and_heard_by_subscribers(
         pool, rental.apartment_id, on=request.booking.start_date - timedelta(days=1)
     )
     assert (before["apartment_status"], before["tenant_id"]) == ("VACANT", None)
-
-
-async def _async(value: int) -> int:
-    return value
 
 
 async def test_release_and_refund_are_idempotent(pool: asyncpg.Pool) -> None:

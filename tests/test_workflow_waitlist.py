@@ -292,7 +292,6 @@ async def test_offers_are_exempt_from_the_hold_limit(
         await h.terminate("test done")
 
 
-@pytest.mark.usefixtures("worker")
 async def waiting_on_free_range(pool: asyncpg.Pool, apartment_id: str) -> list[str]:
     """The apartment's WAITING entries whose whole range no live stay touches."""
     rows = await pool.fetch(
@@ -308,6 +307,7 @@ async def waiting_on_free_range(pool: asyncpg.Pool, apartment_id: str) -> list[s
     return [r["id"] for r in rows]
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_join_racing_a_release_never_waits_on_a_vacant_apartment(
     env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
 ) -> None:
