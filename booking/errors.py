@@ -10,7 +10,7 @@ the client::
     └── DomainError                error_type = class name, unless noted
         ├── ValidationError        bad input: dates, amounts, hold length, ids
         ├── ApartmentNotFound
-        ├── ApartmentUnavailable   not VACANT (another hold or a lease)
+        ├── ApartmentUnavailable   its nights are taken (another hold or stay), or let outside
         ├── BookingNotFound
         ├── UserNotFound
         ├── BuildingNotFound

@@ -79,17 +79,6 @@ async def live_entry(conn: Conn, apartment_id: str, user_id: str) -> str | None:
     return entry_id
 
 
-async def first_waiting(conn: Conn, apartment_id: str) -> WaitlistRow | None:
-    """The entry whose turn it is, locked (the caller holds the apartment's row lock)."""
-    record = await conn.fetchrow(
-        f"""SELECT {ENTRY_COLUMNS} FROM waitlist_entries
-             WHERE apartment_id = $1 AND status = 'WAITING'
-             ORDER BY seq LIMIT 1 FOR UPDATE""",
-        apartment_id,
-    )
-    return None if record is None else WaitlistRow.from_record(record)
-
-
 async def waiting_for(conn: Conn, apartment_id: str, start: date, end: date) -> list[WaitlistRow]:
     """The WAITING entries that ask for any of the nights ``[start, end)``, in joining order,
     locked (the caller holds the apartment's row lock)."""
