@@ -454,7 +454,8 @@ function renderApartments(apartments) {
     from.className = "available-from";
     const dates = document.createElement("td");
     dates.className = "stay-state";
-    if (known) dates.append(statusBadge(free ? "FREE" : "BOOKED"));
+    // Taken: some night of the chosen stay is held or booked (the calendar says which).
+    if (known) dates.append(statusBadge(free ? "FREE" : "TAKEN"));
     const action = document.createElement("td");
     const button = document.createElement("button");
     button.type = "button";
