@@ -2,17 +2,21 @@
 
 One execution per booking (workflow id ``booking-<booking id>``):
 
-1. reserve: one activity, one transaction (apartment VACANT -> RESERVED, booking PENDING);
+1. reserve: one activity, one transaction (the stay's nights free -> booking PENDING);
    reserve, confirm and release run as local activities (see ``_step``), refunds, the
    lease's end and the sweep as ordinary ones;
 2. hold: a durable timer of ``hold_seconds`` that a payment or a cancellation ends early
    and ``extend_hold`` moves later (an updatable timer: the run loop waits on the deadline
    as it stands, and an extension ends that wait and starts one for the new deadline);
-3. outcome: APPROVED (apartment OCCUPIED), or CANCELLED with reason EXPIRED or
-   TENANT_CANCELLED: the apartment goes to the first tenant on its waiting list (an offer:
-   a PENDING booking in that tenant's name, with an execution of its own) or is VACANT;
-4. lease: after APPROVED, a durable timer to ``end_date`` 00:00 UTC, then the apartment
-   is handed on the same way and ``lease_ended_at`` is recorded.
+3. outcome: APPROVED (its nights BOOKED), or CANCELLED with reason EXPIRED or
+   TENANT_CANCELLED: its nights go to the first tenant waiting for a range they make free (an
+   offer: a PENDING booking in that tenant's name, with an execution of its own) or are free;
+4. lease: after APPROVED, a stay paid ahead of its first night sleeps until ``start_date``
+   00:00 UTC and runs ``stay_started`` (subscribers hear the apartment's status for that day
+   change; behind ``STAY_START_PATCH``), then a durable timer to ``end_date`` 00:00 UTC (the
+   move-out day), then its nights are handed on the same way and ``lease_ended_at`` is
+   recorded. A stay is the nights ``[start_date, end_date)``; an apartment's status is read
+   for a day from the stays that cover it, so the workflow never writes it.
 
 Releases and lease ends run ``release_and_offer`` / ``end_lease_and_offer`` (one
 transaction: the hand-over is atomic) behind the ``waitlist-offers-on-release`` patch, then
