@@ -21,7 +21,7 @@ from activities.base import (
     permanent,
 )
 from activities.db_errors import permanent_db_errors
-from booking.calendar import Stay
+from booking.calendar import Stay, let_outside_message, taken_message
 from booking.contract import (
     CANCELLED,
     EXTEND_HOLD,
@@ -269,18 +269,13 @@ async def _rent_terms(
             f"apartment {booking.apartment_id} does not exist", ApartmentNotFound.error_type
         )
     if terms.let_outside:
-        raise permanent(
-            f"apartment {booking.apartment_id} is let outside this service (OCCUPIED)",
-            ApartmentUnavailable.error_type,
-        )
+        raise permanent(let_outside_message(booking.apartment_id), ApartmentUnavailable.error_type)
     return terms
 
 
 def _unavailable(booking: BookingInput, clash: Stay) -> ApplicationError:
     return permanent(
-        f"apartment {booking.apartment_id} is {clash.state} from {clash.start_date} to "
-        f"{clash.end_date}, which shares nights with the stay asked for "
-        f"({booking.start_date} to {booking.end_date})",
+        taken_message(booking.apartment_id, clash, booking.start_date, booking.end_date),
         ApartmentUnavailable.error_type,
     )
 

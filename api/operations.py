@@ -47,6 +47,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ServiceUnavailable, domain_error_from
 from api.loaders import Reader
+from booking.calendar import let_outside_message, overlaps, taken_message
 from booking.contract import (
     APPROVED,
     BOOKED,
@@ -176,7 +177,7 @@ class RangeTurns:
         turn = Turn(start, end)
         claims = self._claims.setdefault(key, [])
         while True:
-            ahead = next((c for c in claims if c.start < end and start < c.end), None)
+            ahead = next((c for c in claims if overlaps(c.start, c.end, start, end)), None)
             if ahead is None:
                 break
             # Why wait: the reserve ahead may place a hold on nights this one asks for.
@@ -237,9 +238,7 @@ class BookingCommands:
             if check is None:
                 raise ApartmentNotFound(f"apartment {booking.apartment_id} does not exist")
             if check.let_outside:
-                raise ApartmentUnavailable(
-                    f"apartment {booking.apartment_id} is let outside this service (OCCUPIED)"
-                )
+                raise ApartmentUnavailable(let_outside_message(booking.apartment_id))
             clash = check.clash
             if clash is not None:
                 # Taken: by someone else, or (same idempotency key) by this very booking,
@@ -247,9 +246,7 @@ class BookingCommands:
                 if await self._own_booking(booking, reader):
                     return await self._place(booking, reader)
                 raise ApartmentUnavailable(
-                    f"apartment {booking.apartment_id} is {clash.state} from "
-                    f"{clash.start_date} to {clash.end_date}, which shares nights with "
-                    f"{booking.start_date} to {booking.end_date}"
+                    taken_message(booking.apartment_id, clash, booking.start_date, booking.end_date)
                 )
             placed = await self._place(booking, reader)
             turn.placed_by = placed

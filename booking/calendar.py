@@ -23,11 +23,6 @@ FREE: Final = "FREE"
 HELD: Final = "HELD"
 BOOKED: Final = "BOOKED"
 
-# The apartment's status for a day (the seed's three values, now read from the stays).
-VACANT: Final = "VACANT"
-RESERVED: Final = "RESERVED"
-OCCUPIED: Final = "OCCUPIED"
-
 
 @dataclass(frozen=True)
 class Stay:
@@ -39,13 +34,6 @@ class Stay:
     end_date: date
     booking_status: str  # PENDING | APPROVED
     lease_ended_at: datetime | None = None
-
-    @property
-    def live(self) -> bool:
-        """An open hold, or a paid stay whose lease has not ended: it claims its nights."""
-        return self.booking_status == "PENDING" or (
-            self.booking_status == "APPROVED" and self.lease_ended_at is None
-        )
 
     @property
     def state(self) -> str:
@@ -102,25 +90,14 @@ def calendar_ranges(
     return ranges
 
 
-def status_on(stays: Iterable[Stay], day: date, *, let_outside: bool = False) -> str:
-    """OCCUPIED when a paid stay covers ``day``, RESERVED when an open hold's does, else
-    VACANT (OCCUPIED throughout for an apartment let outside this service)."""
-    if let_outside:
-        return OCCUPIED
-    status = VACANT
-    for stay in stays:
-        if stay.live and stay.start_date <= day < stay.end_date:
-            if stay.booking_status == "APPROVED":
-                return OCCUPIED
-            status = RESERVED
-    return status
+def taken_message(apartment_id: str, clash: Stay, start: date, end: date) -> str:
+    """Why a stay ``[start, end)`` cannot be reserved: the live stay ``clash`` has some of its
+    nights (the API's read and the reserve step say it alike)."""
+    return (
+        f"apartment {apartment_id} is {clash.state} from {clash.start_date} to "
+        f"{clash.end_date}, which shares nights with the stay asked for ({start} to {end})"
+    )
 
 
-def first_free_night(stays: Iterable[Stay], day: date) -> date:
-    """The first night on or after ``day`` that no live stay covers."""
-    live = sorted((s.start_date, s.end_date) for s in stays if s.live)
-    free = day
-    for start, end in live:
-        if start <= free < end:
-            free = end
-    return free
+def let_outside_message(apartment_id: str) -> str:
+    return f"apartment {apartment_id} is let outside this service (OCCUPIED)"
