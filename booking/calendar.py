@@ -1,4 +1,4 @@
-"""The calendar of an apartment: stays as ranges of nights, and what a day or a window shows.
+"""The calendar of an apartment: stays as ranges of nights, and what a window of them shows.
 
 A stay covers the nights ``[start_date, end_date)``: ``end_date`` is the move-out day, not a
 night of the stay (as hotels count it), so two stays touch without overlapping when one's
