@@ -141,6 +141,7 @@ class HoldActivities(ActivityBase):
                 amount_due=due,
                 currency=terms.currency,
                 hold_expires_at=request.hold_expires_at,
+                monthly_rent=terms.monthly_rent,
             )
             await store.append_event(
                 conn,

@@ -117,6 +117,7 @@ async def _offer(
         amount_due=amount_due(terms.monthly_rent, entry.start_date, entry.end_date),
         currency=terms.currency,
         hold_expires_at=hold_expires_at,
+        monthly_rent=terms.monthly_rent,
     )
     await waitlist_store.set_status(
         conn, entry.id, WAITING, OFFERED, offered_booking_id=booking.booking_id

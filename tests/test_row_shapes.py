@@ -16,6 +16,7 @@ import pytest
 from booking.store.bookings import BookingRow, PaymentRow
 from booking.store.catalog import ApartmentData, BuildingData, UserData
 from booking.store.reads import ApartmentRow, BuildingRow, StepFunctionRow, UserRow
+from booking.store.rent import RentInvoiceRow
 from booking.store.waitlist import WaitlistRow
 
 # (row dataclass, table, the table's columns it does not read, fields it computes itself)
@@ -29,6 +30,7 @@ SHAPES: list[tuple[type, str, set[str], set[str]]] = [
     # Read through apartments_on(day): the status and tenant are that day's.
     (ApartmentRow, "apartments", {"updated_on"}, set()),
     (StepFunctionRow, "step_function_executions", set(), set()),
+    (RentInvoiceRow, "rent_invoices", set(), set()),
     # seq orders the list; position is computed from it (POSITION).
     (WaitlistRow, "waitlist_entries", {"seq", "stay"}, {"position"}),
     # What a create writes: the rest is the database's (timestamps) or a booking's (tenant,

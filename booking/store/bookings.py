@@ -37,6 +37,8 @@ class BookingRow:
     created_on: datetime
     update_on: datetime
     hold_extensions: int = 0
+    # The rent the stay was booked at (0006; None only for rows written by hand).
+    monthly_rent: int | None = None
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> BookingRow:
@@ -127,12 +129,13 @@ async def insert_booking(
     amount_due: int,
     currency: str,
     hold_expires_at: datetime,
+    monthly_rent: int,
 ) -> None:
     await conn.execute(
         """INSERT INTO bookings (id, workflow_id, user_id, apartment_id, start_date, end_date,
                                  booking_status, amount_due, currency, hold_expires_at,
-                                 idempotency_key)
-           VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $8, $9, $10)""",
+                                 idempotency_key, monthly_rent)
+           VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $8, $9, $10, $11)""",
         booking.booking_id,
         workflow_id,
         booking.user_id,
@@ -143,6 +146,7 @@ async def insert_booking(
         currency,
         hold_expires_at,
         booking.idempotency_key,
+        monthly_rent,
     )
 
 

@@ -1,0 +1,44 @@
+-- A lease's rent (booking.rent): one invoice per period, written by the lease's own workflow
+-- activities. The first period's invoice is the one paying the booking paid.
+
+-- The rent a stay was booked at is part of its terms: later changes of the apartment's rent
+-- do not touch it. Stays booked before this column existed take the apartment's rent of now.
+ALTER TABLE bookings ADD COLUMN monthly_rent bigint CHECK (monthly_rent >= 0);
+UPDATE bookings b SET monthly_rent = a.monthly_rent FROM apartments a WHERE a.id = b.apartment_id;
+
+CREATE TABLE rent_invoices (
+    id                text PRIMARY KEY,
+    booking_id        text NOT NULL REFERENCES bookings (id),
+    seq               integer NOT NULL CHECK (seq >= 0),
+    period_start      date NOT NULL,
+    period_end        date NOT NULL,
+    due_date          date NOT NULL,
+    rent              bigint NOT NULL CHECK (rent >= 0),
+    late_fee          bigint NOT NULL DEFAULT 0 CHECK (late_fee >= 0),
+    currency          char(3) NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+    status            text NOT NULL
+                      CHECK (status IN ('SCHEDULED', 'ISSUED', 'PAID', 'OVERDUE', 'VOID')),
+    issued_at         timestamptz,
+    paid_at           timestamptz,
+    payment_reference text,
+    created_on        timestamptz NOT NULL DEFAULT now(),
+    updated_on        timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (booking_id, seq),
+    CHECK (period_end > period_start),
+    CHECK ((status = 'PAID') = (paid_at IS NOT NULL AND payment_reference IS NOT NULL))
+);
+-- A reference pays one invoice of a booking.
+CREATE UNIQUE INDEX rent_invoices_reference
+    ON rent_invoices (booking_id, payment_reference) WHERE payment_reference IS NOT NULL;
+-- What operators and the lease's workflow look for: the invoices still owed.
+CREATE INDEX rent_invoices_open ON rent_invoices (due_date) WHERE status IN ('ISSUED', 'OVERDUE');
+
+-- Every change of an invoice is announced (onRentInvoiceChanged), in its transaction.
+CREATE FUNCTION rent_invoices_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('rent_invoice', json_build_object(
+        'id', NEW.id, 'bookingId', NEW.booking_id, 'status', NEW.status)::text);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER rent_invoices_notify AFTER INSERT OR UPDATE ON rent_invoices
+    FOR EACH ROW EXECUTE FUNCTION rent_invoices_notify();
