@@ -3,6 +3,7 @@ and, by property, against any stay."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, timedelta
 
 from hypothesis import given
@@ -52,7 +53,7 @@ def test_periods_tile_the_stay_and_cost_what_the_rules_say(
     periods = rent_periods(start, end, rent, first)
     # Consecutive, no gap, no overlap, from the first night to the move-out day.
     assert periods[0].period_start == start and periods[-1].period_end == end
-    for before, after in zip(periods, periods[1:], strict=False):
+    for before, after in itertools.pairwise(periods):
         assert before.period_end == after.period_start
     assert [p.seq for p in periods] == list(range(len(periods)))
     assert periods[0].rent == first
