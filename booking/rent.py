@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 
 from booking.contract import MONTH_NIGHTS
 
@@ -68,3 +68,58 @@ def rent_periods(start: date, end: date, monthly_rent: int, first_rent: int) -> 
 def is_lease(start: date, end: date) -> bool:
     """Whether the stay has more than one rent period (it runs past one month)."""
     return end > month_from(start, 1)
+
+
+# -- what a lease's workflow does next, per invoice -------------------------------------------
+
+ISSUE = "ISSUE"  # SCHEDULED -> ISSUED, and its reminder
+DUE = "DUE"  # the due date came, unpaid: a reminder
+OVERDUE = "OVERDUE"  # the grace period passed, unpaid: OVERDUE, the late fee, a reminder
+REMIND = "REMIND"  # still overdue: another reminder
+
+
+@dataclass(frozen=True)
+class RentRules:
+    """The lease's rules, from the worker's settings when the lease began (carried in the
+    workflow's state, so that replay never reads configuration)."""
+
+    issue_days: int = 7
+    grace_days: int = 5
+    reminder_days: int = 3
+    late_fee_flat: int = 0  # minor units
+    late_fee_percent: int = 0  # of the rent, whole percent
+
+    def late_fee(self, rent: int) -> int:
+        """The fee an overdue invoice gets once: the flat amount, or a share of its rent
+        (rounded up to the minor unit), never compounding."""
+        return self.late_fee_flat + -(-rent * self.late_fee_percent // 100)
+
+
+@dataclass(frozen=True)
+class InvoiceClock:
+    """What the workflow knows of one invoice to decide its next step."""
+
+    invoice_id: str
+    due_date: date
+    rent: int
+    status: str  # SCHEDULED | ISSUED | PAID | OVERDUE | VOID
+    reminded_due: bool = False
+    last_reminder: datetime | None = None
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def next_step(invoice: InvoiceClock, rules: RentRules) -> tuple[datetime, str] | None:
+    """When this invoice's next step falls, and which; None once it is PAID or VOID."""
+    if invoice.status == "SCHEDULED":
+        return _midnight(invoice.due_date - timedelta(days=rules.issue_days)), ISSUE
+    if invoice.status == "ISSUED":
+        if not invoice.reminded_due:
+            return _midnight(invoice.due_date), DUE
+        return _midnight(invoice.due_date + timedelta(days=rules.grace_days)), OVERDUE
+    if invoice.status == "OVERDUE":
+        last = invoice.last_reminder or _midnight(invoice.due_date)
+        return last + timedelta(days=rules.reminder_days), REMIND
+    return None

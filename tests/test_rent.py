@@ -4,13 +4,25 @@ and, by property, against any stay."""
 from __future__ import annotations
 
 import itertools
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from booking.contract import amount_due
-from booking.rent import is_lease, month_from, prorated, rent_periods
+from booking.rent import (
+    DUE,
+    ISSUE,
+    OVERDUE,
+    REMIND,
+    InvoiceClock,
+    RentRules,
+    is_lease,
+    month_from,
+    next_step,
+    prorated,
+    rent_periods,
+)
 
 
 def test_periods_start_on_the_stay_day_clamped_to_the_month() -> None:
@@ -67,3 +79,26 @@ def test_periods_tile_the_stay_and_cost_what_the_rules_say(
     for period in periods[:-1]:
         assert period.period_end == month_from(start, period.seq + 1)
     assert (len(periods) > 1) == is_lease(start, end)
+
+
+def test_each_invoice_steps_through_issue_due_overdue_and_reminders() -> None:
+    rules = RentRules(issue_days=7, grace_days=5, reminder_days=3, late_fee_flat=2_500)
+    due = date(2031, 3, 1)
+    clock = InvoiceClock("inv", due, 100_000, "SCHEDULED")
+    at = datetime(2031, 2, 22, tzinfo=UTC)
+    assert next_step(clock, rules) == (at, ISSUE)
+    clock = InvoiceClock("inv", due, 100_000, "ISSUED")
+    assert next_step(clock, rules) == (datetime(2031, 3, 1, tzinfo=UTC), DUE)
+    clock = InvoiceClock("inv", due, 100_000, "ISSUED", reminded_due=True)
+    assert next_step(clock, rules) == (datetime(2031, 3, 6, tzinfo=UTC), OVERDUE)
+    last = datetime(2031, 3, 6, tzinfo=UTC)
+    clock = InvoiceClock("inv", due, 100_000, "OVERDUE", True, last)
+    assert next_step(clock, rules) == (datetime(2031, 3, 9, tzinfo=UTC), REMIND)
+    for done in ("PAID", "VOID"):
+        assert next_step(InvoiceClock("inv", due, 100_000, done), rules) is None
+
+
+def test_the_late_fee_is_flat_or_a_share_of_the_rent_rounded_up() -> None:
+    assert RentRules(late_fee_flat=2_500).late_fee(100_000) == 2_500
+    assert RentRules(late_fee_percent=5).late_fee(123_457) == 6_173  # 6,172.85 rounded up
+    assert RentRules().late_fee(100_000) == 0
