@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from booking.contract import MAX_HOLD_SECONDS, MIN_HOLD_SECONDS
 from booking.errors import ConfigurationError
+from booking.rent import RentRules
 
 DEV_API_KEY = "dev-api-key"
 DEV_JWT_SECRET = "dev-jwt-secret"  # noqa: S105 - the documented, dev-only value
@@ -80,6 +81,17 @@ class Settings(BaseSettings):
         le=MAX_HOLD_SECONDS,
         validation_alias="BOOKING_WAITLIST_OFFER_SECONDS",
     )
+    # A lease's rent (booking.rent): an invoice is issued this many days before its due date
+    # (the period's first day), becomes OVERDUE (with the late fee, once) this many days after
+    # it unpaid, and is reminded of every few days while overdue. Read by the worker when a
+    # lease begins; a running lease keeps the rules it began with.
+    rent_issue_days: int = Field(default=7, ge=0, le=60, validation_alias="BOOKING_RENT_ISSUE_DAYS")
+    rent_grace_days: int = Field(default=5, ge=0, le=60, validation_alias="BOOKING_RENT_GRACE_DAYS")
+    rent_reminder_days: int = Field(
+        default=3, ge=1, le=60, validation_alias="BOOKING_RENT_REMINDER_DAYS"
+    )
+    # "2500" (a flat fee in minor units) or "5%" (a share of the period's rent, rounded up).
+    late_fee: str = Field(default="0", validation_alias="BOOKING_LATE_FEE")
     webhook_secret: str | None = Field(default=None, validation_alias="BOOKING_WEBHOOK_SECRET")
     # Set by `booking dev` for the processes it starts: the only place where the
     # documented dev secrets are accepted.
@@ -147,6 +159,30 @@ class Settings(BaseSettings):
     # When set, Authorization JWTs must carry this `iss` / `aud` (unset: not checked).
     jwt_issuer: str | None = Field(default=None, validation_alias="BOOKING_JWT_ISSUER")
     jwt_audience: str | None = Field(default=None, validation_alias="BOOKING_JWT_AUDIENCE")
+
+    @field_validator("late_fee")
+    @classmethod
+    def _late_fee_syntax(cls, value: str) -> str:
+        text = value.strip()
+        number = text.removesuffix("%")
+        if not number.isdigit() or (text.endswith("%") and int(number) > 100):
+            raise ValueError(
+                'BOOKING_LATE_FEE is a flat fee in minor units ("2500") or a percentage of the '
+                f'rent up to 100 ("5%"), got {value!r}'
+            )
+        return text
+
+    def rent_rules(self) -> RentRules:
+        """The rules a lease beginning now follows."""
+        percent = self.late_fee.endswith("%")
+        amount = int(self.late_fee.removesuffix("%"))
+        return RentRules(
+            issue_days=self.rent_issue_days,
+            grace_days=self.rent_grace_days,
+            reminder_days=self.rent_reminder_days,
+            late_fee_flat=0 if percent else amount,
+            late_fee_percent=amount if percent else 0,
+        )
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
