@@ -97,6 +97,7 @@ def policy_from(settings: Settings) -> BookingPolicy:
     return BookingPolicy(
         max_holds_per_tenant=settings.max_holds_per_tenant or None,
         waitlist_offer_seconds=settings.waitlist_offer_seconds,
+        rent_rules=settings.rent_rules(),
     )
 
 

@@ -17,10 +17,13 @@ from activities.base import AttemptBounds, BookingPolicy
 from activities.holds import HoldActivities
 from activities.leases import LeaseActivities
 from activities.payments import PaymentActivities
+from activities.rent import RentActivities
 from activities.waitlist import WaitlistActivities
 
 __all__ = ["AttemptBounds", "BookingActivities", "BookingPolicy"]
 
 
-class BookingActivities(HoldActivities, PaymentActivities, LeaseActivities, WaitlistActivities):
+class BookingActivities(
+    HoldActivities, PaymentActivities, LeaseActivities, RentActivities, WaitlistActivities
+):
     """Every activity of the booking and waiting-list workflows, handed one pool."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -41,6 +41,7 @@ from temporalio.exceptions import ApplicationError
 
 from booking.contract import ACTIVITY_TIMEOUT, BookingInput, Offer, ReleaseOutcome
 from booking.errors import BookingNotFound
+from booking.rent import RentRules
 from booking.store import bookings as store
 
 
@@ -98,6 +99,8 @@ class BookingPolicy:
 
     max_holds_per_tenant: int | None = 3
     waitlist_offer_seconds: int = 86_400
+    # A lease's rent rules (BOOKING_RENT_*, BOOKING_LATE_FEE), handed to each lease as it begins.
+    rent_rules: RentRules = field(default_factory=RentRules)
 
 
 class ActivityBase:

@@ -88,6 +88,10 @@ LEAVE_WAITLIST: Final = "leave_waitlist"
 WAITLIST_WORKFLOW_TYPE: Final = "WaitlistEntryWorkflow"
 # Tells entries' workflows how they ended and starts an offer's booking workflow.
 HAND_ON: Final = "hand_on_waitlist"
+# A lease's rent (LEASE_RENT_PATCH): its invoices written, each invoice's steps, a rent payment.
+SCHEDULE_RENT: Final = "schedule_rent"
+RENT_STEP: Final = "rent_step"
+PAY_RENT: Final = "pay_rent"
 ENTRY_SETTLED_SIGNAL: Final = "settled"
 
 # One attempt of any activity; ``activities.base.AttemptBounds`` keeps every attempt's
@@ -494,3 +498,68 @@ def refusing_attempt(details: Sequence[Any]) -> int | None:
         if isinstance(attempt, int):
             return attempt
     return None
+
+
+# -- a lease's rent (booking.rent) ----------------------------------------------------------
+
+
+@dataclass
+class InvoiceState:
+    """One rent invoice as the lease's workflow tracks it (the row has the rest)."""
+
+    invoice_id: str
+    seq: int
+    period_start: date
+    period_end: date
+    due_date: date
+    rent: int
+    late_fee: int
+    currency: str
+    status: str  # SCHEDULED | ISSUED | PAID | OVERDUE | VOID
+    reminded_due: bool = False
+    last_reminder: datetime | None = None
+    payment_reference: str | None = None
+
+    @property
+    def amount_due(self) -> int:
+        return self.rent + self.late_fee
+
+
+@dataclass
+class RentSchedule:
+    """What ``schedule_rent`` answers: the lease's invoices and the rules it follows (taken
+    from the worker's settings once, so that replay never reads configuration)."""
+
+    invoices: list[InvoiceState]
+    issue_days: int
+    grace_days: int
+    reminder_days: int
+    late_fee_flat: int
+    late_fee_percent: int
+
+
+@dataclass
+class RentStepRequest:
+    booking_id: str
+    invoice_id: str
+    step: str  # booking.rent.ISSUE | DUE | OVERDUE | REMIND
+    at: datetime
+    late_fee: int = 0
+
+
+@dataclass
+class RentPaymentInput:
+    """payRent, or the webhook's payment of an invoice."""
+
+    invoice_id: str
+    amount: int
+    currency: str
+    payment_reference: str
+    received_at: datetime | None = None
+
+
+@dataclass
+class RentPaymentRequest:
+    booking_id: str
+    payment: RentPaymentInput
+    paid_at: datetime

@@ -162,3 +162,31 @@ async def void_after(conn: Conn, booking_id: str, end: date) -> int:
         end,
     )
     return int(result.split()[-1])
+
+
+async def applied_reference(conn: Conn, booking_id: str) -> str | None:
+    """The reference of the payment that paid the booking (its first period)."""
+    reference: str | None = await conn.fetchval(
+        """SELECT payment_reference FROM payments
+            WHERE booking_id = $1 AND outcome = 'APPLIED'""",
+        booking_id,
+    )
+    return reference
+
+
+async def rent_event_recorded(conn: Conn, booking_id: str, reason: str, key: str) -> bool:
+    """Whether the booking's event log already has ``reason`` for ``key`` (an invoice and,
+    for a reminder, its time): a step runs once however often its activity is retried."""
+    found = await conn.fetchval(
+        """SELECT 1 FROM booking_events
+            WHERE booking_id = $1 AND reason = $2 AND details->>'key' = $3""",
+        booking_id,
+        reason,
+        key,
+    )
+    return found is not None
+
+
+async def touch(conn: Conn, invoice_id: str) -> None:
+    """A reminder changes no column; touching the row announces it (the notify trigger)."""
+    await conn.execute("UPDATE rent_invoices SET updated_on = now() WHERE id = $1", invoice_id)

@@ -1,0 +1,196 @@
+"""A lease's rent: its invoices written when the lease begins, each invoice's steps (issued,
+due, overdue with its fee, reminders), and rent payments. Each is one idempotent transaction
+that records what it did in the booking's event log (the reminders tenants are told of)."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.base import ActivityBase, locked_booking, permanent
+from activities.db_errors import permanent_db_errors
+from booking import rent
+from booking.contract import (
+    APPROVED,
+    PAY_RENT,
+    RENT_STEP,
+    SCHEDULE_RENT,
+    InvoiceState,
+    RentPaymentRequest,
+    RentSchedule,
+    RentStepRequest,
+)
+from booking.errors import PaymentRejected, ValidationError
+from booking.store import bookings as store
+from booking.store import rent as rent_store
+
+# The event each step records (the reminder a tenant gets), by step.
+_REASONS = {
+    rent.ISSUE: "RENT_ISSUED",
+    rent.DUE: "RENT_DUE",
+    rent.OVERDUE: "RENT_OVERDUE",
+    rent.REMIND: "RENT_REMINDER",
+}
+
+
+def _state(row: rent_store.RentInvoiceRow) -> InvoiceState:
+    return InvoiceState(
+        invoice_id=row.id,
+        seq=row.seq,
+        period_start=row.period_start,
+        period_end=row.period_end,
+        due_date=row.due_date,
+        rent=row.rent,
+        late_fee=row.late_fee,
+        currency=row.currency,
+        status=row.status,
+        payment_reference=row.payment_reference,
+    )
+
+
+class RentActivities(ActivityBase):
+    """The lease's rent writes."""
+
+    @activity.defn(name=SCHEDULE_RENT)
+    async def schedule_rent(self, booking_id: str) -> RentSchedule:
+        """Every period's invoice (the first PAID by the booking's payment); the rules the
+        lease will follow, from this worker's settings."""
+        async with self._connection() as conn:
+            with permanent_db_errors("rent not scheduled"):
+                async with self._transaction(conn):
+                    booking = await locked_booking(conn, booking_id)
+                    if booking.booking_status != APPROVED or booking.paid_at is None:
+                        raise permanent(
+                            f"booking {booking_id} is {booking.booking_status}, not a paid stay",
+                            ValidationError.error_type,
+                        )
+                    monthly = booking.monthly_rent
+                    if monthly is None:
+                        terms = await store.rent_terms(conn, booking.apartment_id)
+                        monthly = terms.monthly_rent if terms else booking.amount_due
+                    periods = rent.rent_periods(
+                        booking.start_date, booking.end_date, monthly, booking.amount_due
+                    )
+                    reference = await rent_store.applied_reference(conn, booking_id)
+                    await rent_store.insert_schedule(
+                        conn,
+                        booking_id,
+                        periods,
+                        booking.currency,
+                        first_paid=(booking.paid_at, reference or f"booking-{booking_id}"),
+                    )
+                    invoices = await rent_store.invoices_for(conn, booking_id)
+        rules = self._policy.rent_rules
+        return RentSchedule(
+            invoices=[_state(row) for row in invoices],
+            issue_days=rules.issue_days,
+            grace_days=rules.grace_days,
+            reminder_days=rules.reminder_days,
+            late_fee_flat=rules.late_fee_flat,
+            late_fee_percent=rules.late_fee_percent,
+        )
+
+    @activity.defn(name=RENT_STEP)
+    async def rent_step(self, request: RentStepRequest) -> InvoiceState:
+        """One step of one invoice, once: the invoice as it stands after it."""
+        reason = _REASONS[request.step]
+        key = request.invoice_id
+        if request.step == rent.REMIND:
+            key = f"{request.invoice_id}@{request.at.isoformat()}"
+        async with self._connection() as conn:
+            with permanent_db_errors("rent step not recorded"):
+                async with self._transaction(conn):
+                    invoice = await rent_store.get_invoice(
+                        conn, request.invoice_id, for_update=True
+                    )
+                    if invoice is None:
+                        raise permanent(
+                            f"invoice {request.invoice_id} does not exist",
+                            ValidationError.error_type,
+                        )
+                    if await rent_store.rent_event_recorded(conn, invoice.booking_id, reason, key):
+                        return _state(invoice)  # an earlier attempt committed
+                    if request.step == rent.ISSUE:
+                        changed = await rent_store.issue(conn, invoice.id, request.at)
+                    elif request.step == rent.OVERDUE:
+                        changed = await rent_store.mark_overdue(conn, invoice.id, request.late_fee)
+                    else:
+                        changed = invoice.status in (rent_store.ISSUED, rent_store.OVERDUE)
+                        if changed:
+                            await rent_store.touch(conn, invoice.id)
+                    if changed:
+                        after = await rent_store.get_invoice(conn, invoice.id)
+                        assert after is not None
+                        await store.append_event(
+                            conn,
+                            invoice.booking_id,
+                            APPROVED,
+                            APPROVED,
+                            reason,
+                            {
+                                "key": key,
+                                "invoiceId": invoice.id,
+                                "dueDate": invoice.due_date.isoformat(),
+                                "amountDue": after.amount_due,
+                                "currency": after.currency,
+                                "at": request.at.isoformat(),
+                            },
+                        )
+                        invoice = after
+        return _state(invoice)
+
+    @activity.defn(name=PAY_RENT)
+    async def pay_rent(self, request: RentPaymentRequest) -> InvoiceState:
+        """The invoice PAID by this payment; the same payment again answers the same. Anything
+        else (another reference for a paid invoice, a VOID invoice, a reference used for
+        another invoice of the booking) is PaymentRejected, for good."""
+        payment = request.payment
+        async with self._connection() as conn:
+            with permanent_db_errors(
+                "rent not paid",
+                error_type=PaymentRejected.error_type,
+                by_constraint={
+                    "rent_invoices_reference": (
+                        PaymentRejected.error_type,
+                        "this paymentReference paid another invoice of the lease",
+                    )
+                },
+            ):
+                async with self._transaction(conn):
+                    invoice = await rent_store.get_invoice(
+                        conn, payment.invoice_id, for_update=True
+                    )
+                    if invoice is None or invoice.booking_id != request.booking_id:
+                        raise permanent(
+                            f"invoice {payment.invoice_id} is not one of this lease's",
+                            ValidationError.error_type,
+                        )
+                    if invoice.status == rent_store.PAID:
+                        if invoice.payment_reference == payment.payment_reference:
+                            return _state(invoice)
+                        raise permanent(
+                            f"invoice {invoice.id} is already paid", PaymentRejected.error_type
+                        )
+                    if invoice.status == rent_store.VOID:
+                        raise permanent(
+                            f"invoice {invoice.id} is VOID (the lease ended before it)",
+                            PaymentRejected.error_type,
+                        )
+                    await rent_store.pay(
+                        conn, invoice.id, payment.payment_reference, request.paid_at
+                    )
+                    await store.append_event(
+                        conn,
+                        invoice.booking_id,
+                        APPROVED,
+                        APPROVED,
+                        "RENT_PAID",
+                        {
+                            "key": invoice.id,
+                            "invoiceId": invoice.id,
+                            "paymentReference": payment.payment_reference,
+                            "amount": payment.amount,
+                        },
+                    )
+                    after = await rent_store.get_invoice(conn, invoice.id)
+                    assert after is not None
+        return _state(after)
