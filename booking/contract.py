@@ -145,6 +145,8 @@ class BookingInput:
     # Set on a booking the waiting list offered (its row was inserted by the release that
     # made the offer): the entry this booking settles, whose workflow is told when it does.
     waitlist_entry_id: str | None = None
+    # Set when a lease's execution continued as new: what it carries into the next run.
+    lease: LeaseResume | None = None
 
 
 @dataclass
@@ -563,3 +565,15 @@ class RentPaymentRequest:
     booking_id: str
     payment: RentPaymentInput
     paid_at: datetime
+
+
+@dataclass
+class LeaseResume:
+    """What a lease's execution carries across continue-as-new (its history stays bounded)."""
+
+    state: BookingState
+    schedule: RentSchedule
+    # Payment references seen, as [reference, amount, currency], and why some did not pay.
+    references: list[list[Any]]
+    not_applied: dict[str, str]
+    paid_reference: str | None

@@ -14,4 +14,10 @@ APARTMENT_ID = SearchAttributeKey.for_keyword("ApartmentId")
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
 HOLD_EXPIRES_AT = SearchAttributeKey.for_datetime("HoldExpiresAt")
 
-ALL_KEYS = (BOOKING_STATUS, APARTMENT_ID, TENANT_ID, HOLD_EXPIRES_AT)
+# A lease's rent: CURRENT (nothing owed), ISSUED (an invoice issued, not yet due or paid),
+# OVERDUE (an invoice past its grace period), ENDED; and the next unpaid invoice's due date.
+# "Every lease with an overdue invoice" is RentStatus = 'OVERDUE'.
+RENT_STATUS = SearchAttributeKey.for_keyword("RentStatus")
+NEXT_RENT_DUE = SearchAttributeKey.for_datetime("NextRentDue")
+
+ALL_KEYS = (BOOKING_STATUS, APARTMENT_ID, TENANT_ID, HOLD_EXPIRES_AT, RENT_STATUS, NEXT_RENT_DUE)

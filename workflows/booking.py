@@ -65,6 +65,7 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
+from booking import rent
 from booking.contract import (
     ACTIVITY_TIMEOUT,
     APPROVED,
@@ -80,6 +81,7 @@ from booking.contract import (
     MAX_HOLD_SECONDS,
     MAX_TOTAL_HOLD,
     MIN_HOLD_SECONDS,
+    PAY_RENT,
     PENDING,
     REFUND_ALREADY_PAID,
     REFUND_LATE,
@@ -92,10 +94,12 @@ from booking.contract import (
     REJECTED,
     RELEASE_AND_OFFER,
     RELEASE_BOOKING,
+    RENT_STEP,
     RESERVATION_FAILED,
     RESERVE_APARTMENT,
     RESERVE_REJECTIONS,
     RESERVING,
+    SCHEDULE_RENT,
     STAY_STARTED,
     TENANT_CANCELLED,
     WORKFLOW_TYPE,
@@ -106,11 +110,17 @@ from booking.contract import (
     ExtendHoldInput,
     ExtendHoldRequest,
     HandOn,
+    InvoiceState,
+    LeaseResume,
     PaymentInput,
     RefundRequest,
     RefundResult,
     ReleaseOutcome,
     ReleaseRequest,
+    RentPaymentInput,
+    RentPaymentRequest,
+    RentSchedule,
+    RentStepRequest,
     Reservation,
     ReserveRequest,
     SettledEntry,
@@ -126,7 +136,15 @@ from booking.errors import (
     ReservationFailed,
     ValidationError,
 )
-from booking.search_attributes import APARTMENT_ID, BOOKING_STATUS, HOLD_EXPIRES_AT, TENANT_ID
+from booking.rent import InvoiceClock, RentRules, is_lease, next_step
+from booking.search_attributes import (
+    APARTMENT_ID,
+    BOOKING_STATUS,
+    HOLD_EXPIRES_AT,
+    NEXT_RENT_DUE,
+    RENT_STATUS,
+    TENANT_ID,
+)
 from workflows.retry import ACTIVITY_RETRY
 
 # A provider may deliver a payment days after the hold ended; while the workflow is open the
@@ -157,6 +175,13 @@ WAITLIST_PATCH = "waitlist-offers-on-release"
 # paid ahead of its first night also wakes then, so that subscribers hear the apartment's
 # status for that day change (``stay_started``).
 STAY_START_PATCH = "stay-start-notice"
+# Executions recorded before this patch slept through a lease; since, a lease (a paid stay of
+# more than one period) collects its rent: every period's invoice, issued, reminded, overdue
+# with its fee, paid (``_collect_rent``).
+LEASE_RENT_PATCH = "lease-collects-rent"
+# A lease continues as new once its history is this long (and no handler runs), so that a
+# lease of years keeps a bounded history.
+LEASE_HISTORY_EVENTS = 400
 
 
 def _arrival(payment: PaymentInput) -> datetime:
@@ -166,6 +191,17 @@ def _arrival(payment: PaymentInput) -> datetime:
     if payment.received_at is None:
         return now
     return min(payment.received_at, now)
+
+
+def _clock(invoice: InvoiceState) -> InvoiceClock:
+    return InvoiceClock(
+        invoice.invoice_id,
+        invoice.due_date,
+        invoice.rent,
+        invoice.status,
+        invoice.reminded_due,
+        invoice.last_reminder,
+    )
 
 
 def _midnight(day: date) -> datetime:
@@ -212,6 +248,11 @@ class ApartmentBookingWorkflow:
         # the hold expire), and when the hold began (it lasts at most 24 h in all).
         self._extending = False
         self._hold_started: datetime | None = None
+        # A lease's rent (LEASE_RENT_PATCH): its invoices and rules, a counter pay_rent bumps
+        # (the rent loop wakes on it), and the search attributes last published.
+        self._schedule: RentSchedule | None = None
+        self._rent_version = 0
+        self._rent_published: tuple[str, date | None] | None = None
 
     # -- main flow -------------------------------------------------------------------------
 
@@ -219,6 +260,12 @@ class ApartmentBookingWorkflow:
     async def run(self, input: BookingInput) -> BookingState:
         # Decided once, first thing, so that one execution never mixes the two ways.
         self._local_steps = workflow.patched(LOCAL_STEPS_PATCH)
+        if input.lease is not None:
+            # A lease that continued as new: its hold and payment are behind it.
+            self._restore(input.lease)
+            await self._collect_rent()
+            await self._end_lease()
+            return await self._finish()
         problem = booking_problem(input)
         if problem is not None:
             self._reject(ValidationError.error_type, problem)
@@ -403,6 +450,21 @@ class ApartmentBookingWorkflow:
                 retry_policy=ACTIVITY_RETRY,
                 summary=f"stay in apartment {self._input.apartment_id} begins",
             )
+        if is_lease(self._input.start_date, self._input.end_date) and workflow.patched(
+            LEASE_RENT_PATCH
+        ):
+            self._schedule = await workflow.execute_activity(
+                SCHEDULE_RENT,
+                self._input.booking_id,
+                result_type=RentSchedule,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary="write the lease's rent invoices",
+            )
+            await self._collect_rent()
+        await self._end_lease()
+
+    async def _end_lease(self) -> None:
         lease_end = _midnight(self._input.end_date)
         remaining = lease_end - workflow.now()
         if remaining > timedelta(0):
@@ -430,8 +492,198 @@ class ApartmentBookingWorkflow:
             )
         self._state.lease_ended_at = lease_end
         self._upsert_search_attributes()
+        if self._schedule is not None:
+            workflow.upsert_search_attributes([RENT_STATUS.value_set("ENDED")])
         if outcome is not None:
             await self._hand_on(outcome)
+
+    # -- the lease's rent ----------------------------------------------------------------------
+
+    def _rules(self) -> RentRules:
+        schedule = self._schedule
+        assert schedule is not None
+        return RentRules(
+            issue_days=schedule.issue_days,
+            grace_days=schedule.grace_days,
+            reminder_days=schedule.reminder_days,
+            late_fee_flat=schedule.late_fee_flat,
+            late_fee_percent=schedule.late_fee_percent,
+        )
+
+    def _invoice(self, invoice_id: str) -> InvoiceState | None:
+        schedule = self._schedule
+        if schedule is None:
+            return None
+        return next((i for i in schedule.invoices if i.invoice_id == invoice_id), None)
+
+    async def _collect_rent(self) -> None:
+        """Each invoice's steps at their times until the move-out day: issued ``issue_days``
+        before its due date, a reminder on it, OVERDUE with the late fee once ``grace_days``
+        after, reminders every ``reminder_days`` while unpaid. A payment (pay_rent) ends an
+        invoice's steps whenever it comes; the lease continues as new as its history grows."""
+        schedule = self._schedule
+        assert schedule is not None
+        rules = self._rules()
+        lease_end = _midnight(self._input.end_date)
+        self._publish_rent()
+        while True:
+            if workflow.info().get_current_history_length() >= LEASE_HISTORY_EVENTS:
+                # Why wait: a pay_rent update still running must finish in this run.
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    replace(self._input, lease=self._resume()),
+                )
+            now = workflow.now()
+            steps: list[tuple[InvoiceState, str, datetime]] = []
+            next_at = lease_end
+            for invoice in schedule.invoices:
+                if invoice.period_start >= self._input.end_date:
+                    continue
+                found = next_step(_clock(invoice), rules)
+                if found is None:
+                    continue
+                at, step = found
+                if at <= now:
+                    steps.append((invoice, step, at))
+                else:
+                    next_at = min(next_at, at)
+            for invoice, step, at in steps:
+                await self._rent_step(invoice, step, at, rules)
+            if steps:
+                continue
+            if now >= lease_end:
+                return
+            # Why: pay_rent may settle an invoice while we wait; its steps then stop.
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    functools.partial(self._rent_changed, self._rent_version),
+                    timeout=next_at - now,
+                    timeout_summary=f"rent, next step at {next_at.isoformat()}",
+                )
+
+    async def _rent_step(
+        self, invoice: InvoiceState, step: str, at: datetime, rules: RentRules
+    ) -> None:
+        fee = rules.late_fee(invoice.rent) if step == rent.OVERDUE else 0
+        row: InvoiceState = await workflow.execute_activity(
+            RENT_STEP,
+            RentStepRequest(self._input.booking_id, invoice.invoice_id, step, at, fee),
+            result_type=InvoiceState,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary=f"rent {step.lower()}: invoice {invoice.seq} due {invoice.due_date}",
+        )
+        invoice.status = row.status
+        invoice.late_fee = row.late_fee
+        invoice.payment_reference = row.payment_reference
+        if step == rent.DUE:
+            invoice.reminded_due = True
+        elif step in (rent.OVERDUE, rent.REMIND):
+            invoice.reminded_due = True
+            invoice.last_reminder = at
+        self._publish_rent()
+
+    def _rent_changed(self, seen: int) -> bool:
+        return self._rent_version != seen
+
+    def _publish_rent(self) -> None:
+        """RentStatus and NextRentDue, when they change."""
+        schedule = self._schedule
+        assert schedule is not None
+        open_ = [i for i in schedule.invoices if i.status in ("SCHEDULED", "ISSUED", "OVERDUE")]
+        status = (
+            "OVERDUE"
+            if any(i.status == "OVERDUE" for i in open_)
+            else "ISSUED"
+            if any(i.status == "ISSUED" for i in open_)
+            else "CURRENT"
+        )
+        due = min((i.due_date for i in open_), default=None)
+        published = (status, due)
+        if published == self._rent_published:
+            return
+        self._rent_published = published
+        updates: list[SearchAttributeUpdate[Any]] = [RENT_STATUS.value_set(status)]
+        updates.append(
+            NEXT_RENT_DUE.value_set(_midnight(due)) if due else NEXT_RENT_DUE.value_unset()
+        )
+        workflow.upsert_search_attributes(updates)
+
+    def _resume(self) -> LeaseResume:
+        assert self._schedule is not None
+        return LeaseResume(
+            state=replace(self._state),
+            schedule=self._schedule,
+            references=[
+                [ref, amount, currency] for ref, (amount, currency) in self._references.items()
+            ],
+            not_applied=dict(self._not_applied),
+            paid_reference=self._paid_reference,
+        )
+
+    def _restore(self, resume: LeaseResume) -> None:
+        self._state = replace(resume.state)
+        self._schedule = resume.schedule
+        self._references = {str(r[0]): (int(r[1]), str(r[2])) for r in resume.references}
+        self._not_applied = dict(resume.not_applied)
+        self._paid_reference = resume.paid_reference
+
+    @workflow.update
+    async def pay_rent(self, payment: RentPaymentInput) -> InvoiceState:
+        """Pay one of the lease's invoices (ahead of its time too); the same payment again
+        answers the same PAID invoice."""
+        invoice = self._invoice(payment.invoice_id)
+        assert invoice is not None  # the validator saw it
+        if invoice.status == "PAID":
+            return replace(invoice)
+        try:
+            row: InvoiceState = await workflow.execute_activity(
+                PAY_RENT,
+                RentPaymentRequest(self._input.booking_id, payment, workflow.now()),
+                result_type=InvoiceState,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary=f"rent paid: invoice {invoice.seq} by {payment.payment_reference}",
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.non_retryable:
+                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
+            raise
+        invoice.status = row.status
+        invoice.late_fee = row.late_fee
+        invoice.payment_reference = row.payment_reference
+        self._rent_version += 1
+        self._publish_rent()
+        return replace(invoice)
+
+    @pay_rent.validator
+    def _validate_pay_rent(self, payment: RentPaymentInput) -> None:
+        invoice = self._invoice(payment.invoice_id)
+        if invoice is None:
+            raise ApplicationError(
+                f"invoice {payment.invoice_id} is not one of this lease's (or the lease's "
+                "invoices are still being written)",
+                type=ValidationError.error_type,
+                non_retryable=True,
+            )
+        if not payment.payment_reference.strip():
+            raise ApplicationError(
+                "paymentReference must not be empty", type=ValidationError.error_type
+            )
+        if invoice.status == "PAID":
+            if invoice.payment_reference == payment.payment_reference:
+                return
+            problem = "the invoice is already paid"
+        elif invoice.status == "VOID":
+            problem = "the invoice is VOID (the lease ended before its period)"
+        elif payment.currency != invoice.currency:
+            problem = f"currency must be {invoice.currency}, got {payment.currency}"
+        elif payment.amount != invoice.amount_due:
+            problem = f"amount must be {invoice.amount_due}, got {payment.amount}"
+        else:
+            return
+        raise ApplicationError(problem, type=PaymentRejected.error_type, non_retryable=True)
 
     async def _release(self, reason: str) -> None:
         summary = f"release apartment {self._input.apartment_id} ({reason})"
