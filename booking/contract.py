@@ -521,6 +521,7 @@ class InvoiceState:
     reminded_due: bool = False
     last_reminder: datetime | None = None
     payment_reference: str | None = None
+    reminders: int = 0  # sent while overdue (booking.rent.RentRules.max_reminders at most)
 
     @property
     def amount_due(self) -> int:

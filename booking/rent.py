@@ -88,6 +88,8 @@ class RentRules:
     reminder_days: int = 3
     late_fee_flat: int = 0  # minor units
     late_fee_percent: int = 0  # of the rent, whole percent
+    # Reminders of one overdue invoice, at most (then it is an operator's: RentStatus OVERDUE).
+    max_reminders: int = 5
 
     def late_fee(self, rent: int) -> int:
         """The fee an overdue invoice gets once: the flat amount, or a share of its rent
@@ -105,6 +107,7 @@ class InvoiceClock:
     status: str  # SCHEDULED | ISSUED | PAID | OVERDUE | VOID
     reminded_due: bool = False
     last_reminder: datetime | None = None
+    reminders: int = 0  # sent while overdue
 
 
 def _midnight(day: date) -> datetime:
@@ -120,6 +123,8 @@ def next_step(invoice: InvoiceClock, rules: RentRules) -> tuple[datetime, str] |
             return _midnight(invoice.due_date), DUE
         return _midnight(invoice.due_date + timedelta(days=rules.grace_days)), OVERDUE
     if invoice.status == "OVERDUE":
+        if invoice.reminders >= rules.max_reminders:
+            return None
         last = invoice.last_reminder or _midnight(invoice.due_date)
         return last + timedelta(days=rules.reminder_days), REMIND
     return None

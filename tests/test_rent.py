@@ -94,6 +94,8 @@ def test_each_invoice_steps_through_issue_due_overdue_and_reminders() -> None:
     last = datetime(2031, 3, 6, tzinfo=UTC)
     clock = InvoiceClock("inv", due, 100_000, "OVERDUE", True, last)
     assert next_step(clock, rules) == (datetime(2031, 3, 9, tzinfo=UTC), REMIND)
+    capped = InvoiceClock("inv", due, 100_000, "OVERDUE", True, last, reminders=5)
+    assert next_step(capped, rules) is None  # five reminders, then an operator's
     for done in ("PAID", "VOID"):
         assert next_step(InvoiceClock("inv", due, 100_000, done), rules) is None
 

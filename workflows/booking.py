@@ -201,6 +201,7 @@ def _clock(invoice: InvoiceState) -> InvoiceClock:
         invoice.status,
         invoice.reminded_due,
         invoice.last_reminder,
+        invoice.reminders,
     )
 
 
@@ -581,6 +582,7 @@ class ApartmentBookingWorkflow:
         elif step in (rent.OVERDUE, rent.REMIND):
             invoice.reminded_due = True
             invoice.last_reminder = at
+            invoice.reminders += 1
         self._publish_rent()
 
     def _rent_changed(self, seen: int) -> bool:
