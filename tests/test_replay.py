@@ -36,6 +36,7 @@ from temporalio.worker import Replayer
 from booking.converter import DATA_CONVERTER
 from tests.helpers import HISTORIES, activity_steps
 from workflows.booking import (
+    LEASE_RENT_PATCH,
     LOCAL_STEPS_PATCH,
     STAY_START_PATCH,
     TRUTHFUL_PAYMENTS_PATCH,
@@ -122,6 +123,9 @@ EXPECTED = {
     # Recorded behind STAY_START_PATCH: a stay paid ahead wakes at its first night
     # (stay_started), and its lease ends at its move-out day.
     "calendar_paid_stay_started_lease_ended",
+    # Recorded behind LEASE_RENT_PATCH: a lease's invoices issued, one paid, one overdue with
+    # its fee then paid, the last paid ahead, the end.
+    "lease_rent_issued_overdue_paid",
 }
 
 # Histories of the waiting-list entry's own workflow.
@@ -169,16 +173,19 @@ def test_steps_run_the_way_the_patch_says(path: Path) -> None:
     history = _load(path)
     patches = _patches(history)
     patched = LOCAL_STEPS_PATCH in patches
-    since_waitlist = path.stem.startswith(("waitlist_", "calendar_"))
+    since_calendar = path.stem.startswith(("calendar_", "lease_"))
+    since_waitlist = path.stem.startswith("waitlist_") or since_calendar
     assert patched == (path.stem.startswith("local_") or since_waitlist)
     if "truthful" in path.stem:
         assert TRUTHFUL_PAYMENTS_PATCH in patches
     elif not since_waitlist:
         assert TRUTHFUL_PAYMENTS_PATCH not in patches
     names = {step.name for step in activity_steps(history)}
-    # Only the calendar's histories wake at a stay's first night.
-    assert ("stay_started" in names) == path.stem.startswith("calendar_"), names
-    assert (STAY_START_PATCH in patches) == path.stem.startswith("calendar_"), patches
+    # Only the calendar's histories wake at a stay's first night; only leases collect rent.
+    assert ("stay_started" in names) == since_calendar, names
+    assert (STAY_START_PATCH in patches) == since_calendar, patches
+    assert (LEASE_RENT_PATCH in patches) == path.stem.startswith("lease_"), patches
+    assert ("schedule_rent" in names) == path.stem.startswith("lease_"), names
     if since_waitlist:
         assert WAITLIST_PATCH in patches
         assert not names & ENDINGS, names

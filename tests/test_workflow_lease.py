@@ -18,6 +18,7 @@ from tests.helpers import (
     booking_input,
     make_rental,
     payment_for,
+    record_history,
     start_and_hold,
     unique,
 )
@@ -121,6 +122,7 @@ async def test_a_lease_issues_reminds_charges_and_takes_its_rent(
         )
         final = await handle.result()
         assert final.status == "APPROVED" and final.lease_ended_at is not None
+        await record_history(handle, "lease_rent_issued_overdue_paid")
         rows = await _invoices(pool, data.booking_id)
         assert [r["status"] for r in rows] == ["PAID"] * 4
         reasons = await _reasons(pool, data.booking_id)
