@@ -61,7 +61,9 @@ from booking.contract import (
     BookingInput,
     BookingState,
     ExtendHoldInput,
+    InvoiceState,
     PaymentInput,
+    RentPaymentInput,
     StayLimits,
     WaitlistJoin,
     booking_problem,
@@ -418,6 +420,15 @@ class BookingCommands:
                 f"{state.status}); pay with a new paymentReference"
             )
         return state
+
+    async def pay_rent(self, booking: BookingRow, payment: RentPaymentInput) -> InvoiceState:
+        """Pay one invoice of a running lease (its booking workflow's ``pay_rent`` update)."""
+        return await self._update_booking(
+            booking,
+            lambda handle: handle.execute_update(ApartmentBookingWorkflow.pay_rent, payment),
+            "with the same paymentReference",
+            lambda: PaymentRejected(f"the lease of booking {booking.id} is not running"),
+        )
 
     async def extend_hold(self, booking: BookingRow, seconds: int) -> BookingState:
         request = ExtendHoldInput(seconds, self._settings.max_hold_extensions)

@@ -37,6 +37,7 @@ from api.resolvers.accounts import AccountMutations, AccountQueries
 from api.resolvers.bookings import BookingMutations, BookingQueries, BookingSubscriptions
 from api.resolvers.calendar import CalendarQueries
 from api.resolvers.catalog import CatalogMutations, CatalogQueries
+from api.resolvers.rent import RentMutations, RentQueries
 from api.resolvers.step_functions import StepFunctionMutations, StepFunctionQueries
 from api.resolvers.waitlist import WaitlistMutations, WaitlistQueries, WaitlistSubscriptions
 from api.scalars import SCALAR_MAP
@@ -76,6 +77,7 @@ class Query(
     StepFunctionQueries,
     CatalogQueries,
     CalendarQueries,
+    RentQueries,
     WaitlistQueries,
 ):
     pass
@@ -83,7 +85,12 @@ class Query(
 
 @strawberry.type
 class Mutation(
-    AccountMutations, CatalogMutations, BookingMutations, StepFunctionMutations, WaitlistMutations
+    AccountMutations,
+    CatalogMutations,
+    BookingMutations,
+    RentMutations,
+    StepFunctionMutations,
+    WaitlistMutations,
 ):
     pass
 
