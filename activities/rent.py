@@ -32,7 +32,7 @@ _REASONS = {
 }
 
 
-def _state(row: rent_store.RentInvoiceRow) -> InvoiceState:
+def invoice_state(row: rent_store.RentInvoiceRow) -> InvoiceState:
     return InvoiceState(
         invoice_id=row.id,
         seq=row.seq,
@@ -44,6 +44,18 @@ def _state(row: rent_store.RentInvoiceRow) -> InvoiceState:
         currency=row.currency,
         status=row.status,
         payment_reference=row.payment_reference,
+    )
+
+
+def rent_schedule(rules: rent.RentRules, invoices: list[rent_store.RentInvoiceRow]) -> RentSchedule:
+    """The invoices with the rules a lease follows from now on (this worker's settings)."""
+    return RentSchedule(
+        invoices=[invoice_state(row) for row in invoices],
+        issue_days=rules.issue_days,
+        grace_days=rules.grace_days,
+        reminder_days=rules.reminder_days,
+        late_fee_flat=rules.late_fee_flat,
+        late_fee_percent=rules.late_fee_percent,
     )
 
 
@@ -79,15 +91,7 @@ class RentActivities(ActivityBase):
                         first_paid=(booking.paid_at, reference or f"booking-{booking_id}"),
                     )
                     invoices = await rent_store.invoices_for(conn, booking_id)
-        rules = self._policy.rent_rules
-        return RentSchedule(
-            invoices=[_state(row) for row in invoices],
-            issue_days=rules.issue_days,
-            grace_days=rules.grace_days,
-            reminder_days=rules.reminder_days,
-            late_fee_flat=rules.late_fee_flat,
-            late_fee_percent=rules.late_fee_percent,
-        )
+        return rent_schedule(self._policy.rent_rules, invoices)
 
     @activity.defn(name=RENT_STEP)
     async def rent_step(self, request: RentStepRequest) -> InvoiceState:
@@ -108,7 +112,7 @@ class RentActivities(ActivityBase):
                             ValidationError.error_type,
                         )
                     if await rent_store.rent_event_recorded(conn, invoice.booking_id, reason, key):
-                        return _state(invoice)  # an earlier attempt committed
+                        return invoice_state(invoice)  # an earlier attempt committed
                     if request.step == rent.ISSUE:
                         changed = await rent_store.issue(conn, invoice.id, request.at)
                     elif request.step == rent.OVERDUE:
@@ -136,7 +140,7 @@ class RentActivities(ActivityBase):
                             },
                         )
                         invoice = after
-        return _state(invoice)
+        return invoice_state(invoice)
 
     @activity.defn(name=PAY_RENT)
     async def pay_rent(self, request: RentPaymentRequest) -> InvoiceState:
@@ -166,13 +170,27 @@ class RentActivities(ActivityBase):
                         )
                     if invoice.status == rent_store.PAID:
                         if invoice.payment_reference == payment.payment_reference:
-                            return _state(invoice)
+                            return invoice_state(invoice)
                         raise permanent(
                             f"invoice {invoice.id} is already paid", PaymentRejected.error_type
                         )
                     if invoice.status == rent_store.VOID:
                         raise permanent(
                             f"invoice {invoice.id} is VOID (the lease ended before it)",
+                            PaymentRejected.error_type,
+                        )
+                    if (payment.amount, payment.currency) != (invoice.amount_due, invoice.currency):
+                        raise permanent(
+                            f"invoice {invoice.id} is {invoice.amount_due} {invoice.currency}, "
+                            f"not {payment.amount} {payment.currency}",
+                            PaymentRejected.error_type,
+                        )
+                    if await rent_store.booking_reference_used(
+                        conn, invoice.booking_id, payment.payment_reference
+                    ):
+                        raise permanent(
+                            "this paymentReference was a payment of the booking itself; "
+                            "pay rent with a new paymentReference",
                             PaymentRejected.error_type,
                         )
                     await rent_store.pay(
@@ -193,4 +211,4 @@ class RentActivities(ActivityBase):
                     )
                     after = await rent_store.get_invoice(conn, invoice.id)
                     assert after is not None
-        return _state(after)
+        return invoice_state(after)

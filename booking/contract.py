@@ -64,7 +64,11 @@ REFUND_WRONG_AMOUNT: Final = "WRONG_AMOUNT"
 REFUND_WRONG_CURRENCY: Final = "WRONG_CURRENCY"
 REFUND_ALREADY_PAID: Final = "ALREADY_PAID"
 REFUND_NOT_PENDING: Final = "NOT_PENDING"
-REFUND_NOT_PLACED: Final = "NEVER_PLACED"  # unplaced_payments.refund_reason
+REFUND_NOT_PLACED: Final = "NEVER_PLACED"
+# Money for an invoice that cannot take it (VOID, already paid, wrong amount, no such invoice).
+REFUND_INVOICE_VOID: Final = "INVOICE_VOID"
+REFUND_NOT_AN_INVOICE: Final = "NOT_AN_INVOICE"
+REFUND_REFERENCE_USED: Final = "REFERENCE_USED"  # unplaced_payments.refund_reason
 
 # -- activities ------------------------------------------------------------------------------
 # The workflow calls its activities by these names; ``activities.BookingActivities`` registers them.
@@ -92,6 +96,8 @@ HAND_ON: Final = "hand_on_waitlist"
 SCHEDULE_RENT: Final = "schedule_rent"
 RENT_STEP: Final = "rent_step"
 PAY_RENT: Final = "pay_rent"
+# endLease and renewLease: the stay's end moves, its invoices follow, freed nights handed on.
+MOVE_LEASE_END: Final = "move_lease_end"
 ENTRY_SETTLED_SIGNAL: Final = "settled"
 
 # One attempt of any activity; ``activities.base.AttemptBounds`` keeps every attempt's
@@ -159,6 +165,8 @@ class PaymentInput:
     # the workflow gets to it means a tenant who paid before the deadline keeps the
     # apartment even if every worker was down at that moment. Never set from client input.
     received_at: datetime | None = None
+    # Set when the payment is for one of a lease's rent invoices (the webhook's invoiceId).
+    invoice_id: str | None = None
 
 
 @dataclass
@@ -566,6 +574,35 @@ class RentPaymentRequest:
     booking_id: str
     payment: RentPaymentInput
     paid_at: datetime
+
+
+@dataclass
+class LeaseEndInput:
+    """endLease / renewLease as the workflow's updates take them: the new move-out day, and
+    the earliest one this caller may choose (today for staff, the notice period for a
+    tenant: the API knows who asks and its settings)."""
+
+    end_date: date
+    earliest: date
+
+
+@dataclass
+class LeaseMoveRequest:
+    booking_id: str
+    end_date: date
+    at: datetime
+
+
+@dataclass
+class LeaseMove:
+    """What moving a lease's end did: the lease's invoices as they now stand (None: it has
+    none), and for an earlier end the hand-over of the freed nights."""
+
+    invoices: list[InvoiceState] | None
+    outcome: ReleaseOutcome | None = None
+    refunded: int = 0  # paid rent given back for nights the lease no longer has
+    # The lease's rules, when this move gave it its first invoices (a renewal into a lease).
+    schedule: RentSchedule | None = None
 
 
 @dataclass

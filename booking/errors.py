@@ -20,6 +20,8 @@ the client::
         ├── ReservationFailed      the reserve step did not finish in time; nothing is held
         ├── HoldNotExtendable      extendHold refused: not PENDING, over, or out of extensions
         ├── HoldLimitReached       the tenant already holds BOOKING_MAX_HOLDS_PER_TENANT
+        ├── LeaseNotChangeable     endLease/renewLease refused: not a running stay, too short
+        │                          a notice, or a date on the wrong side of its end
         ├── WaitlistEntryNotFound
         ├── ResultTooLarge         a list longer than the API answers at once
         ├── Unauthorized           a signed-in caller touching what is not theirs
@@ -105,6 +107,10 @@ class HoldLimitReached(DomainError):
     pass
 
 
+class LeaseNotChangeable(DomainError):
+    pass
+
+
 class WaitlistEntryNotFound(DomainError):
     pass
 
@@ -132,6 +138,7 @@ DOMAIN_ERRORS: dict[str, type[DomainError]] = {
         ReservationFailed,
         ResultTooLarge,
         HoldNotExtendable,
+        LeaseNotChangeable,
         HoldLimitReached,
         WaitlistEntryNotFound,
         Unauthorized,

@@ -15,6 +15,7 @@ workflows is the caller's next step, after the commit.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
 
@@ -54,6 +55,15 @@ class Nights(Protocol):
     def start_date(self) -> date: ...
     @property
     def end_date(self) -> date: ...
+
+
+@dataclass(frozen=True)
+class FreedNights:
+    """Nights of an apartment a stay no longer has (its end moved earlier)."""
+
+    apartment_id: str
+    start_date: date
+    end_date: date
 
 
 async def offer_next(

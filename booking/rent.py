@@ -128,3 +128,122 @@ def next_step(invoice: InvoiceClock, rules: RentRules) -> tuple[datetime, str] |
         last = invoice.last_reminder or _midnight(invoice.due_date)
         return last + timedelta(days=rules.reminder_days), REMIND
     return None
+
+
+# -- moving a lease's end: notice (earlier) and renewal (later) ------------------------------
+
+UNPAID = ("SCHEDULED", "ISSUED", "OVERDUE")
+
+
+@dataclass(frozen=True)
+class WrittenInvoice:
+    """What reshaping needs of an invoice already written."""
+
+    invoice_id: str
+    seq: int
+    period_start: date
+    period_end: date
+    rent: int
+    late_fee: int
+    status: str
+    refunded: int = 0  # paid money already given back
+
+
+@dataclass(frozen=True)
+class Resized:
+    invoice_id: str
+    period_end: date
+    rent: int
+
+
+@dataclass(frozen=True)
+class Reshape:
+    """The invoice changes that move a lease's end; applied in one transaction."""
+
+    resized: list[Resized]  # a period cut short (notice) or made whole again (renewal)
+    voided: list[str]  # periods from the new end on
+    refunds: list[tuple[str, int]]  # (invoice id, amount): money paid for nights given up
+    added: list[RentPeriod]  # the renewal's new periods (seq continuing the lease's)
+
+
+def anchor_on_or_after(start: date, day: date) -> date:
+    """The first period boundary (the stay's start day in some month) on or after ``day``."""
+    months = (day.year - start.year) * 12 + day.month - start.month
+    boundary = month_from(start, max(months - 1, 0))
+    while boundary < day:
+        months += 1
+        boundary = month_from(start, max(months - 1, 0))
+    return boundary
+
+
+def period_rent(start: date, period_start: date, period_end: date, monthly_rent: int) -> int:
+    """A whole period (boundary to boundary) costs a month; any other span its nights."""
+    if period_start == anchor_on_or_after(start, period_start) and period_end == (
+        anchor_on_or_after(start, period_start + timedelta(days=1))
+    ):
+        return monthly_rent
+    return prorated(monthly_rent, (period_end - period_start).days)
+
+
+def reshape(
+    invoices: list[WrittenInvoice],
+    start: date,
+    old_end: date,
+    new_end: date,
+    monthly_rent: int,
+) -> Reshape:
+    """The changes that make a lease ``[start, old_end)`` end at ``new_end`` instead.
+
+    Earlier (notice): periods from ``new_end`` on are VOID, the one it falls in ends there and
+    costs its nights; money already paid for nights no longer in the stay is refunded.
+    Later (renewal): a last period that was cut short is made whole again when it is unpaid
+    (else the nights after it get an invoice of their own), then one invoice per period up
+    to ``new_end``. A lease without invoices (a stay from before leases collected rent, or a
+    short stay renewed into a lease) counts as paid up to ``old_end``.
+    """
+    live = sorted((i for i in invoices if i.status != "VOID"), key=lambda i: i.period_start)
+    resized: list[Resized] = []
+    voided: list[str] = []
+    refunds: list[tuple[str, int]] = []
+    added: list[RentPeriod] = []
+    if new_end < old_end:
+        for invoice in live:
+            paid = invoice.status == "PAID"
+            if invoice.period_start >= new_end:
+                voided.append(invoice.invoice_id)
+                if paid:
+                    refunds.append(
+                        (invoice.invoice_id, invoice.rent + invoice.late_fee - invoice.refunded)
+                    )
+            elif invoice.period_end > new_end:
+                rent = min(
+                    invoice.rent,
+                    period_rent(start, invoice.period_start, new_end, monthly_rent),
+                )
+                resized.append(Resized(invoice.invoice_id, new_end, invoice.rent if paid else rent))
+                if paid and rent < invoice.rent - invoice.refunded:
+                    refunds.append((invoice.invoice_id, invoice.rent - invoice.refunded - rent))
+        return Reshape(resized, voided, refunds, added)
+    if new_end == old_end:
+        return Reshape(resized, voided, refunds, added)
+    covered = old_end
+    last = live[-1] if live else None
+    boundary = anchor_on_or_after(start, old_end)
+    if (
+        last is not None
+        and last.status in UNPAID
+        and last.seq != 0
+        and last.period_end == old_end
+        and boundary > old_end
+    ):
+        covered = min(boundary, new_end)
+        rent = period_rent(start, last.period_start, covered, monthly_rent)
+        resized.append(Resized(last.invoice_id, covered, rent))
+    seq = max((i.seq for i in invoices), default=0) + 1
+    while covered < new_end:
+        period_end = min(anchor_on_or_after(start, covered + timedelta(days=1)), new_end)
+        rent = period_rent(start, covered, period_end, monthly_rent)
+        added.append(RentPeriod(seq, covered, period_end, rent))
+        seq += 1
+        covered = period_end
+    return Reshape(resized, voided, refunds, added)

@@ -126,6 +126,10 @@ EXPECTED = {
     # Recorded behind LEASE_RENT_PATCH: a lease's invoices issued, one paid, one overdue with
     # its fee then paid, the last paid ahead, the end.
     "lease_rent_issued_overdue_paid",
+    # A lease renewed (its cut-short last period made whole, new periods invoiced; a renewal
+    # into another stay's nights refused), two invoices paid ahead, notice inside the third
+    # (prorated, part refunded, later ones VOID), webhook money for a VOID invoice refunded.
+    "lease_renewed_then_ended_with_notice",
 }
 
 # Histories of the waiting-list entry's own workflow.
@@ -186,6 +190,8 @@ def test_steps_run_the_way_the_patch_says(path: Path) -> None:
     assert (STAY_START_PATCH in patches) == since_calendar, patches
     assert (LEASE_RENT_PATCH in patches) == path.stem.startswith("lease_"), patches
     assert ("schedule_rent" in names) == path.stem.startswith("lease_"), names
+    # Only leases move their end (endLease, renewLease).
+    assert ("move_lease_end" in names) == ("renewed" in path.stem), names
     if since_waitlist:
         assert WAITLIST_PATCH in patches
         assert not names & ENDINGS, names

@@ -81,13 +81,17 @@ from booking.contract import (
     MAX_HOLD_SECONDS,
     MAX_TOTAL_HOLD,
     MIN_HOLD_SECONDS,
+    MOVE_LEASE_END,
     PAY_RENT,
     PENDING,
     REFUND_ALREADY_PAID,
+    REFUND_INVOICE_VOID,
     REFUND_LATE,
+    REFUND_NOT_AN_INVOICE,
     REFUND_NOT_PENDING,
     REFUND_NOT_PLACED,
     REFUND_PAYMENT,
+    REFUND_REFERENCE_USED,
     REFUND_UNPLACED_PAYMENT,
     REFUND_WRONG_AMOUNT,
     REFUND_WRONG_CURRENCY,
@@ -111,6 +115,9 @@ from booking.contract import (
     ExtendHoldRequest,
     HandOn,
     InvoiceState,
+    LeaseEndInput,
+    LeaseMove,
+    LeaseMoveRequest,
     LeaseResume,
     PaymentInput,
     RefundRequest,
@@ -132,6 +139,7 @@ from booking.errors import (
     BookingExpired,
     BookingNotCancellable,
     HoldNotExtendable,
+    LeaseNotChangeable,
     PaymentRejected,
     ReservationFailed,
     ValidationError,
@@ -254,6 +262,10 @@ class ApartmentBookingWorkflow:
         self._schedule: RentSchedule | None = None
         self._rent_version = 0
         self._rent_published: tuple[str, date | None] | None = None
+        # endLease / renewLease: a move of the stay's end being written (the lease must not
+        # end meanwhile), and set once the lease's end has begun (no move may start then).
+        self._moving = False
+        self._lease_ending = False
 
     # -- main flow -------------------------------------------------------------------------
 
@@ -264,7 +276,7 @@ class ApartmentBookingWorkflow:
         if input.lease is not None:
             # A lease that continued as new: its hold and payment are behind it.
             self._restore(input.lease)
-            await self._collect_rent()
+            await self._live_out()
             await self._end_lease()
             return await self._finish()
         problem = booking_problem(input)
@@ -462,15 +474,34 @@ class ApartmentBookingWorkflow:
                 retry_policy=ACTIVITY_RETRY,
                 summary="write the lease's rent invoices",
             )
-            await self._collect_rent()
+        await self._live_out()
         await self._end_lease()
 
+    async def _live_out(self) -> None:
+        """Until the move-out day, collecting the rent of a lease; endLease and renewLease
+        may move that day meanwhile (and a renewal may make a short stay a lease)."""
+        while True:
+            if self._schedule is not None:
+                await self._collect_rent()
+            else:
+                lease_end = _midnight(self._state.end_date)
+                if workflow.now() < lease_end:
+                    # Why: payment_received keeps refunding duplicate payments, and a move
+                    # of the end wakes us, while the stay runs.
+                    with contextlib.suppress(TimeoutError):
+                        await workflow.wait_condition(
+                            functools.partial(self._rent_changed, self._rent_version),
+                            timeout=lease_end - workflow.now(),
+                            timeout_summary=f"lease until {lease_end.isoformat()}",
+                        )
+            # Why: a move of the end being written decides which end we have reached.
+            await workflow.wait_condition(lambda: not self._moving)
+            if workflow.now() >= _midnight(self._state.end_date):
+                self._lease_ending = True
+                return
+
     async def _end_lease(self) -> None:
-        lease_end = _midnight(self._input.end_date)
-        remaining = lease_end - workflow.now()
-        if remaining > timedelta(0):
-            # Why: payment_received keeps refunding duplicate payments during the lease.
-            await workflow.sleep(remaining, summary=f"lease until {lease_end.isoformat()}")
+        lease_end = _midnight(self._state.end_date)
         summary = f"end lease of apartment {self._input.apartment_id}"
         request = EndLeaseRequest(self._input.booking_id, lease_end)
         outcome: ReleaseOutcome | None = None
@@ -525,9 +556,9 @@ class ApartmentBookingWorkflow:
         schedule = self._schedule
         assert schedule is not None
         rules = self._rules()
-        lease_end = _midnight(self._input.end_date)
         self._publish_rent()
         while True:
+            lease_end = _midnight(self._state.end_date)
             if workflow.info().get_current_history_length() >= LEASE_HISTORY_EVENTS:
                 # Why wait: a pay_rent update still running must finish in this run.
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -538,7 +569,7 @@ class ApartmentBookingWorkflow:
             steps: list[tuple[InvoiceState, str, datetime]] = []
             next_at = lease_end
             for invoice in schedule.invoices:
-                if invoice.period_start >= self._input.end_date:
+                if invoice.period_start >= self._state.end_date:
                     continue
                 found = next_step(_clock(invoice), rules)
                 if found is None:
@@ -652,12 +683,167 @@ class ApartmentBookingWorkflow:
             if isinstance(cause, ApplicationError) and cause.non_retryable:
                 raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
             raise
+        self._paid_invoice(invoice, row)
+        return replace(invoice)
+
+    def _paid_invoice(self, invoice: InvoiceState, row: InvoiceState) -> None:
         invoice.status = row.status
         invoice.late_fee = row.late_fee
         invoice.payment_reference = row.payment_reference
+        if row.payment_reference is not None:
+            # A repeat of this payment by the webhook is the same money: nothing to do.
+            self._references.setdefault(row.payment_reference, (row.amount_due, row.currency))
         self._rent_version += 1
         self._publish_rent()
-        return replace(invoice)
+
+    async def _rent_payment_received(self, payment: PaymentInput) -> None:
+        """Rent the webhook took: it pays its invoice, or is recorded and refunded (a VOID
+        invoice, one already paid, a wrong amount or currency, no such invoice)."""
+        assert payment.invoice_id is not None
+        invoice = self._invoice(payment.invoice_id)
+        reason: str | None = None
+        if invoice is None:
+            reason = REFUND_NOT_AN_INVOICE
+        elif invoice.status == "PAID":
+            reason = REFUND_ALREADY_PAID
+        elif invoice.status == "VOID":
+            reason = REFUND_INVOICE_VOID
+        elif payment.currency != invoice.currency:
+            reason = REFUND_WRONG_CURRENCY
+        elif payment.amount != invoice.amount_due:
+            reason = REFUND_WRONG_AMOUNT
+        if invoice is not None and reason is None:
+            paid_at = _arrival(payment)
+            try:
+                row: InvoiceState = await workflow.execute_activity(
+                    PAY_RENT,
+                    RentPaymentRequest(
+                        self._input.booking_id,
+                        RentPaymentInput(
+                            invoice.invoice_id,
+                            payment.amount,
+                            payment.currency,
+                            payment.payment_reference,
+                            payment.received_at,
+                        ),
+                        paid_at,
+                    ),
+                    result_type=InvoiceState,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ACTIVITY_RETRY,
+                    summary=f"rent paid: invoice {invoice.seq} by {payment.payment_reference}",
+                )
+            except ActivityError:
+                # Refused for good: its reference paid something else of this booking.
+                reason = REFUND_REFERENCE_USED
+            else:
+                self._paid_invoice(invoice, row)
+                return
+        await self._refund(payment, reason or REFUND_NOT_AN_INVOICE)
+
+    # -- notice and renewal ----------------------------------------------------------------
+
+    @workflow.update
+    async def end_lease(self, change: LeaseEndInput) -> BookingState:
+        """endLease: the stay ends on ``change.end_date`` (the validator checked the notice);
+        the period it falls in costs its nights, later invoices are VOID, rent paid for nights
+        given up is refunded, and the freed nights go to the waiting list."""
+        return await self._move_end(change.end_date)
+
+    @end_lease.validator
+    def _validate_end_lease(self, change: LeaseEndInput) -> None:
+        self._check_move(change, earlier=True)
+
+    @workflow.update
+    async def renew_lease(self, change: LeaseEndInput) -> BookingState:
+        """renewLease: the stay runs until ``change.end_date`` when those nights are free (the
+        move's activity decides, against the exclusion constraint), with invoices for them."""
+        return await self._move_end(change.end_date)
+
+    @renew_lease.validator
+    def _validate_renew_lease(self, change: LeaseEndInput) -> None:
+        self._check_move(change, earlier=False)
+
+    def _check_move(self, change: LeaseEndInput, *, earlier: bool) -> None:
+        problem = self._move_problem(change, earlier=earlier)
+        if problem is not None:
+            raise ApplicationError(problem, type=LeaseNotChangeable.error_type, non_retryable=True)
+
+    def _move_problem(self, change: LeaseEndInput, *, earlier: bool) -> str | None:
+        status = self._state.status
+        if status != APPROVED:
+            return f"booking is {status}, not a paid stay"
+        if self._lease_ending or self._state.lease_ended_at is not None:
+            return "the stay has ended"
+        if self._moving:
+            return "another change of this stay's end is being written; try again"
+        end, start = self._state.end_date, self._input.start_date
+        if not earlier:
+            if change.end_date <= end:
+                return f"endDate must be after the stay's end ({end}); endLease ends it earlier"
+            return None
+        if change.end_date >= end:
+            return f"endDate must be before the stay's end ({end}); renewLease extends it"
+        if change.end_date <= start:
+            return f"endDate must be after the stay's first night ({start})"
+        earliest = max(change.earliest, workflow.now().date())
+        if change.end_date < earliest:
+            return f"endDate must be {earliest} or later (the notice this caller must give)"
+        return None
+
+    async def _move_end(self, end_date: date) -> BookingState:
+        # Why flag it: the run loop must not end the lease at the old end while the new one
+        # is being written, and no second move may start meanwhile.
+        self._moving = True
+        try:
+            moved: LeaseMove = await workflow.execute_activity(
+                MOVE_LEASE_END,
+                LeaseMoveRequest(self._input.booking_id, end_date, workflow.now()),
+                result_type=LeaseMove,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary=f"stay ends {end_date.isoformat()} (was {self._state.end_date})",
+            )
+        except ActivityError as err:
+            self._moving = False
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.non_retryable:
+                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
+            raise
+        self._state.end_date = end_date
+        self._merge_invoices(moved)
+        self._moving = False
+        self._rent_version += 1
+        if moved.outcome is not None:
+            # Why: the freed nights' next tenant gets its offer's execution now.
+            await self._hand_on(moved.outcome)
+        return self._snapshot()
+
+    def _merge_invoices(self, moved: LeaseMove) -> None:
+        """The invoices as the move left them, keeping what the workflow knows of each
+        (reminders sent); a renewal into a lease brings its first invoices and rules."""
+        if moved.invoices is None:
+            return
+        if self._schedule is None:
+            if moved.schedule is None:
+                return
+            self._schedule = moved.schedule
+        else:
+            known = {i.invoice_id: i for i in self._schedule.invoices}
+            merged: list[InvoiceState] = []
+            for row in moved.invoices:
+                mine = known.get(row.invoice_id)
+                if mine is None:
+                    merged.append(row)
+                    continue
+                mine.period_end = row.period_end
+                mine.rent = row.rent
+                mine.late_fee = row.late_fee
+                mine.status = row.status
+                mine.payment_reference = row.payment_reference
+                merged.append(mine)
+            self._schedule.invoices = merged
+        self._publish_rent()
 
     @pay_rent.validator
     def _validate_pay_rent(self, payment: RentPaymentInput) -> None:
@@ -873,6 +1059,10 @@ class ApartmentBookingWorkflow:
         """A payment from an asynchronous source (a provider webhook); never rejected, only
         applied or refunded. A repeated reference changes nothing."""
         terms = self._references.get(payment.payment_reference)
+        if payment.invoice_id is not None and terms is None:
+            self._references[payment.payment_reference] = (payment.amount, payment.currency)
+            await self._rent_payment_received(payment)
+            return
         if terms is not None:
             if terms != (payment.amount, payment.currency):
                 workflow.logger.warning(

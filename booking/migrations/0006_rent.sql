@@ -15,6 +15,8 @@ CREATE TABLE rent_invoices (
     due_date          date NOT NULL,
     rent              bigint NOT NULL CHECK (rent >= 0),
     late_fee          bigint NOT NULL DEFAULT 0 CHECK (late_fee >= 0),
+    -- Paid money given back for nights the lease no longer has (an early end).
+    refunded          bigint NOT NULL DEFAULT 0 CHECK (refunded >= 0),
     currency          char(3) NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
     status            text NOT NULL
                       CHECK (status IN ('SCHEDULED', 'ISSUED', 'PAID', 'OVERDUE', 'VOID')),
@@ -42,3 +44,18 @@ BEGIN
 END $$;
 CREATE TRIGGER rent_invoices_notify AFTER INSERT OR UPDATE ON rent_invoices
     FOR EACH ROW EXECUTE FUNCTION rent_invoices_notify();
+
+-- Subscribers of a booking also hear of its move-out day moving (endLease, renewLease).
+CREATE OR REPLACE FUNCTION bookings_notify_status() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT'
+       OR NEW.booking_status IS DISTINCT FROM OLD.booking_status
+       OR NEW.lease_ended_at IS DISTINCT FROM OLD.lease_ended_at
+       OR NEW.hold_expires_at IS DISTINCT FROM OLD.hold_expires_at
+       OR NEW.end_date IS DISTINCT FROM OLD.end_date THEN
+        PERFORM pg_notify('booking_status', json_build_object(
+            'id', NEW.id, 'status', NEW.booking_status,
+            'apartmentId', NEW.apartment_id)::text);
+    END IF;
+    RETURN NEW;
+END $$;

@@ -183,6 +183,17 @@ async def end_lease(conn: Conn, booking_id: str, ended_at: datetime) -> bool:
     return result == "UPDATE 1"
 
 
+async def move_end(conn: Conn, booking_id: str, end_date: date) -> None:
+    """A running stay's move-out day moves (endLease, renewLease); the exclusion constraint
+    refuses a later day whose nights another live stay has."""
+    await conn.execute(
+        """UPDATE bookings SET end_date = $2, update_on = now()
+            WHERE id = $1 AND booking_status = 'APPROVED' AND lease_ended_at IS NULL""",
+        booking_id,
+        end_date,
+    )
+
+
 async def touch_and_notify(conn: Conn, booking_id: str) -> None:
     """Announce a change no status column shows (a stay's first night): the booking's
     ``update_on`` moves, so subscribers read it (and its apartment) again."""

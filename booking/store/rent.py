@@ -36,6 +36,7 @@ class RentInvoiceRow:
     due_date: date
     rent: int
     late_fee: int
+    refunded: int
     currency: str
     status: str
     issued_at: datetime | None
@@ -152,18 +153,6 @@ async def pay(conn: Conn, invoice_id: str, reference: str, at: datetime) -> bool
     return result == "UPDATE 1"
 
 
-async def void_after(conn: Conn, booking_id: str, end: date) -> int:
-    """Every unpaid invoice of a period from ``end`` on -> VOID (a lease ended early)."""
-    result: str = await conn.execute(
-        """UPDATE rent_invoices SET status = 'VOID', updated_on = now()
-            WHERE booking_id = $1 AND period_start >= $2
-              AND status IN ('SCHEDULED', 'ISSUED', 'OVERDUE')""",
-        booking_id,
-        end,
-    )
-    return int(result.split()[-1])
-
-
 async def applied_reference(conn: Conn, booking_id: str) -> str | None:
     """The reference of the payment that paid the booking (its first period)."""
     reference: str | None = await conn.fetchval(
@@ -190,3 +179,43 @@ async def rent_event_recorded(conn: Conn, booking_id: str, reason: str, key: str
 async def touch(conn: Conn, invoice_id: str) -> None:
     """A reminder changes no column; touching the row announces it (the notify trigger)."""
     await conn.execute("UPDATE rent_invoices SET updated_on = now() WHERE id = $1", invoice_id)
+
+
+async def resize(conn: Conn, invoice_id: str, period_end: date, rent: int) -> None:
+    """A lease's end moved: the period it falls in ends there (a cut-short unpaid period costs
+    its nights; a paid one keeps what it cost, the difference refunded by ``refund``)."""
+    await conn.execute(
+        """UPDATE rent_invoices SET period_end = $2, rent = $3, updated_on = now()
+            WHERE id = $1 AND status <> 'VOID'""",
+        invoice_id,
+        period_end,
+        rent,
+    )
+
+
+async def void(conn: Conn, invoice_id: str) -> None:
+    """A period the lease no longer has (paid or not): VOID."""
+    await conn.execute(
+        """UPDATE rent_invoices SET status = 'VOID', updated_on = now()
+            WHERE id = $1 AND status <> 'VOID'""",
+        invoice_id,
+    )
+
+
+async def refund(conn: Conn, invoice_id: str, amount: int) -> None:
+    await conn.execute(
+        """UPDATE rent_invoices SET refunded = refunded + $2, updated_on = now()
+            WHERE id = $1""",
+        invoice_id,
+        amount,
+    )
+
+
+async def booking_reference_used(conn: Conn, booking_id: str, reference: str) -> bool:
+    """Whether ``reference`` was a payment of the booking itself (paid or refunded)."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM payments WHERE booking_id = $1 AND payment_reference = $2",
+        booking_id,
+        reference,
+    )
+    return found is not None
