@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "booking_status"
 # A waiting-list entry changed (0004): subscribers listen per apartment, see waitlist_key.
 WAITLIST_CHANNEL = "waitlist_entry"
+# A rent invoice changed (0006): subscribers listen per booking, see rent_key.
+RENT_CHANNEL = "rent_invoice"
 # Persisted queries one API process registered, for the others (api.persisted_queries).
 PERSISTED_QUERY_CHANNEL = "persisted_query"
 APPLICATION_NAME = "booking-api-listener"  # how operators (and tests) find it in pg_stat_activity
@@ -36,6 +38,11 @@ def waitlist_key(apartment_id: str) -> str:
     """What to subscribe to for an apartment's waiting list: a change of any entry on it
     (positions move when one ahead leaves or gets an offer)."""
     return f"waitlist:{apartment_id}"
+
+
+def rent_key(booking_id: str) -> str:
+    """What to subscribe to for a lease's invoices: a change of any of them."""
+    return f"rent:{booking_id}"
 
 
 class BookingBroadcaster:
@@ -95,6 +102,9 @@ class BookingBroadcaster:
             WAITLIST_CHANNEL, payload, lambda notice: waitlist_key(str(notice["apartmentId"]))
         )
 
+    def _on_rent(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        self._fan_out(RENT_CHANNEL, payload, lambda notice: rent_key(str(notice["bookingId"])))
+
     def _fan_out(
         self, channel: str, payload: object, key_of: Callable[[dict[str, Any]], str]
     ) -> None:
@@ -148,6 +158,7 @@ class BookingBroadcaster:
             conn.add_termination_listener(self._on_termination)
             await conn.add_listener(CHANNEL, self._on_notification)
             await conn.add_listener(WAITLIST_CHANNEL, self._on_waitlist)
+            await conn.add_listener(RENT_CHANNEL, self._on_rent)
             await conn.add_listener(PERSISTED_QUERY_CHANNEL, self._on_persisted)
             self._connected.set()
             if resync:

@@ -62,6 +62,7 @@ from booking.contract import (
     BookingState,
     ExtendHoldInput,
     InvoiceState,
+    LeaseEndInput,
     PaymentInput,
     RentPaymentInput,
     StayLimits,
@@ -79,6 +80,7 @@ from booking.errors import (
     BookingNotCancellable,
     DomainError,
     HoldNotExtendable,
+    LeaseNotChangeable,
     PaymentRejected,
     ValidationError,
 )
@@ -428,6 +430,29 @@ class BookingCommands:
             lambda handle: handle.execute_update(ApartmentBookingWorkflow.pay_rent, payment),
             "with the same paymentReference",
             lambda: PaymentRejected(f"the lease of booking {booking.id} is not running"),
+        )
+
+    async def move_lease_end(
+        self, booking: BookingRow, end_date: date, *, staff: bool, later: bool
+    ) -> BookingState:
+        """endLease (``later`` False) or renewLease: the booking workflow's update of that
+        name; a tenant's notice must reach ``BOOKING_LEASE_NOTICE_DAYS`` past today."""
+        today = datetime.now(UTC).date()
+        if later and (end_date - booking.start_date).days > self._settings.max_stay_days:
+            raise ValidationError(
+                f"a stay may last at most {self._settings.max_stay_days} days "
+                "(BOOKING_MAX_STAY_DAYS)"
+            )
+        earliest = today if staff else today + timedelta(days=self._settings.lease_notice_days)
+        change = LeaseEndInput(end_date, earliest)
+        update = (
+            ApartmentBookingWorkflow.renew_lease if later else ApartmentBookingWorkflow.end_lease
+        )
+        return await self._update_booking(
+            booking,
+            lambda handle: handle.execute_update(update, change),
+            "later (getBooking shows the stay's endDate)",
+            lambda: LeaseNotChangeable(f"booking {booking.id} is not a running stay"),
         )
 
     async def extend_hold(self, booking: BookingRow, seconds: int) -> BookingState:

@@ -37,7 +37,7 @@ from api.resolvers.accounts import AccountMutations, AccountQueries
 from api.resolvers.bookings import BookingMutations, BookingQueries, BookingSubscriptions
 from api.resolvers.calendar import CalendarQueries
 from api.resolvers.catalog import CatalogMutations, CatalogQueries
-from api.resolvers.rent import RentMutations, RentQueries
+from api.resolvers.rent import RentMutations, RentQueries, RentSubscriptions
 from api.resolvers.step_functions import StepFunctionMutations, StepFunctionQueries
 from api.resolvers.waitlist import WaitlistMutations, WaitlistQueries, WaitlistSubscriptions
 from api.scalars import SCALAR_MAP
@@ -96,7 +96,7 @@ class Mutation(
 
 
 @strawberry.type
-class Subscription(BookingSubscriptions, WaitlistSubscriptions):
+class Subscription(BookingSubscriptions, WaitlistSubscriptions, RentSubscriptions):
     pass
 
 

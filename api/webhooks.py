@@ -1,11 +1,13 @@
 """``POST /webhooks/payments``: payments reported by a payment provider.
 
 A provider calls us with a JSON body ``{"id", "bookingId", "amount",
-"currency", "paymentReference"}`` signed in the ``Booking-Signature`` header
-(see ``booking.webhook_signing``). A valid event becomes the booking
-workflow's ``payment_received`` signal; the workflow decides what the payment
-does (confirms the hold, or is recorded and refunded when it came late, was
-doubled or was wrong). The API writes nothing itself.
+"currency", "paymentReference"}`` (and ``"invoiceId"`` when the money is a
+lease's rent) signed in the ``Booking-Signature`` header (see
+``booking.webhook_signing``). A valid event becomes the booking workflow's
+``payment_received`` signal; the workflow decides what the payment does
+(confirms the hold or pays the invoice, or is recorded and refunded when it
+came late, was doubled or was wrong, or its invoice is VOID or paid). The API
+writes nothing itself.
 
 Checks, in order, each answering 4xx, logging why and changing nothing:
 size (413, counted while reading, so a lying Content-Length does not help),
@@ -93,6 +95,8 @@ class PaymentEvent:
     payment_reference: str
     # Our clock when the request arrived: the workflow judges "paid in time" by it.
     received_at: datetime
+    # The rent invoice this money pays (a lease's), or None: the booking itself.
+    invoice_id: str | None = None
 
 
 def _text_field(data: dict[str, Any], name: str) -> str:
@@ -117,6 +121,7 @@ def parse_event(body: bytes, received_at: datetime | None = None) -> PaymentEven
     event_id = _text_field(data, "id")
     booking_id = _text_field(data, "bookingId")
     reference = _text_field(data, "paymentReference")
+    invoice_id = _text_field(data, "invoiceId") if data.get("invoiceId") is not None else None
     payment = PaymentInput(data.get("amount"), data.get("currency"), reference)  # type: ignore[arg-type]
     problem = payment_problem(payment)
     if problem is not None:
@@ -128,6 +133,7 @@ def parse_event(body: bytes, received_at: datetime | None = None) -> PaymentEven
         currency=payment.currency,
         payment_reference=reference,
         received_at=received_at or datetime.now(UTC),
+        invoice_id=invoice_id,
     )
 
 
@@ -336,6 +342,7 @@ class PaymentWebhook:
             currency=event.currency,
             payment_reference=event.payment_reference,
             received_at=event.received_at,
+            invoice_id=event.invoice_id,
         )
         request = SignalWorkflowExecutionRequest(
             namespace=client.namespace,

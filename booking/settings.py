@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     rent_reminder_days: int = Field(
         default=3, ge=1, le=60, validation_alias="BOOKING_RENT_REMINDER_DAYS"
     )
+    # A tenant's endLease must name a move-out day at least this many days ahead (an Admin
+    # may end a stay on any day from today). Read by the API.
+    lease_notice_days: int = Field(
+        default=30, ge=0, le=365, validation_alias="BOOKING_LEASE_NOTICE_DAYS"
+    )
     # "2500" (a flat fee in minor units) or "5%" (a share of the period's rent, rounded up).
     late_fee: str = Field(default="0", validation_alias="BOOKING_LATE_FEE")
     webhook_secret: str | None = Field(default=None, validation_alias="BOOKING_WEBHOOK_SECRET")

@@ -1,14 +1,21 @@
-"""A lease's rent: its invoices (getRentInvoices) and paying one (payRent, a workflow update:
-the answer is the PAID invoice or an error, never a success-shaped unpaid one)."""
+"""A lease: its rent invoices (getRentInvoices, onRentInvoiceChanged), paying one (payRent, a
+workflow update: the answer is the PAID invoice or an error, never a success-shaped unpaid
+one), and its end moved (endLease, renewLease: updates of the booking's workflow, which owns
+the stay's nights and invoices)."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import date, datetime
 
 import strawberry
 from strawberry.types import Info
 
-from api.directives import ADMINS, TENANTS, authorize, cognito, resolver
+from api.directives import ADMINS, TENANTS, authorize, cognito, resolver, subscription
+from api.notify import rent_key
 from api.resolvers.common import ctx, may_act_as, may_see
-from api.types.rent import PayRentInput, RentInvoice
+from api.types.bookings import Booking
+from api.types.rent import EndLeaseInput, PayRentInput, RenewLeaseInput, RentInvoice
 from booking.contract import PaymentInput, RentPaymentInput, payment_problem
 from booking.errors import BookingNotFound, PaymentRejected, ValidationError
 from booking.store import reads
@@ -61,3 +68,80 @@ class RentMutations:
         row = await reader.run(rent_store.get_invoice, invoice.id)
         assert row is not None
         return RentInvoice.from_row(row)
+
+    @resolver(
+        directives=[cognito(TENANTS, ADMINS)],
+        description=(
+            "Added: give notice; the stay ends on endDate (the period it falls in is prorated, "
+            "later invoices VOID, rent paid for nights given up refunded, the nights free "
+            "again at once), or LeaseNotChangeable."
+        ),
+    )
+    async def end_lease(self, info: Info, input: EndLeaseInput) -> Booking:
+        return await _move_end(info, str(input.booking_id), input.end_date, later=False)
+
+    @resolver(
+        directives=[cognito(TENANTS, ADMINS)],
+        description=(
+            "Added: extend the stay to endDate when those nights are free (else "
+            "ApartmentUnavailable naming the stay that has them); new periods are invoiced."
+        ),
+    )
+    async def renew_lease(self, info: Info, input: RenewLeaseInput) -> Booking:
+        return await _move_end(info, str(input.booking_id), input.end_date, later=True)
+
+
+async def _move_end(info: Info, booking_id: str, end_date: date, *, later: bool) -> Booking:
+    principal = authorize(info, TENANTS, ADMINS)
+    reader = ctx(info).loaders.reader
+    booking = await reader.run(reads.booking_by_id, booking_id)
+    if booking is None:
+        raise BookingNotFound(f"booking {booking_id} does not exist")
+    may_act_as(info, principal, booking.user_id)
+    await (
+        ctx(info)
+        .services.require_commands()
+        .move_lease_end(booking, end_date, staff=principal.is_admin, later=later)
+    )
+    row = await reader.run(reads.booking_by_id, booking_id)
+    assert row is not None
+    return Booking.from_row(row)
+
+
+@strawberry.type
+class RentSubscriptions:
+    @subscription(
+        directives=[cognito()],
+        description=(
+            "Added: every change of one of the lease's invoices (issued, reminded, overdue, "
+            "paid, resized, void, new), as it is written."
+        ),
+    )
+    async def on_rent_invoice_changed(
+        self, info: Info, booking_id: strawberry.ID
+    ) -> AsyncGenerator[RentInvoice, None]:
+        principal = authorize(info)
+        context = ctx(info)
+        broadcaster = context.services.broadcaster
+        if broadcaster is None:
+            raise RuntimeError("live updates are not running (lifespan not started)")
+        booking = await context.loaders.reader.run(reads.booking_by_id, str(booking_id))
+        if booking is None:
+            raise BookingNotFound(f"booking {booking_id} does not exist")
+        may_see(principal, booking.user_id, "booking")
+        seen: dict[str, datetime] | None = None
+        # Listening before the first read: no change can fall between them.
+        with broadcaster.subscribe(rent_key(booking.id)) as queue:
+            while True:
+                rows = await context.loaders.reader.run(rent_store.invoices_for, booking.id)
+                if seen is None:
+                    await context.subscribed()
+                else:
+                    for row in rows:
+                        if seen.get(row.id) != row.updated_on:
+                            yield RentInvoice.from_row(row)
+                seen = {row.id: row.updated_on for row in rows}
+                await queue.get()
+                # Several notices may have queued up; one read answers them all.
+                while not queue.empty():
+                    queue.get_nowait()

@@ -64,3 +64,24 @@ class PayRentInput:
     payment_reference: str = strawberry.field(
         description="A repeat with the same reference answers the same paid invoice."
     )
+
+
+@strawberry.input(
+    description=(
+        "Added: give notice: the stay's move-out day moves earlier, to `endDate` (a tenant: "
+        "at least BOOKING_LEASE_NOTICE_DAYS from today; an Admin: any day from today)."
+    )
+)
+class EndLeaseInput:
+    booking_id: strawberry.ID
+    end_date: AWSDate = strawberry.field(
+        description="The new move-out day (the first day the tenant no longer stays)."
+    )
+
+
+@strawberry.input(
+    description="Added: extend the stay to `endDate` when the nights after it are free."
+)
+class RenewLeaseInput:
+    booking_id: strawberry.ID
+    end_date: AWSDate = strawberry.field(description="The new move-out day, after the current one.")

@@ -27,7 +27,10 @@ CREATE TABLE rent_invoices (
     updated_on        timestamptz NOT NULL DEFAULT now(),
     UNIQUE (booking_id, seq),
     CHECK (period_end > period_start),
-    CHECK ((status = 'PAID') = (paid_at IS NOT NULL AND payment_reference IS NOT NULL))
+    -- Paid means paid by a reference; a paid period the lease gave up is VOID and keeps them
+    -- (its money refunded: refunded).
+    CHECK (status <> 'PAID' OR (paid_at IS NOT NULL AND payment_reference IS NOT NULL)),
+    CHECK (paid_at IS NULL OR status IN ('PAID', 'VOID'))
 );
 -- A reference pays one invoice of a booking.
 CREATE UNIQUE INDEX rent_invoices_reference

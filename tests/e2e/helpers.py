@@ -14,6 +14,7 @@ import hmac
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -349,3 +350,74 @@ async def open_signed_in(page: Page, stack: E2EStack, rental: Rental, query: str
     await page.get_by_test_id("token-input").fill(stack.token(rental.user_id, ["Tenants"]))
     await page.get_by_test_id("sign-in").click()
     await expect(page.get_by_test_id("whoami")).to_contain_text(rental.user_id)
+
+
+# -- one subscription over each of the three WebSocket protocols the API speaks ---------------
+
+GRAPHQL_WS = Subprotocol("graphql-ws")
+# Reads the subscription's next message payload ({"data": ...} or {"errors": ...}).
+Follow = Callable[[ClientConnection], Awaitable[dict[str, Any]]]
+Subscriber = Callable[[str, str, str, dict[str, Any]], Awaitable[tuple[ClientConnection, Follow]]]
+
+
+async def subscribe_transport_ws(
+    url: str, token: str, query: str, variables: dict[str, Any]
+) -> tuple[ClientConnection, Follow]:
+    """graphql-transport-ws (graphql-ws the library, Apollo's current clients)."""
+    ws = await open_transport_ws(url, {"Authorization": token})
+    payload = {"query": query, "variables": variables, "operationName": "S"}
+    await ws.send(json.dumps({"id": "op", "type": "subscribe", "payload": payload}))
+
+    async def follow(conn: ClientConnection) -> dict[str, Any]:
+        message = await next_message(conn)
+        assert message["type"] == "next" and message["id"] == "op", message
+        return dict(message["payload"])
+
+    return ws, follow
+
+
+async def subscribe_graphql_ws(
+    url: str, token: str, query: str, variables: dict[str, Any]
+) -> tuple[ClientConnection, Follow]:
+    """The legacy subscriptions-transport-ws protocol (``graphql-ws`` subprotocol)."""
+    ws = await connect(url, subprotocols=[GRAPHQL_WS])
+    await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": token}}))
+    start = {"query": query, "variables": variables, "operationName": "S"}
+    await ws.send(json.dumps({"id": "op", "type": "start", "payload": start}))
+
+    async def follow(conn: ClientConnection) -> dict[str, Any]:
+        while True:
+            message = json.loads(await asyncio.wait_for(conn.recv(), 10))
+            if message["type"] not in ("ka", "connection_ack"):
+                assert message["type"] == "data" and message["id"] == "op", message
+                return dict(message["payload"])
+
+    return ws, follow
+
+
+async def subscribe_appsync(
+    url: str, token: str, query: str, variables: dict[str, Any]
+) -> tuple[ClientConnection, Follow]:
+    """AppSync's real-time protocol (``/graphql/realtime``, the header in the URL)."""
+    auth = {"host": url.split("://", 1)[1].split("/", 1)[0], "Authorization": token}
+    header = base64.b64encode(json.dumps(auth).encode()).decode()
+    ws = await connect(f"{url}/realtime?header={header}&payload=e30=", subprotocols=[GRAPHQL_WS])
+    await ws.send(json.dumps({"type": "connection_init"}))
+    data = json.dumps({"query": query, "variables": variables, "operationName": "S"})
+    await ws.send(json.dumps({"id": "op", "type": "start", "payload": {"data": data}}))
+
+    async def follow(conn: ClientConnection) -> dict[str, Any]:
+        while True:
+            message = json.loads(await asyncio.wait_for(conn.recv(), 10))
+            if message["type"] in ("data", "error"):
+                assert message["id"] == "op", message
+                return dict(message["payload"])
+
+    return ws, follow
+
+
+SUBSCRIBERS: dict[str, Subscriber] = {
+    "graphql-transport-ws": subscribe_transport_ws,
+    "graphql-ws": subscribe_graphql_ws,
+    "appsync": subscribe_appsync,
+}

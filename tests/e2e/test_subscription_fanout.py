@@ -7,7 +7,6 @@ An API process of its own, so that its subscription gauges count this test's sub
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 import uuid
@@ -16,18 +15,18 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.typing import Subprotocol
+from websockets.asyncio.client import ClientConnection
 
 from tests.e2e.helpers import (
     PAY,
     RESERVE,
+    SUBSCRIBERS,
     E2EStack,
+    Follow,
     Gql,
+    Subscriber,
     create_apartment,
     create_user,
-    next_message,
-    open_transport_ws,
     reserve_input,
 )
 from tests.helpers import eventually
@@ -39,10 +38,6 @@ SUBSCRIPTION = (
     "subscription S($id: ID!) { onBookingStatusChanged(id: $id) "
     "{ id bookingStatus user { id } apartment { apartmentStatus } } }"
 )
-GRAPHQL_WS = Subprotocol("graphql-ws")
-
-# A subscriber: (connection, the status of each booking message it got, in order).
-Follow = Callable[[ClientConnection], Awaitable[dict[str, Any]]]
 
 
 async def _gauge(http: httpx.AsyncClient, name: str) -> float:
@@ -52,56 +47,17 @@ async def _gauge(http: httpx.AsyncClient, name: str) -> float:
     return float(match.group(1))
 
 
-async def _transport_ws(url: str, token: str, booking_id: str) -> tuple[ClientConnection, Follow]:
-    ws = await open_transport_ws(url, {"Authorization": token})
-    payload = {"query": SUBSCRIPTION, "variables": {"id": booking_id}, "operationName": "S"}
-    await ws.send(json.dumps({"id": "op", "type": "subscribe", "payload": payload}))
+def _opener(
+    subscribe: Subscriber,
+) -> Callable[[str, str, str], Awaitable[tuple[ClientConnection, Follow]]]:
+    async def open_(url: str, token: str, booking_id: str) -> tuple[ClientConnection, Follow]:
+        return await subscribe(url, token, SUBSCRIPTION, {"id": booking_id})
 
-    async def follow(conn: ClientConnection) -> dict[str, Any]:
-        message = await next_message(conn)
-        assert message["type"] == "next" and message["id"] == "op", message
-        return dict(message["payload"])
-
-    return ws, follow
+    return open_
 
 
-async def _apollo(url: str, token: str, booking_id: str) -> tuple[ClientConnection, Follow]:
-    ws = await connect(url, subprotocols=[GRAPHQL_WS])
-    await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": token}}))
-    start = {"query": SUBSCRIPTION, "variables": {"id": booking_id}, "operationName": "S"}
-    await ws.send(json.dumps({"id": "op", "type": "start", "payload": start}))
-
-    async def follow(conn: ClientConnection) -> dict[str, Any]:
-        while True:
-            message = json.loads(await asyncio.wait_for(conn.recv(), 10))
-            if message["type"] not in ("ka", "connection_ack"):
-                assert message["type"] == "data" and message["id"] == "op", message
-                return dict(message["payload"])
-
-    return ws, follow
-
-
-async def _appsync(url: str, token: str, booking_id: str) -> tuple[ClientConnection, Follow]:
-    auth = {"host": url.split("://", 1)[1].split("/", 1)[0], "Authorization": token}
-    header = base64.b64encode(json.dumps(auth).encode()).decode()
-    ws = await connect(f"{url}/realtime?header={header}&payload=e30=", subprotocols=[GRAPHQL_WS])
-    await ws.send(json.dumps({"type": "connection_init"}))
-    data = json.dumps(
-        {"query": SUBSCRIPTION, "variables": {"id": booking_id}, "operationName": "S"}
-    )
-    await ws.send(json.dumps({"id": "op", "type": "start", "payload": {"data": data}}))
-
-    async def follow(conn: ClientConnection) -> dict[str, Any]:
-        while True:
-            message = json.loads(await asyncio.wait_for(conn.recv(), 10))
-            if message["type"] in ("data", "error"):
-                assert message["id"] == "op", message
-                return dict(message["payload"])
-
-    return ws, follow
-
-
-PROTOCOLS = {"graphql-transport-ws": _transport_ws, "graphql-ws": _apollo, "appsync": _appsync}
+PROTOCOLS = {name: _opener(subscribe) for name, subscribe in SUBSCRIBERS.items()}
+_transport_ws = PROTOCOLS["graphql-transport-ws"]
 
 
 async def _pay(admin: Gql, booking: dict[str, Any]) -> None:
