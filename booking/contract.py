@@ -98,6 +98,8 @@ RENT_STEP: Final = "rent_step"
 PAY_RENT: Final = "pay_rent"
 # endLease and renewLease: the stay's end moves, its invoices follow, freed nights handed on.
 MOVE_LEASE_END: Final = "move_lease_end"
+# The booking workflow's query of its lease's invoices as it knows them (booking doctor).
+RENT_INVOICES_QUERY: Final = "rent_invoices"
 ENTRY_SETTLED_SIGNAL: Final = "settled"
 
 # One attempt of any activity; ``activities.base.AttemptBounds`` keeps every attempt's

@@ -25,6 +25,13 @@ OFFER_NOT_PENDING        entry OFFERED, its offered booking paid or cancelled   
                          without the entry being told                           LAPSED
 ENTRY_WITHOUT_WORKFLOW   entry WAITING or OFFERED, its workflow closed or       report only
                          missing: nobody will be told how it ends
+INVOICE_WITHOUT_LEASE    rent invoice still open (SCHEDULED, ISSUED, OVERDUE)   VOID
+                         but its stay was cancelled or has ended, or its period
+                         starts after the move-out day: nobody will collect it
+INVOICE_DRIFT            a running lease's invoice reads differently in         report only
+                         Postgres and in its workflow (status or amount; seen
+                         twice, a second apart, so a step being written is not
+                         reported), or one side lacks it
 ======================== ====================================================== ==========
 
 An apartment's status is read from its stays (``booking.calendar``), so it cannot drift from
@@ -53,6 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -61,7 +69,7 @@ from typing import TextIO
 
 import asyncpg
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from booking.contract import (
@@ -70,10 +78,12 @@ from booking.contract import (
     CANCELLED,
     LAPSED,
     PENDING,
+    RENT_INVOICES_QUERY,
     WAITING,
     WAITLIST_WORKFLOW_TYPE,
     WORKFLOW_TYPE,
     HandOn,
+    InvoiceState,
     Offer,
     SettledEntry,
 )
@@ -84,6 +94,7 @@ from booking.settings import Settings
 from booking.store import bookings as booking_store
 from booking.store import doctor as store
 from booking.store import waitlist as waitlist_store
+from booking.store.doctor import LeaseInvoice
 from booking.temporal import connect
 
 OVERLAPPING_STAYS = "OVERLAPPING_STAYS"
@@ -93,6 +104,8 @@ LEASE_WITHOUT_WORKFLOW = "LEASE_WITHOUT_WORKFLOW"
 WAITING_ON_FREE = "WAITING_ON_FREE"
 OFFER_NOT_PENDING = "OFFER_NOT_PENDING"
 ENTRY_WITHOUT_WORKFLOW = "ENTRY_WITHOUT_WORKFLOW"
+INVOICE_WITHOUT_LEASE = "INVOICE_WITHOUT_LEASE"
+INVOICE_DRIFT = "INVOICE_DRIFT"
 
 DRIFT_REPAIRED = "DRIFT_REPAIRED"
 
@@ -103,6 +116,7 @@ _DESCRIBE_CONCURRENCY = 16
 # The offer a repair makes lasts as long as a worker's would (BOOKING_WAITLIST_OFFER_SECONDS).
 DEFAULT_OFFER_SECONDS = Settings.model_fields["waitlist_offer_seconds"].default
 _RUNNING = WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+log = logging.getLogger("booking.doctor")
 
 
 @dataclass
@@ -167,6 +181,7 @@ async def examine(pool: asyncpg.Pool, client: Client) -> list[Finding]:
         waiting = await store.waiting_on_free_range(conn, datetime.now(UTC).date())
         stale_offers = await store.offers_not_pending(conn)
         entries = await store.live_entries(conn)
+        stray_invoices = await store.invoices_without_lease(conn)
     statuses = await _workflow_statuses(client, (b.workflow_id for b in open_bookings))
     entry_statuses = await _workflow_statuses(
         client, (e.workflow_id for e in entries), WAITLIST_WORKFLOW_TYPE
@@ -259,7 +274,80 @@ async def examine(pool: asyncpg.Pool, client: Client) -> list[Finding]:
                     entry_id=entry.entry_id,
                 )
             )
+    findings += [
+        Finding(
+            INVOICE_WITHOUT_LEASE,
+            f"invoice {i.invoice_id}",
+            i.apartment_id,
+            i.booking_id,
+            f"invoice for {i.period_start} is {i.status} but {i.why}: nobody will collect it",
+            repairable=True,
+        )
+        for i in stray_invoices
+    ]
+    findings += await _invoice_drift(pool, client, statuses)
     return findings
+
+
+async def _invoice_drift(
+    pool: asyncpg.Pool, client: Client, statuses: dict[str, str]
+) -> list[Finding]:
+    """Each running lease's invoices against its workflow's (query ``rent_invoices``); a
+    difference is asked again a second later, so that a step between its commit and the
+    workflow hearing of it is not reported."""
+
+    async def differences() -> dict[str, tuple[LeaseInvoice, str]]:
+        async with pool.acquire() as conn:
+            rows = await store.running_lease_invoices(conn)
+        by_lease: dict[str, list[LeaseInvoice]] = {}
+        for row in rows:
+            if statuses.get(row.workflow_id) == "RUNNING":
+                by_lease.setdefault(row.workflow_id, []).append(row)
+        semaphore = asyncio.Semaphore(_DESCRIBE_CONCURRENCY)
+        found: dict[str, tuple[LeaseInvoice, str]] = {}
+
+        async def compare(workflow_id: str, invoices: list[LeaseInvoice]) -> None:
+            async with semaphore:
+                try:
+                    seen = await client.get_workflow_handle(workflow_id).query(
+                        RENT_INVOICES_QUERY, result_type=list[InvoiceState]
+                    )
+                except (RPCError, WorkflowQueryFailedError) as err:
+                    # No worker to answer (or an older one without the query): not drift.
+                    log.warning("doctor: lease %s not asked: %s", workflow_id, err)
+                    return
+            mine = {i.invoice_id: i for i in seen}
+            for row in invoices:
+                theirs = mine.get(row.invoice_id)
+                if theirs is None:
+                    found[row.invoice_id] = (row, "its workflow does not know this invoice")
+                elif (theirs.status, theirs.amount_due) != (row.status, row.amount_due):
+                    found[row.invoice_id] = (
+                        row,
+                        f"Postgres says {row.status} {row.amount_due}, its workflow "
+                        f"{theirs.status} {theirs.amount_due}",
+                    )
+
+        await asyncio.gather(*(compare(w, rows) for w, rows in by_lease.items()))
+        return found
+
+    first = await differences()
+    if not first:
+        return []
+    await asyncio.sleep(1)
+    second = await differences()
+    return [
+        Finding(
+            INVOICE_DRIFT,
+            f"invoice {invoice_id}",
+            row.apartment_id,
+            row.booking_id,
+            why,
+            repairable=False,
+        )
+        for invoice_id, (row, why) in second.items()
+        if invoice_id in first
+    ]
 
 
 @dataclass(frozen=True)
@@ -350,6 +438,23 @@ async def settle_stale_offer(pool: asyncpg.Pool, booking_id: str) -> RepairOutco
     return RepairOutcome(True, f"entry OFFERED -> {status}", HandOn([SettledEntry(entry, status)]))
 
 
+async def void_stray_invoice(pool: asyncpg.Pool, invoice_id: str) -> RepairOutcome:
+    """An open invoice no running lease will collect -> VOID (no money had moved)."""
+    async with pool.acquire() as conn, conn.transaction():
+        booking_id = await store.void_stray_invoice(conn, invoice_id)
+        if booking_id is None:
+            return RepairOutcome(False, "the invoice is no longer open, or its lease runs")
+        await booking_store.append_event(
+            conn,
+            booking_id,
+            APPROVED,
+            APPROVED,
+            DRIFT_REPAIRED,
+            {"invoiceId": invoice_id, "repair": "invoice VOID"},
+        )
+    return RepairOutcome(True, "invoice VOID")
+
+
 async def repair(
     pool: asyncpg.Pool, findings: list[Finding], client: Client, settings: Settings
 ) -> None:
@@ -367,6 +472,7 @@ async def repair(
             WAITING_ON_FREE,
             lambda f: offer_to_waiting(pool, _entry_id(f), offer_seconds=seconds),
         ),
+        (INVOICE_WITHOUT_LEASE, lambda f: void_stray_invoice(pool, f.subject.split(" ", 1)[1])),
     ]
     for kind, step in steps:
         for finding in (f for f in findings if f.kind == kind):

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
 import pytest
@@ -27,6 +27,8 @@ from booking.db import create_pool, migrate
 from booking.doctor import (
     ABANDONED_HOLD,
     APPROVED_WITHOUT_PAYMENT,
+    INVOICE_DRIFT,
+    INVOICE_WITHOUT_LEASE,
     LEASE_WITHOUT_WORKFLOW,
     OFFER_NOT_PENDING,
     OVERLAPPING_STAYS,
@@ -38,7 +40,9 @@ from booking.doctor import (
     repair,
     run_doctor,
 )
+from booking.rent import RentPeriod
 from booking.settings import Settings
+from booking.store.rent import insert_schedule, invoice_id_for
 from tests.helpers import (
     Rental,
     apartment_row,
@@ -46,13 +50,16 @@ from tests.helpers import (
     booking_input,
     booking_row,
     events,
+    eventually,
     insert_user,
     join_waitlist,
     make_rental,
     offer_handle,
     offered_booking,
+    payment_for,
     start_and_hold,
 )
+from workflows.booking import ApartmentBookingWorkflow
 from workflows.waitlist import WaitlistEntryWorkflow
 
 
@@ -399,3 +406,76 @@ async def test_every_repair_that_frees_nights_hands_them_to_the_waiting_list(
     assert (await entry_handle.result()).status == "LAPSED"
     for running in offers[1:]:
         await running.terminate("test done")
+
+
+@pytest.mark.usefixtures("worker")
+async def test_invoices_are_compared_with_their_leases(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool, task_queue: str
+) -> None:
+    """INVOICE_DRIFT: a running lease's invoice edited by hand reads differently from its
+    workflow's (reported, never repaired); INVOICE_WITHOUT_LEASE: an open invoice of a
+    cancelled stay, or for a period after a running stay's end, is found and made VOID."""
+    rental = await make_rental(pool, monthly_rent=70_000)
+    data = await booking_input(env, rental, lease_days=100)
+    handle, held = await start_and_hold(client, data, task_queue)
+    await handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
+    first_night = datetime.combine(data.start_date, time.min, tzinfo=UTC)
+    now = await env.get_current_time()
+    await env.sleep(first_night + timedelta(hours=1) - now)
+    invoices = await eventually(
+        lambda: pool.fetch(
+            "SELECT id, seq, status FROM rent_invoices WHERE booking_id = $1 ORDER BY seq",
+            data.booking_id,
+        ),
+        lambda rows: len(rows) == 4,
+        what="the lease's invoices written",
+    )
+    assert not [f for f in await examine(pool, client) if f.booking_id == data.booking_id]
+
+    # Drift made by hand: one invoice marked ISSUED behind the workflow's back; another
+    # invoice for a period after the stay's end; a cancelled stay's open invoice.
+    await pool.execute(
+        "UPDATE rent_invoices SET status = 'ISSUED' WHERE id = $1", invoices[2]["id"]
+    )
+    async with pool.acquire() as conn:
+        await insert_schedule(
+            conn,
+            data.booking_id,
+            [RentPeriod(9, data.end_date, data.end_date + timedelta(days=30), 70_000)],
+            "EUR",
+            first_paid=None,
+        )
+        cancelled_rental = await make_rental(pool)
+        cancelled = await _hand_made_booking(pool, cancelled_rental, status="CANCELLED")
+        await insert_schedule(
+            conn,
+            cancelled,
+            [RentPeriod(1, data.start_date, data.start_date + timedelta(days=30), 70_000)],
+            "EUR",
+            first_paid=None,
+        )
+    findings = [
+        f for f in await examine(pool, client) if f.booking_id in (data.booking_id, cancelled)
+    ]
+    assert sorted((f.kind, f.subject) for f in findings) == sorted(
+        [
+            (INVOICE_DRIFT, f"invoice {invoices[2]['id']}"),
+            (INVOICE_WITHOUT_LEASE, f"invoice {invoice_id_for(data.booking_id, 9)}"),
+            (INVOICE_WITHOUT_LEASE, f"invoice {invoice_id_for(cancelled, 1)}"),
+        ]
+    )
+    drift = next(f for f in findings if f.kind == INVOICE_DRIFT)
+    assert "ISSUED" in drift.message and "SCHEDULED" in drift.message
+
+    await repair(pool, findings, client, _settings(task_queue))
+    assert sorted((f.kind, f.repaired) for f in findings) == sorted(
+        [(INVOICE_DRIFT, False), (INVOICE_WITHOUT_LEASE, True), (INVOICE_WITHOUT_LEASE, True)]
+    )
+    for invoice_id in (invoice_id_for(data.booking_id, 9), invoice_id_for(cancelled, 1)):
+        status = await pool.fetchval("SELECT status FROM rent_invoices WHERE id = $1", invoice_id)
+        assert status == "VOID"
+    again = [
+        f.kind for f in await examine(pool, client) if f.booking_id in (data.booking_id, cancelled)
+    ]
+    assert again == [INVOICE_DRIFT]
+    await handle.terminate("test done")

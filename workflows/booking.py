@@ -98,6 +98,7 @@ from booking.contract import (
     REJECTED,
     RELEASE_AND_OFFER,
     RELEASE_BOOKING,
+    RENT_INVOICES_QUERY,
     RENT_STEP,
     RESERVATION_FAILED,
     RESERVE_APARTMENT,
@@ -660,6 +661,12 @@ class ApartmentBookingWorkflow:
         self._references = {str(r[0]): (int(r[1]), str(r[2])) for r in resume.references}
         self._not_applied = dict(resume.not_applied)
         self._paid_reference = resume.paid_reference
+
+    @workflow.query(name=RENT_INVOICES_QUERY)
+    def rent_invoices(self) -> list[InvoiceState]:
+        """The lease's invoices as this workflow knows them (booking doctor compares them
+        with the rows); empty for a stay that collects no rent here."""
+        return [] if self._schedule is None else list(self._schedule.invoices)
 
     @workflow.update
     async def pay_rent(self, payment: RentPaymentInput) -> InvoiceState:

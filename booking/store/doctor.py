@@ -159,3 +159,73 @@ def _entry_drift(r: asyncpg.Record) -> EntryDrift:
         r["offered_booking_id"],
         r["booking_status"],
     )
+
+
+@dataclass(frozen=True)
+class InvoiceDrift:
+    """An invoice still open (SCHEDULED, ISSUED, OVERDUE) that no running lease will collect:
+    its stay was cancelled or has ended, or its period starts on or after the move-out day."""
+
+    booking_id: str
+    apartment_id: str
+    invoice_id: str
+    status: str
+    period_start: date
+    why: str
+
+
+async def invoices_without_lease(conn: Conn) -> list[InvoiceDrift]:
+    rows = await conn.fetch(
+        """SELECT b.id AS booking_id, b.apartment_id, i.id AS invoice_id, i.status,
+                  i.period_start,
+                  CASE WHEN b.booking_status <> 'APPROVED' THEN 'the booking is '
+                                                                 || b.booking_status
+                       WHEN b.lease_ended_at IS NOT NULL THEN 'the lease has ended'
+                       ELSE 'its period starts after the stay ends (' || b.end_date || ')'
+                  END AS why
+             FROM rent_invoices i JOIN bookings b ON b.id = i.booking_id
+            WHERE i.status IN ('SCHEDULED', 'ISSUED', 'OVERDUE')
+              AND (b.booking_status <> 'APPROVED' OR b.lease_ended_at IS NOT NULL
+                   OR i.period_start >= b.end_date)
+            ORDER BY b.id, i.seq"""
+    )
+    return [InvoiceDrift(**dict(r)) for r in rows]
+
+
+@dataclass(frozen=True)
+class LeaseInvoice:
+    booking_id: str
+    workflow_id: str
+    apartment_id: str
+    invoice_id: str
+    status: str
+    amount_due: int
+
+
+async def running_lease_invoices(conn: Conn) -> list[LeaseInvoice]:
+    """Every invoice of a lease that is running (what its workflow should agree with)."""
+    rows = await conn.fetch(
+        """SELECT b.id AS booking_id, b.workflow_id, b.apartment_id, i.id AS invoice_id,
+                  i.status, i.rent + i.late_fee AS amount_due
+             FROM rent_invoices i JOIN bookings b ON b.id = i.booking_id
+            WHERE b.booking_status = 'APPROVED' AND b.lease_ended_at IS NULL
+              AND i.period_start < b.end_date
+            ORDER BY b.id, i.seq"""
+    )
+    return [LeaseInvoice(**dict(r)) for r in rows]
+
+
+async def void_stray_invoice(conn: Conn, invoice_id: str) -> str | None:
+    """VOID an open invoice no running lease will collect, re-checked under its row lock; the
+    booking it belonged to, or None when it is no longer such an invoice."""
+    booking_id: str | None = await conn.fetchval(
+        """UPDATE rent_invoices i SET status = 'VOID', updated_on = now()
+             FROM bookings b
+            WHERE i.id = $1 AND b.id = i.booking_id
+              AND i.status IN ('SCHEDULED', 'ISSUED', 'OVERDUE')
+              AND (b.booking_status <> 'APPROVED' OR b.lease_ended_at IS NOT NULL
+                   OR i.period_start >= b.end_date)
+        RETURNING i.booking_id""",
+        invoice_id,
+    )
+    return booking_id
