@@ -22,7 +22,13 @@ const Q_CALENDAR = `query Calendar($apartmentId: ID!, $from: AWSDate!, $to: AWSD
 // How far the calendar looks ahead of the chosen first night.
 const CALENDAR_DAYS = 180;
 const BOOKING_FIELDS = `id apartmentId userId bookingStatus amountDue currency holdExpiresAt paidAt
-  cancellationReason workflowId holdExtensions`;
+  cancellationReason workflowId holdExtensions startDate endDate`;
+const INVOICE_FIELDS = `id periodStart periodEnd dueDate rent lateFee amountDue currency status
+  paidAt paymentReference`;
+const Q_INVOICES = `query Invoices($bookingId: ID!) {
+  getRentInvoices(bookingId: $bookingId) { ${INVOICE_FIELDS} }
+}`;
+const M_PAY_RENT = `mutation PayRent($input: PayRentInput!) { payRent(input: $input) { ${INVOICE_FIELDS} } }`;
 const M_RESERVE = `mutation Reserve($input: ReserveApartmentInput!) {
   reserveApartment(input: $input) { ${BOOKING_FIELDS} }
 }`;
@@ -50,6 +56,7 @@ const MESSAGES = {
   UnauthorizedException: "Please sign in with a valid token.",
   HoldLimitReached: "You already hold as many apartments as allowed; pay for or cancel one first.",
   WaitlistEntryNotFound: "That waiting-list entry no longer exists.",
+  LeaseNotChangeable: "The stay's end cannot be moved that way.",
 };
 
 const state = {
@@ -68,6 +75,7 @@ const state = {
   extendRefused: null,
   entry: null,
   entrySocket: null,
+  invoices: [],
 };
 
 class GraphQLFailure extends Error {
@@ -687,6 +695,91 @@ function applyBooking(booking, source) {
     loadApartments({ fresh: true }).catch(() => {});
   }
   if (current.bookingStatus !== "PENDING" && source !== "reserve") closeSocketLater();
+  if (changed && current.bookingStatus === "APPROVED") loadInvoices().catch(() => {});
+  if (current.bookingStatus !== "APPROVED") $("rent").hidden = true;
+}
+
+// ------------------------------------------------------------------ a lease's rent
+
+function isLease(booking) {
+  // A stay past one month is a lease: its later months are invoiced (booking.rent).
+  if (!booking.startDate || !booking.endDate) return false;
+  const start = new Date(`${booking.startDate}T00:00:00Z`);
+  const month = new Date(start);
+  month.setUTCMonth(month.getUTCMonth() + 1);
+  if (month.getUTCDate() !== start.getUTCDate()) month.setUTCDate(0);
+  return Date.parse(`${booking.endDate}T00:00:00Z`) > month.getTime();
+}
+
+async function loadInvoices() {
+  const booking = state.booking;
+  if (!booking || booking.bookingStatus !== "APPROVED" || !isLease(booking)) {
+    $("rent").hidden = true;
+    return;
+  }
+  // The lease writes its invoices when its first night comes (at once for a stay from today).
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    const data = await query(Q_INVOICES, { bookingId: booking.id }, { fresh: true });
+    const invoices = data.getRentInvoices || [];
+    if (invoices.length || attempt === 19) {
+      renderInvoices(invoices);
+      return;
+    }
+    await new Promise((resolve) => { setTimeout(resolve, 300); });
+  }
+}
+
+function renderInvoices(invoices) {
+  state.invoices = invoices;
+  $("rent").hidden = invoices.length === 0;
+  const body = $("invoices").querySelector("tbody");
+  body.replaceChildren();
+  for (const invoice of invoices) {
+    const row = document.createElement("tr");
+    row.dataset.invoiceId = invoice.id;
+    row.dataset.status = invoice.status;
+    row.setAttribute("data-testid", "invoice-row");
+    row.append(
+      textCell(`${invoice.periodStart} \u2013 ${invoice.periodEnd}`),
+      textCell(invoice.dueDate),
+      textCell(money(invoice.amountDue, invoice.currency)),
+    );
+    const status = document.createElement("td");
+    status.append(statusBadge(invoice.status));
+    row.append(status);
+    const action = document.createElement("td");
+    if (["SCHEDULED", "ISSUED", "OVERDUE"].includes(invoice.status)) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "pay-rent";
+      button.textContent = invoice.status === "SCHEDULED" ? "Pay ahead" : "Pay";
+      button.addEventListener("click", () => payRent(invoice, button));
+      action.append(button);
+    }
+    row.append(action);
+    body.append(row);
+  }
+}
+
+async function payRent(invoice, button) {
+  button.disabled = true;
+  try {
+    const data = await mutate(M_PAY_RENT, {
+      input: {
+        invoiceId: invoice.id,
+        amount: invoice.amountDue,
+        currency: invoice.currency,
+        paymentReference: `web-rent-${invoice.id}`,
+      },
+    });
+    const paid = data.payRent;
+    renderInvoices(state.invoices.map((i) => (i.id === paid.id ? { ...i, ...paid } : i)));
+    showMessage(`Rent for ${invoice.periodStart} paid.`, "success");
+  } catch (error) {
+    showMessage(explain(error), "error");
+    button.disabled = false;
+    await loadInvoices().catch(() => {});
+  }
 }
 
 function closeSocketLater() {

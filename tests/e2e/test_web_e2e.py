@@ -246,3 +246,38 @@ async def test_the_calendar_picks_dates_and_the_search_finds_them(
     await expect(apartment).to_have_count(0, timeout=TIMEOUT_MS)
     listed = page.locator("#apartments tbody tr")
     await expect(listed.first).to_have_attribute("data-free", "true")
+
+
+async def test_a_lease_shows_its_invoices_and_one_is_paid_ahead(
+    stack: E2EStack, page: Page
+) -> None:
+    """A stay of 75 nights is a lease: once paid, the page lists its rent invoices (the
+    first PAID by the booking's payment) and pays the next one ahead of its time."""
+    rental = await make_rental(stack.pool, monthly_rent=120_000)
+    await open_signed_in(page, stack, rental)
+    start = await page.get_by_test_id("start-date").input_value()
+    end = (date.fromisoformat(start) + timedelta(days=75)).isoformat()
+    await page.get_by_test_id("end-date").fill(end)
+    await page.get_by_test_id("end-date").dispatch_event("change")
+    apartment = page.locator(f'tr[data-apartment-id="{rental.apartment_id}"]')
+    await apartment.get_by_role("button", name="Reserve").click()
+    await expect(page.get_by_test_id("booking-status")).to_have_text("PENDING", timeout=TIMEOUT_MS)
+    await page.get_by_test_id("pay").click()
+    await expect(page.get_by_test_id("booking-status")).to_have_text("APPROVED", timeout=TIMEOUT_MS)
+
+    rows = page.get_by_test_id("invoice-row")
+    await expect(rows).to_have_count(3, timeout=TIMEOUT_MS)
+    await expect(rows.nth(0)).to_have_attribute("data-status", "PAID")
+    await expect(rows.nth(1)).to_have_attribute("data-status", "SCHEDULED")
+    await expect(rows.nth(1)).to_contain_text("1,200.00")
+    await shot(page, "lease-invoices")
+    await rows.nth(1).get_by_role("button", name="Pay ahead").click()
+    await expect(rows.nth(1)).to_have_attribute("data-status", "PAID", timeout=TIMEOUT_MS)
+    await expect(page.get_by_test_id("message")).to_contain_text("paid")
+    invoice_id = await rows.nth(1).get_attribute("data-invoice-id")
+    paid = await stack.pool.fetchrow(
+        "SELECT status, payment_reference FROM rent_invoices WHERE id = $1", invoice_id
+    )
+    assert paid is not None and paid["status"] == "PAID"
+    assert paid["payment_reference"] == f"web-rent-{invoice_id}"
+    await shot(page, "lease-invoice-paid")
