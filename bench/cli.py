@@ -31,6 +31,7 @@ SCENARIOS = (
     "live",
     "scale",
     "calendar",
+    "rent",
     "suite",
 )
 REPO = Path(__file__).resolve().parent.parent
@@ -299,6 +300,7 @@ _SCENARIOS: dict[str, Callable[[scenarios.Bench], Awaitable[dict[str, Any]]]] = 
     "live": scenarios.live_updates,
     "scale": scenarios.scale,
     "calendar": scenarios.calendar,
+    "rent": scenarios.leases,
 }
 
 

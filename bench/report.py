@@ -61,6 +61,42 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         *_double_booking_targets(s, results.get("double_booked_apartments")),
         *_scale_targets(s),
         *_calendar_targets(s),
+        *_rent_targets(s),
+    ]
+
+
+def _rent_targets(s: dict[str, Any]) -> list[Target]:
+    if "rent" not in s:
+        return []
+    seconds = _get(s, "rent", "issue_seconds")
+    rss = _get(s, "rent", "worker_peak_rss_bytes")
+    waiting = _get(s, "rent", "worker_cores_waiting")
+    done = _get(s, "rent", "none_twice")
+    return [
+        Target(
+            "rent_issue_seconds",
+            "10,000 leases' invoices issued at once, all of them, none twice",
+            "<= 120 s",
+            seconds,
+            "s",
+            _at_most(seconds, 120) if done else False,
+        ),
+        Target(
+            "rent_worker_rss",
+            "worker RSS while 10,000 leases issue and wait",
+            "<= 300 MB",
+            None if rss is None else round(rss / 2**20),
+            "MB",
+            None if rss is None else _at_most(rss / 2**20, 300),
+        ),
+        Target(
+            "rent_worker_waiting",
+            "worker CPU while the leases wait between timers",
+            "<= 0.05 cores",
+            waiting,
+            "cores",
+            _at_most(waiting, 0.05),
+        ),
     ]
 
 

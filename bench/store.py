@@ -9,11 +9,13 @@ outcome back.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import asyncpg
 
+from booking import rent as rent_rules
 from booking.store import Conn
+from booking.store.rent import invoice_id_for
 
 
 async def insert_users(conn: Conn, user_ids: Sequence[str]) -> None:
@@ -229,3 +231,100 @@ async def all_bookings(conn: Conn) -> int:
     """Every booking row in the database (the calendar scenario's size)."""
     count: int = await conn.fetchval("SELECT count(*) FROM bookings")
     return count
+
+
+async def seed_leases(
+    conn: Conn,
+    building_id: str,
+    user_id: str,
+    prefix: str,
+    count: int,
+    start: date,
+    end: date,
+    rent: int,
+) -> list[str]:
+    """``count`` paid leases ``[start, end)`` of apartments ``prefix || i``, with every
+    period's invoice (the first PAID, the others SCHEDULED); the booking ids, by ``i``."""
+    await conn.execute(
+        """INSERT INTO apartments (id, apartment_number, building_id, apartment_type,
+                                   apartment_status, kitchen, number_of_rooms, monthly_rent,
+                                   currency)
+           SELECT $1 || i, i::text, $2, 'SINGLE_ROOM', 'VACANT', true, 1, $4, 'EUR'
+             FROM generate_series(0, $3 - 1) AS i""",
+        prefix,
+        building_id,
+        count,
+        rent,
+    )
+    await conn.execute(
+        """INSERT INTO bookings (id, workflow_id, user_id, apartment_id, start_date, end_date,
+                                 booking_status, amount_due, currency, paid_at, monthly_rent)
+           SELECT $1 || i || '-b', 'booking-' || $1 || i || '-b', $2, $1 || i, $4, $5,
+                  'APPROVED', $6, 'EUR', now(), $6
+             FROM generate_series(0, $3 - 1) AS i""",
+        prefix,
+        user_id,
+        count,
+        start,
+        end,
+        rent,
+    )
+    booking_ids = [f"{prefix}{i}-b" for i in range(count)]
+    periods = rent_rules.rent_periods(start, end, rent, rent)
+    records = [
+        (
+            invoice_id_for(booking_id, p.seq),
+            booking_id,
+            p.seq,
+            p.period_start,
+            p.period_end,
+            p.due_date,
+            p.rent,
+            "EUR",
+            "PAID" if p.seq == 0 else "SCHEDULED",
+            datetime.now(UTC) if p.seq == 0 else None,
+            f"bench-{booking_id}" if p.seq == 0 else None,
+        )
+        for booking_id in booking_ids
+        for p in periods
+    ]
+    await conn.copy_records_to_table(
+        "rent_invoices",
+        records=records,
+        columns=[
+            "id",
+            "booking_id",
+            "seq",
+            "period_start",
+            "period_end",
+            "due_date",
+            "rent",
+            "currency",
+            "status",
+            "paid_at",
+            "payment_reference",
+        ],
+    )
+    return booking_ids
+
+
+async def count_issued(conn: Conn, prefix: str) -> int:
+    """The seeded leases' second invoices ISSUED so far."""
+    count: int = await conn.fetchval(
+        """SELECT count(*) FROM rent_invoices
+            WHERE booking_id LIKE $1 || '%' AND seq = 1 AND status = 'ISSUED'""",
+        prefix,
+    )
+    return count
+
+
+async def issue_events(conn: Conn, prefix: str) -> tuple[int, int]:
+    """(RENT_ISSUED events of these leases, distinct invoices they name)."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS events, count(DISTINCT details->>'invoiceId') AS invoices
+             FROM booking_events
+            WHERE booking_id LIKE $1 || '%' AND reason = 'RENT_ISSUED'""",
+        prefix,
+    )
+    assert row is not None
+    return int(row["events"]), int(row["invoices"])

@@ -11,6 +11,7 @@ from bench.scenarios.harness import QUICK, Bench, BenchFailure, Sizes
 from bench.scenarios.integrity import double_bookings
 from bench.scenarios.live import live_updates
 from bench.scenarios.payment import payment
+from bench.scenarios.rent import leases
 from bench.scenarios.reserve import reserve_latency
 from bench.scenarios.scale import scale, start_hold
 from bench.scenarios.throughput import throughput
@@ -23,6 +24,7 @@ __all__ = [
     "calendar",
     "contention",
     "double_bookings",
+    "leases",
     "live_updates",
     "payment",
     "reserve_latency",

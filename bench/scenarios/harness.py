@@ -54,6 +54,9 @@ class Sizes:
     calendar_apartments: int = 10_000
     calendar_stays: int = 100
     calendar_queries: int = 300
+    rent_leases: int = 10_000
+    # Seconds the worker is watched resting (before the leases' moment, and after it).
+    rent_idle_seconds: float = 20.0
     warmup: int = 10
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,6 +81,8 @@ QUICK = Sizes(
     calendar_apartments=40,
     calendar_stays=10,
     calendar_queries=5,
+    rent_leases=20,
+    rent_idle_seconds=1.0,
     warmup=1,
 )
 
