@@ -36,8 +36,10 @@ from temporalio.worker import Replayer
 from booking.converter import DATA_CONVERTER
 from tests.helpers import HISTORIES, activity_steps
 from workflows.booking import (
+    LEASE_INVOICES_AT_PAYMENT_PATCH,
     LEASE_RENT_PATCH,
     LOCAL_STEPS_PATCH,
+    RENT_LOCAL_STEPS_PATCH,
     STAY_START_PATCH,
     TRUTHFUL_PAYMENTS_PATCH,
     WAITLIST_PATCH,
@@ -130,6 +132,9 @@ EXPECTED = {
     # into another stay's nights refused), two invoices paid ahead, notice inside the third
     # (prorated, part refunded, later ones VOID), webhook money for a VOID invoice refunded.
     "lease_renewed_then_ended_with_notice",
+    # Recorded behind LEASE_INVOICES_AT_PAYMENT_PATCH and RENT_LOCAL_STEPS_PATCH: a lease paid
+    # ahead writes its invoices at the payment; its rent steps run as local activities.
+    "lease_invoices_at_payment_issued_overdue_paid",
 }
 
 # Histories of the waiting-list entry's own workflow.
@@ -188,7 +193,10 @@ def test_steps_run_the_way_the_patch_says(path: Path) -> None:
     # Only the calendar's histories wake at a stay's first night; only leases collect rent.
     assert ("stay_started" in names) == since_calendar, names
     assert (STAY_START_PATCH in patches) == since_calendar, patches
-    assert (LEASE_RENT_PATCH in patches) == path.stem.startswith("lease_"), patches
+    # A lease writes its invoices at its first night (LEASE_RENT_PATCH) or, paid ahead, at
+    # its payment (LEASE_INVOICES_AT_PAYMENT_PATCH).
+    rent_patches = {LEASE_RENT_PATCH, LEASE_INVOICES_AT_PAYMENT_PATCH} & patches
+    assert bool(rent_patches) == path.stem.startswith("lease_"), patches
     assert ("schedule_rent" in names) == path.stem.startswith("lease_"), names
     # Only leases move their end (endLease, renewLease).
     assert ("move_lease_end" in names) == ("renewed" in path.stem), names
@@ -203,6 +211,14 @@ def test_steps_run_the_way_the_patch_says(path: Path) -> None:
     # A release after a failed reserve is the sweep's, always an ordinary activity.
     reserved = bool(steps) and steps[0].outcome == "completed"
     for step in steps:
+        if step.name == "rent_step":
+            # A lease's rent steps decide their own way (RENT_LOCAL_STEPS_PATCH).
+            assert step.local == (RENT_LOCAL_STEPS_PATCH in patches), step
+            continue
+        if step.name == "schedule_rent":
+            # Written with the payment (a local activity) when the lease was paid ahead.
+            assert step.local == (LEASE_INVOICES_AT_PAYMENT_PATCH in patches), step
+            continue
         released = step.name in ("release_booking", "release_and_offer")
         local = step.name in LOCAL_STEPS and (not released or reserved)
         assert step.local == (patched and local), step

@@ -17,6 +17,7 @@ from booking.rent import prorated, rent_periods
 from booking.settings import Settings
 from tests.helpers import (
     booking_input,
+    eventually,
     insert_user,
     make_rental,
     payment_for,
@@ -64,6 +65,13 @@ async def test_a_lease_issues_reminds_charges_and_takes_its_rent(
         data = await booking_input(env, rental, lease_days=100)
         handle, held = await start_and_hold(client, data, task_queue)
         await handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
+        # Paid ahead of its first night: the invoices are there from the payment on.
+        invoices = await eventually(
+            lambda: _invoices(pool, data.booking_id),
+            lambda rows: len(rows) == 4,
+            what="the invoices written at the payment",
+        )
+        assert await env.get_current_time() < _midnight(data.start_date)
         await _skip_to(env, _midnight(data.start_date) + timedelta(hours=1))
         invoices = await _invoices(pool, data.booking_id)
         assert [(i["seq"], i["status"]) for i in invoices] == [
@@ -125,7 +133,7 @@ async def test_a_lease_issues_reminds_charges_and_takes_its_rent(
         )
         final = await handle.result()
         assert final.status == "APPROVED" and final.lease_ended_at is not None
-        await record_history(handle, "lease_rent_issued_overdue_paid")
+        await record_history(handle, "lease_invoices_at_payment_issued_overdue_paid")
         rows = await _invoices(pool, data.booking_id)
         assert [r["status"] for r in rows] == ["PAID"] * 4
         reasons = await _reasons(pool, data.booking_id)
@@ -342,3 +350,39 @@ async def test_a_lease_renewed_then_ended_with_notice(
         assert reasons.count("LEASE_RENEWED") == 1 and reasons.count("LEASE_ENDS_EARLIER") == 1
         assert reasons[-1] == "LEASE_ENDED"
         await record_history(handle, "lease_renewed_then_ended_with_notice")
+
+
+async def test_a_short_stay_renewed_past_a_month_becomes_a_lease(
+    env: WorkflowEnvironment, client: Client, pool: asyncpg.Pool
+) -> None:
+    """A stay with no invoices (a short stay here; a lease from before leases collected rent
+    is the same case) renewed past a month: invoices for the added nights from its old end
+    on, which the workflow then issues and collects like any lease's."""
+    task_queue = unique("lease")
+    async with create_worker(client, pool, Settings(), task_queue=task_queue):
+        rental = await make_rental(pool, monthly_rent=60_000)
+        data = await booking_input(env, rental, lease_days=20)
+        handle, held = await start_and_hold(client, data, task_queue)
+        await handle.execute_update(ApartmentBookingWorkflow.pay, payment_for(held))
+        await _skip_to(env, _midnight(data.start_date) + timedelta(hours=1))
+        assert await _invoices(pool, data.booking_id) == []
+        new_end = data.start_date + timedelta(days=80)
+        today = (await env.get_current_time()).date()
+        await handle.execute_update(
+            ApartmentBookingWorkflow.renew_lease, LeaseEndInput(new_end, today)
+        )
+        rows = await _invoices(pool, data.booking_id)
+        _contiguous(rows, data.end_date, new_end)
+        assert rows[0]["rent"] == prorated(60_000, (rows[0]["period_end"] - data.end_date).days)
+        assert {r["status"] for r in rows} <= {"SCHEDULED", "ISSUED"}
+        for row in rows:
+            await _skip_to(env, _midnight(row["due_date"]) - timedelta(days=7, hours=-1))
+            issued = next(r for r in await _invoices(pool, data.booking_id) if r["id"] == row["id"])
+            assert issued["status"] == "ISSUED", issued
+            await handle.execute_update(
+                ApartmentBookingWorkflow.pay_rent,
+                RentPaymentInput(row["id"], row["rent"], "EUR", f"rent-{row['seq']}"),
+            )
+        final = await handle.result()
+        assert final.end_date == new_end and final.lease_ended_at == _midnight(new_end)
+        assert {r["status"] for r in await _invoices(pool, data.booking_id)} == {"PAID"}

@@ -188,6 +188,14 @@ STAY_START_PATCH = "stay-start-notice"
 # more than one period) collects its rent: every period's invoice, issued, reminded, overdue
 # with its fee, paid (``_collect_rent``).
 LEASE_RENT_PATCH = "lease-collects-rent"
+# Executions recorded before this patch wrote a lease's invoices at its first night; since,
+# a lease paid ahead writes them when it is paid, so the tenant sees (and may pay) them.
+LEASE_INVOICES_AT_PAYMENT_PATCH = "lease-invoices-at-payment"
+# Executions recorded before this patch ran each rent step (issue, due, overdue, remind) as an
+# ordinary activity; since, as a local activity inside the workflow task that reached it: a
+# month's 10,000 invoices due at one moment no longer queue twice through the server
+# (BENCHMARKS.md, "A lease collects its rent").
+RENT_LOCAL_STEPS_PATCH = "rent-steps-as-local-activities"
 # A lease continues as new once its history is this long (and no handler runs), so that a
 # lease of years keeps a bounded history.
 LEASE_HISTORY_EVENTS = 400
@@ -267,6 +275,8 @@ class ApartmentBookingWorkflow:
         # end meanwhile), and set once the lease's end has begun (no move may start then).
         self._moving = False
         self._lease_ending = False
+        # Whether this run's rent steps are local activities (RENT_LOCAL_STEPS_PATCH).
+        self._rent_local: bool | None = None
 
     # -- main flow -------------------------------------------------------------------------
 
@@ -415,8 +425,10 @@ class ApartmentBookingWorkflow:
         summary: str,
         result_type: type | None = None,
         schedule_to_close_timeout: timedelta | None = None,
+        local: bool | None = None,
     ) -> Any:
-        """Run one of the steps a caller waits on (reserve, confirm, release).
+        """Run one of the steps a caller waits on (reserve, confirm, release), or with
+        ``local`` given, one that decides its own way (a lease's rent steps).
 
         As a local activity it runs inside the workflow task that asked for it: no activity
         task goes through the server and back, which is most of the time a reservation or a
@@ -431,7 +443,7 @@ class ApartmentBookingWorkflow:
             "retry_policy": ACTIVITY_RETRY,
             "summary": summary,
         }
-        if not self._local_steps:
+        if not (self._local_steps if local is None else local):
             return await workflow.execute_activity(name, arg, **options)
         try:
             return await workflow.execute_local_activity(name, arg, **options)
@@ -451,8 +463,18 @@ class ApartmentBookingWorkflow:
 
     async def _lease(self) -> None:
         stay_start = _midnight(self._input.start_date)
+        lease = is_lease(self._input.start_date, self._state.end_date)
+        if (
+            lease
+            and stay_start > workflow.now()
+            and workflow.patched(LEASE_INVOICES_AT_PAYMENT_PATCH)
+        ):
+            # A lease paid ahead shows (and may pay) its invoices from the payment on; written
+            # in the payment's workflow task, as the payment's own confirm step is.
+            self._schedule = await self._write_schedule(local=True)
         if stay_start > workflow.now() and workflow.patched(STAY_START_PATCH):
-            # Why: payment_received keeps refunding duplicate payments while we wait.
+            # Why: payment_received keeps refunding duplicate payments, and pay_rent pays
+            # invoices, while we wait.
             await workflow.sleep(
                 stay_start - workflow.now(), summary=f"stay from {stay_start.isoformat()}"
             )
@@ -464,19 +486,24 @@ class ApartmentBookingWorkflow:
                 retry_policy=ACTIVITY_RETRY,
                 summary=f"stay in apartment {self._input.apartment_id} begins",
             )
-        if is_lease(self._input.start_date, self._input.end_date) and workflow.patched(
-            LEASE_RENT_PATCH
+        if (
+            self._schedule is None
+            and is_lease(self._input.start_date, self._state.end_date)
+            and workflow.patched(LEASE_RENT_PATCH)
         ):
-            self._schedule = await workflow.execute_activity(
-                SCHEDULE_RENT,
-                self._input.booking_id,
-                result_type=RentSchedule,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-                summary="write the lease's rent invoices",
-            )
+            self._schedule = await self._write_schedule()
         await self._live_out()
         await self._end_lease()
+
+    async def _write_schedule(self, *, local: bool = False) -> RentSchedule:
+        schedule: RentSchedule = await self._step(
+            SCHEDULE_RENT,
+            self._input.booking_id,
+            result_type=RentSchedule,
+            summary="write the lease's rent invoices",
+            local=local,
+        )
+        return schedule
 
     async def _live_out(self) -> None:
         """Until the move-out day, collecting the rent of a lease; endLease and renewLease
@@ -598,13 +625,15 @@ class ApartmentBookingWorkflow:
         self, invoice: InvoiceState, step: str, at: datetime, rules: RentRules
     ) -> None:
         fee = rules.late_fee(invoice.rent) if step == rent.OVERDUE else 0
-        row: InvoiceState = await workflow.execute_activity(
+        if self._rent_local is None:
+            # Decided once per run, at its first step, so that one run never mixes the ways.
+            self._rent_local = workflow.patched(RENT_LOCAL_STEPS_PATCH)
+        row: InvoiceState = await self._step(
             RENT_STEP,
             RentStepRequest(self._input.booking_id, invoice.invoice_id, step, at, fee),
             result_type=InvoiceState,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary=f"rent {step.lower()}: invoice {invoice.seq} due {invoice.due_date}",
+            local=self._rent_local,
         )
         invoice.status = row.status
         invoice.late_fee = row.late_fee

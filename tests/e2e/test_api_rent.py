@@ -80,6 +80,22 @@ async def test_a_lease_lists_its_invoices_and_one_is_paid_ahead(stack: E2EStack)
         second = invoices[1]
         assert second["periodEnd"] == days_ahead(45) and second["amountDue"] == second["rent"]
 
+        # Operators find the lease by its rent state on the real server's visibility.
+        workflow_id = f"booking-{booking['id']}"
+
+        async def listed(query: str) -> list[str]:
+            return [e.id async for e in stack.client.list_workflows(query)]
+
+        found = await eventually(
+            lambda: listed(
+                f"WorkflowId = '{workflow_id}' AND RentStatus = 'CURRENT' "
+                f"AND NextRentDue = '{second['dueDate']}T00:00:00Z'"
+            ),
+            lambda ids: ids == [workflow_id],
+            what="the lease listed by RentStatus and NextRentDue",
+        )
+        assert found == [workflow_id]
+
     # The tenant pays the second ahead of its time; a wrong amount first is refused.
     async with stack.api.client(stack.bearer(tenant, "Tenants")) as http:
         gql = Gql(http)
