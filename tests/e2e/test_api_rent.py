@@ -83,11 +83,11 @@ async def test_a_lease_lists_its_invoices_and_one_is_paid_ahead(stack: E2EStack)
         # Operators find the lease by its rent state on the real server's visibility.
         workflow_id = f"booking-{booking['id']}"
 
-        async def listed(query: str) -> list[str]:
+        async def visible(query: str) -> list[str]:
             return [e.id async for e in stack.client.list_workflows(query)]
 
         found = await eventually(
-            lambda: listed(
+            lambda: visible(
                 f"WorkflowId = '{workflow_id}' AND RentStatus = 'CURRENT' "
                 f"AND NextRentDue = '{second['dueDate']}T00:00:00Z'"
             ),
