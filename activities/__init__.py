@@ -3,7 +3,8 @@
 =================  ==============================================================
 ``holds``          reserve (place the hold), extend it, release it unpaid
 ``payments``       confirm with its payment, refund what cannot be applied
-``leases``         the end of a paid stay
+``leases``         a paid stay's end: its move-out day, notice and renewal
+``rent``           a lease's invoices, each invoice's steps, rent payments
 ``waitlist``       join, leave, and the hand-on after a release committed
 ``base``           what they share: bounds in the database, policy, base class
 =================  ==============================================================

@@ -222,6 +222,15 @@ def _clock(invoice: InvoiceState) -> InvoiceClock:
     )
 
 
+def _refusal(err: ActivityError) -> Exception:
+    """What an update answers when its step failed: the step's refusal for good as the
+    update's own (its type and message), anything else as it came."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.non_retryable:
+        return ApplicationError(cause.message, type=cause.type, non_retryable=True)
+    return err
+
+
 def _midnight(day: date) -> datetime:
     """00:00 UTC of ``day``: a stay's first night begins, or its move-out day comes."""
     return datetime.combine(day, time.min, tzinfo=UTC)
@@ -715,10 +724,7 @@ class ApartmentBookingWorkflow:
                 summary=f"rent paid: invoice {invoice.seq} by {payment.payment_reference}",
             )
         except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.non_retryable:
-                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
-            raise
+            raise _refusal(err) from None
         self._paid_invoice(invoice, row)
         return replace(invoice)
 
@@ -842,10 +848,7 @@ class ApartmentBookingWorkflow:
             )
         except ActivityError as err:
             self._moving = False
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.non_retryable:
-                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
-            raise
+            raise _refusal(err) from None
         self._state.end_date = end_date
         self._merge_invoices(moved)
         self._moving = False

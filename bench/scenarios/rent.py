@@ -159,6 +159,8 @@ async def leases(b: Bench) -> dict[str, Any]:
 
     fired = time.monotonic()
     busy = CpuMeter(worker)
+    # Where the CPU goes while they issue: every process of the stack.
+    everyone = CpuMeter(b.stack.pids)
     issued_counter = progress.counter("invoices issued", n)
     issued = 0
     while issued < n and time.monotonic() - fired < ISSUE_TIMEOUT:
@@ -169,6 +171,7 @@ async def leases(b: Bench) -> dict[str, Any]:
     issued_counter.finish()
     issue_seconds = time.monotonic() - fired
     cores_issuing = busy.cores_used().get("worker")
+    cores_by_process = everyone.cores_used()
 
     # Every lease now waits for its invoice's due date (days away): the worker should rest.
     await asyncio.sleep(min(5.0, idle_window))
@@ -193,5 +196,6 @@ async def leases(b: Bench) -> dict[str, Any]:
         "worker_cores_before": cores_before,
         "worker_cores_issuing": cores_issuing,
         "worker_cores_waiting": cores_waiting,
+        "cores_by_process_issuing": cores_by_process,
         "idle_window_seconds": idle_window,
     }
