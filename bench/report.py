@@ -379,7 +379,9 @@ def _size_label(results: dict[str, Any]) -> str:
     options = results.get("options", {})
     if options.get("quick"):
         return "`--quick` smoke size"
-    if options.get("sizes") == Sizes().as_dict():
+    recorded, defaults = options.get("sizes") or {}, Sizes().as_dict()
+    # A size added later (a new scenario's) does not make an older run's sizes custom.
+    if recorded and all(defaults.get(name) == value for name, value in recorded.items()):
         return "the issue's sizes"
     return "custom sizes, see `options.sizes` in the JSON"
 
