@@ -28,10 +28,9 @@ ENTRY_WITHOUT_WORKFLOW   entry WAITING or OFFERED, its workflow closed or       
 INVOICE_WITHOUT_LEASE    rent invoice still open (SCHEDULED, ISSUED, OVERDUE)   VOID
                          but its stay was cancelled or has ended, or its period
                          starts after the move-out day: nobody will collect it
-INVOICE_DRIFT            a running lease's invoice reads differently in         report only
-                         Postgres and in its workflow (status or amount; seen
-                         twice, a second apart, so a step being written is not
-                         reported), or one side lacks it
+INVOICE_DRIFT            a running lease's invoice, unchanged for 5 minutes,    report only
+                         reads differently in Postgres and in its workflow
+                         (status or amount), or its workflow lacks it
 ======================== ====================================================== ==========
 
 An apartment's status is read from its stays (``booking.calendar``), so it cannot drift from
@@ -106,6 +105,9 @@ OFFER_NOT_PENDING = "OFFER_NOT_PENDING"
 ENTRY_WITHOUT_WORKFLOW = "ENTRY_WITHOUT_WORKFLOW"
 INVOICE_WITHOUT_LEASE = "INVOICE_WITHOUT_LEASE"
 INVOICE_DRIFT = "INVOICE_DRIFT"
+# An invoice row changed more recently than this may have a step's answer still on its way to
+# its workflow (ACTIVITY_TIMEOUT per attempt, retried): not compared yet.
+INVOICE_SETTLE_SECONDS = 300
 
 DRIFT_REPAIRED = "DRIFT_REPAIRED"
 
@@ -292,62 +294,53 @@ async def examine(pool: asyncpg.Pool, client: Client) -> list[Finding]:
 async def _invoice_drift(
     pool: asyncpg.Pool, client: Client, statuses: dict[str, str]
 ) -> list[Finding]:
-    """Each running lease's invoices against its workflow's (query ``rent_invoices``); a
-    difference is asked again a second later, so that a step between its commit and the
-    workflow hearing of it is not reported."""
+    """Each running lease's invoices against its workflow's (query ``rent_invoices``). Only
+    rows unchanged for :data:`INVOICE_SETTLE_SECONDS` count: a step whose commit has not yet
+    reached its workflow (a worker killed between the two, the activity retried) is not drift."""
+    async with pool.acquire() as conn:
+        rows = await store.running_lease_invoices(conn, INVOICE_SETTLE_SECONDS)
+    by_lease: dict[str, list[LeaseInvoice]] = {}
+    for row in rows:
+        if row.settled and statuses.get(row.workflow_id) == "RUNNING":
+            by_lease.setdefault(row.workflow_id, []).append(row)
+    semaphore = asyncio.Semaphore(_DESCRIBE_CONCURRENCY)
+    findings: list[Finding] = []
 
-    async def differences() -> dict[str, tuple[LeaseInvoice, str]]:
-        async with pool.acquire() as conn:
-            rows = await store.running_lease_invoices(conn)
-        by_lease: dict[str, list[LeaseInvoice]] = {}
-        for row in rows:
-            if statuses.get(row.workflow_id) == "RUNNING":
-                by_lease.setdefault(row.workflow_id, []).append(row)
-        semaphore = asyncio.Semaphore(_DESCRIBE_CONCURRENCY)
-        found: dict[str, tuple[LeaseInvoice, str]] = {}
+    async def compare(workflow_id: str, invoices: list[LeaseInvoice]) -> None:
+        async with semaphore:
+            try:
+                seen = await client.get_workflow_handle(workflow_id).query(
+                    RENT_INVOICES_QUERY, result_type=list[InvoiceState]
+                )
+            except (RPCError, WorkflowQueryFailedError) as err:
+                # No worker to answer (or an older one without the query): not drift.
+                log.warning("doctor: lease %s not asked: %s", workflow_id, err)
+                return
+        mine = {i.invoice_id: i for i in seen}
+        for row in invoices:
+            theirs = mine.get(row.invoice_id)
+            if theirs is None:
+                why = "its workflow does not know this invoice"
+            elif (theirs.status, theirs.amount_due) != (row.status, row.amount_due):
+                why = (
+                    f"Postgres says {row.status} {row.amount_due}, its workflow "
+                    f"{theirs.status} {theirs.amount_due}"
+                )
+            else:
+                continue
+            findings.append(
+                Finding(
+                    INVOICE_DRIFT,
+                    f"invoice {row.invoice_id}",
+                    row.apartment_id,
+                    row.booking_id,
+                    why,
+                    repairable=False,
+                )
+            )
 
-        async def compare(workflow_id: str, invoices: list[LeaseInvoice]) -> None:
-            async with semaphore:
-                try:
-                    seen = await client.get_workflow_handle(workflow_id).query(
-                        RENT_INVOICES_QUERY, result_type=list[InvoiceState]
-                    )
-                except (RPCError, WorkflowQueryFailedError) as err:
-                    # No worker to answer (or an older one without the query): not drift.
-                    log.warning("doctor: lease %s not asked: %s", workflow_id, err)
-                    return
-            mine = {i.invoice_id: i for i in seen}
-            for row in invoices:
-                theirs = mine.get(row.invoice_id)
-                if theirs is None:
-                    found[row.invoice_id] = (row, "its workflow does not know this invoice")
-                elif (theirs.status, theirs.amount_due) != (row.status, row.amount_due):
-                    found[row.invoice_id] = (
-                        row,
-                        f"Postgres says {row.status} {row.amount_due}, its workflow "
-                        f"{theirs.status} {theirs.amount_due}",
-                    )
-
-        await asyncio.gather(*(compare(w, rows) for w, rows in by_lease.items()))
-        return found
-
-    first = await differences()
-    if not first:
-        return []
-    await asyncio.sleep(1)
-    second = await differences()
-    return [
-        Finding(
-            INVOICE_DRIFT,
-            f"invoice {invoice_id}",
-            row.apartment_id,
-            row.booking_id,
-            why,
-            repairable=False,
-        )
-        for invoice_id, (row, why) in second.items()
-        if invoice_id in first
-    ]
+    await asyncio.gather(*(compare(w, rows) for w, rows in by_lease.items()))
+    return findings
 
 
 @dataclass(frozen=True)

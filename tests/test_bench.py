@@ -179,6 +179,7 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
         "live",
         "scale",
         "calendar",
+        "rent",
         "suite",
     }
 
@@ -269,7 +270,14 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
         "scale_expiry_lag_p99",
         "search_p99",
         "calendar_p99",
+        "rent_issue_seconds",
+        "rent_worker_rss",
+        "rent_worker_waiting",
     }
+    # The leases' invoices: every one issued, none twice.
+    rent = s["rent"]
+    assert rent["issued"] == rent["leases"] == rent["issue_events"]
+    assert rent["none_twice"] is True and targets["rent_issue_seconds"]["met"] is True
     assert targets["double_bookings"]["met"] is True
     assert targets["live_delivered"]["met"] is True
     assert targets["scale_expired"]["met"] is True

@@ -200,17 +200,22 @@ class LeaseInvoice:
     invoice_id: str
     status: str
     amount_due: int
+    # Unchanged for longer than any step takes to reach its workflow (retries included): a
+    # difference now is drift, not a step whose answer is on its way.
+    settled: bool
 
 
-async def running_lease_invoices(conn: Conn) -> list[LeaseInvoice]:
+async def running_lease_invoices(conn: Conn, settle_seconds: int) -> list[LeaseInvoice]:
     """Every invoice of a lease that is running (what its workflow should agree with)."""
     rows = await conn.fetch(
         """SELECT b.id AS booking_id, b.workflow_id, b.apartment_id, i.id AS invoice_id,
-                  i.status, i.rent + i.late_fee AS amount_due
+                  i.status, i.rent + i.late_fee AS amount_due,
+                  i.updated_on < now() - make_interval(secs => $1) AS settled
              FROM rent_invoices i JOIN bookings b ON b.id = i.booking_id
             WHERE b.booking_status = 'APPROVED' AND b.lease_ended_at IS NULL
               AND i.period_start < b.end_date
-            ORDER BY b.id, i.seq"""
+            ORDER BY b.id, i.seq""",
+        settle_seconds,
     )
     return [LeaseInvoice(**dict(r)) for r in rows]
 

@@ -7,11 +7,14 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import UTC, date, datetime
+from datetime import time as midnight_time
 from typing import Any
 
 import httpx
 import pytest
 
+from booking.search_attributes import NEXT_RENT_DUE
 from booking.webhook_signing import SIGNATURE_HEADER, webhook_signature
 from tests.e2e.helpers import (
     PAY,
@@ -87,12 +90,15 @@ async def test_a_lease_lists_its_invoices_and_one_is_paid_ahead(stack: E2EStack)
             return [e.id async for e in stack.client.list_workflows(query)]
 
         found = await eventually(
-            lambda: visible(
-                f"WorkflowId = '{workflow_id}' AND RentStatus = 'CURRENT' "
-                f"AND NextRentDue = '{second['dueDate']}T00:00:00Z'"
-            ),
+            lambda: visible(f"WorkflowId = '{workflow_id}' AND RentStatus = 'CURRENT'"),
             lambda ids: ids == [workflow_id],
-            what="the lease listed by RentStatus and NextRentDue",
+            what="the lease listed by RentStatus",
+        )
+        attributes = (
+            await stack.client.get_workflow_handle(workflow_id).describe()
+        ).typed_search_attributes
+        assert attributes.get(NEXT_RENT_DUE) == datetime.combine(
+            date.fromisoformat(second["dueDate"]), midnight_time.min, tzinfo=UTC
         )
         assert found == [workflow_id]
 
