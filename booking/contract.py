@@ -457,8 +457,8 @@ def amount_due(monthly_rent: int, start_date: date, end_date: date) -> int:
     """What paying a hold costs, in minor units: the product rule.
 
     Paying confirms the booking, so the payment is the first month's rent: one monthly rent
-    for a stay of :data:`MONTH_NIGHTS` nights or more (a lease pays its later months under
-    the lease, outside this service), and for a shorter stay the rent of its nights,
+    for a stay of :data:`MONTH_NIGHTS` nights or more (a lease's later months are its rent
+    invoices, ``booking.rent``), and for a shorter stay the rent of its nights,
     ``monthly_rent * nights / 30``, rounded up to the minor unit.
     """
     nights = (end_date - start_date).days
