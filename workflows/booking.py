@@ -715,18 +715,24 @@ class ApartmentBookingWorkflow:
         if invoice.status == "PAID":
             return replace(invoice)
         try:
-            row: InvoiceState = await workflow.execute_activity(
-                PAY_RENT,
-                RentPaymentRequest(self._input.booking_id, payment, workflow.now()),
-                result_type=InvoiceState,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-                summary=f"rent paid: invoice {invoice.seq} by {payment.payment_reference}",
-            )
+            row = await self._pay_invoice(invoice, payment, workflow.now())
         except ActivityError as err:
             raise _refusal(err) from None
         self._paid_invoice(invoice, row)
         return replace(invoice)
+
+    async def _pay_invoice(
+        self, invoice: InvoiceState, payment: RentPaymentInput, paid_at: datetime
+    ) -> InvoiceState:
+        row: InvoiceState = await workflow.execute_activity(
+            PAY_RENT,
+            RentPaymentRequest(self._input.booking_id, payment, paid_at),
+            result_type=InvoiceState,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary=f"rent paid: invoice {invoice.seq} by {payment.payment_reference}",
+        )
+        return row
 
     def _paid_invoice(self, invoice: InvoiceState, row: InvoiceState) -> None:
         invoice.status = row.status
@@ -755,26 +761,15 @@ class ApartmentBookingWorkflow:
         elif payment.amount != invoice.amount_due:
             reason = REFUND_WRONG_AMOUNT
         if invoice is not None and reason is None:
-            paid_at = _arrival(payment)
+            rent_payment = RentPaymentInput(
+                invoice.invoice_id,
+                payment.amount,
+                payment.currency,
+                payment.payment_reference,
+                payment.received_at,
+            )
             try:
-                row: InvoiceState = await workflow.execute_activity(
-                    PAY_RENT,
-                    RentPaymentRequest(
-                        self._input.booking_id,
-                        RentPaymentInput(
-                            invoice.invoice_id,
-                            payment.amount,
-                            payment.currency,
-                            payment.payment_reference,
-                            payment.received_at,
-                        ),
-                        paid_at,
-                    ),
-                    result_type=InvoiceState,
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=ACTIVITY_RETRY,
-                    summary=f"rent paid: invoice {invoice.seq} by {payment.payment_reference}",
-                )
+                row = await self._pay_invoice(invoice, rent_payment, _arrival(payment))
             except ActivityError:
                 # Refused for good: its reference paid something else of this booking.
                 reason = REFUND_REFERENCE_USED
