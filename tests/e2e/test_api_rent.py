@@ -132,10 +132,31 @@ async def test_a_lease_lists_its_invoices_and_one_is_paid_ahead(stack: E2EStack)
         listed = (await gql(INVOICES, {"b": booking["id"]}))["data"]["getRentInvoices"]
         assert [i["status"] for i in listed] == ["PAID", "PAID"]
 
-    # Another tenant sees none of it.
+    # Another tenant can do nothing with it: read, pay, give notice, renew, or watch it.
     async with stack.api.client(stack.bearer(other, "Tenants")) as http:
-        refused = await Gql(http)(INVOICES, {"b": booking["id"]})
+        gql = Gql(http)
+        refused = await gql(INVOICES, {"b": booking["id"]})
         assert error_types(refused) == ["Unauthorized"], refused
+        pay_theirs = dict(pay["input"], paymentReference="not-mine")
+        for operation, variables in (
+            (PAY_RENT, {"input": pay_theirs}),
+            (END_LEASE, {"input": {"bookingId": booking["id"], "endDate": days_ahead(40)}}),
+            (RENEW_LEASE, {"input": {"bookingId": booking["id"], "endDate": days_ahead(60)}}),
+        ):
+            body = await gql(operation, variables)
+            assert error_types(body) == ["Unauthorized"], (operation, body)
+    rows = await stack.pool.fetch(
+        "SELECT end_date, (SELECT count(*) FROM rent_invoices WHERE booking_id = b.id) AS n "
+        "FROM bookings b WHERE id = $1",
+        booking["id"],
+    )
+    assert [(r["end_date"].isoformat(), r["n"]) for r in rows] == [(days_ahead(45), 2)]
+    token = stack.token(other, ["Tenants"])
+    for name, subscribe in SUBSCRIBERS.items():
+        ws, follow = await subscribe(stack.api.ws_url, token, ON_INVOICE, {"b": booking["id"]})
+        async with ws:
+            answer = await follow(ws)
+        assert [e.get("errorType") for e in answer["errors"]] == ["Unauthorized"], (name, answer)
 
 
 END_LEASE = """mutation ($input: EndLeaseInput!) { endLease(input: $input) {
