@@ -49,14 +49,7 @@ def invoice_state(row: rent_store.RentInvoiceRow) -> InvoiceState:
 
 def rent_schedule(rules: rent.RentRules, invoices: list[rent_store.RentInvoiceRow]) -> RentSchedule:
     """The invoices with the rules a lease follows from now on (this worker's settings)."""
-    return RentSchedule(
-        invoices=[invoice_state(row) for row in invoices],
-        issue_days=rules.issue_days,
-        grace_days=rules.grace_days,
-        reminder_days=rules.reminder_days,
-        late_fee_flat=rules.late_fee_flat,
-        late_fee_percent=rules.late_fee_percent,
-    )
+    return rent.schedule_of([invoice_state(row) for row in invoices], rules)
 
 
 class RentActivities(ActivityBase):

@@ -14,7 +14,7 @@ import calendar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from booking.contract import MONTH_NIGHTS
+from booking.contract import MONTH_NIGHTS, InvoiceState, RentSchedule
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,29 @@ class RentRules:
         """The fee an overdue invoice gets once: the flat amount, or a share of its rent
         (rounded up to the minor unit), never compounding."""
         return self.late_fee_flat + -(-rent * self.late_fee_percent // 100)
+
+
+def schedule_of(invoices: list[InvoiceState], rules: RentRules) -> RentSchedule:
+    """A lease's invoices with the rules it follows, as its workflow carries them."""
+    return RentSchedule(
+        invoices=invoices,
+        issue_days=rules.issue_days,
+        grace_days=rules.grace_days,
+        reminder_days=rules.reminder_days,
+        late_fee_flat=rules.late_fee_flat,
+        late_fee_percent=rules.late_fee_percent,
+    )
+
+
+def rules_of(schedule: RentSchedule) -> RentRules:
+    """The rules a lease's schedule carries (those of the worker that wrote it)."""
+    return RentRules(
+        issue_days=schedule.issue_days,
+        grace_days=schedule.grace_days,
+        reminder_days=schedule.reminder_days,
+        late_fee_flat=schedule.late_fee_flat,
+        late_fee_percent=schedule.late_fee_percent,
+    )
 
 
 @dataclass(frozen=True)

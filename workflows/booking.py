@@ -222,6 +222,34 @@ def _clock(invoice: InvoiceState) -> InvoiceClock:
     )
 
 
+def _take_row(invoice: InvoiceState, row: InvoiceState) -> None:
+    """What an activity wrote of an invoice, into the workflow's copy; what only the workflow
+    knows (the reminders it sent) stays."""
+    invoice.period_end = row.period_end
+    invoice.rent = row.rent
+    invoice.late_fee = row.late_fee
+    invoice.status = row.status
+    invoice.payment_reference = row.payment_reference
+
+
+def _invoice_problem(
+    invoice: InvoiceState, amount: int, currency: str, reference: str
+) -> tuple[str, str] | None:
+    """(refund reason, message) when this money cannot pay ``invoice``; None when it can, or
+    did (the same reference paid it). payRent's validator and the webhook ask alike."""
+    if invoice.status == "PAID":
+        if invoice.payment_reference == reference:
+            return None
+        return REFUND_ALREADY_PAID, "the invoice is already paid"
+    if invoice.status == "VOID":
+        return REFUND_INVOICE_VOID, "the invoice is VOID (the lease ended before its period)"
+    if currency != invoice.currency:
+        return REFUND_WRONG_CURRENCY, f"currency must be {invoice.currency}, got {currency}"
+    if amount != invoice.amount_due:
+        return REFUND_WRONG_AMOUNT, f"amount must be {invoice.amount_due}, got {amount}"
+    return None
+
+
 def _refusal(err: ActivityError) -> Exception:
     """What an update answers when its step failed: the step's refusal for good as the
     update's own (its type and message), anything else as it came."""
@@ -568,17 +596,6 @@ class ApartmentBookingWorkflow:
 
     # -- the lease's rent ----------------------------------------------------------------------
 
-    def _rules(self) -> RentRules:
-        schedule = self._schedule
-        assert schedule is not None
-        return RentRules(
-            issue_days=schedule.issue_days,
-            grace_days=schedule.grace_days,
-            reminder_days=schedule.reminder_days,
-            late_fee_flat=schedule.late_fee_flat,
-            late_fee_percent=schedule.late_fee_percent,
-        )
-
     def _invoice(self, invoice_id: str) -> InvoiceState | None:
         schedule = self._schedule
         if schedule is None:
@@ -592,7 +609,7 @@ class ApartmentBookingWorkflow:
         invoice's steps whenever it comes; the lease continues as new as its history grows."""
         schedule = self._schedule
         assert schedule is not None
-        rules = self._rules()
+        rules = rent.rules_of(schedule)
         self._publish_rent()
         while True:
             lease_end = _midnight(self._state.end_date)
@@ -644,9 +661,7 @@ class ApartmentBookingWorkflow:
             summary=f"rent {step.lower()}: invoice {invoice.seq} due {invoice.due_date}",
             local=self._rent_local,
         )
-        invoice.status = row.status
-        invoice.late_fee = row.late_fee
-        invoice.payment_reference = row.payment_reference
+        _take_row(invoice, row)
         if step == rent.DUE:
             invoice.reminded_due = True
         elif step in (rent.OVERDUE, rent.REMIND):
@@ -724,20 +739,17 @@ class ApartmentBookingWorkflow:
     async def _pay_invoice(
         self, invoice: InvoiceState, payment: RentPaymentInput, paid_at: datetime
     ) -> InvoiceState:
-        row: InvoiceState = await workflow.execute_activity(
+        row: InvoiceState = await self._step(
             PAY_RENT,
             RentPaymentRequest(self._input.booking_id, payment, paid_at),
             result_type=InvoiceState,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary=f"rent paid: invoice {invoice.seq} by {payment.payment_reference}",
+            local=False,
         )
         return row
 
     def _paid_invoice(self, invoice: InvoiceState, row: InvoiceState) -> None:
-        invoice.status = row.status
-        invoice.late_fee = row.late_fee
-        invoice.payment_reference = row.payment_reference
+        _take_row(invoice, row)
         if row.payment_reference is not None:
             # A repeat of this payment by the webhook is the same money: nothing to do.
             self._references.setdefault(row.payment_reference, (row.amount_due, row.currency))
@@ -749,34 +761,29 @@ class ApartmentBookingWorkflow:
         invoice, one already paid, a wrong amount or currency, no such invoice)."""
         assert payment.invoice_id is not None
         invoice = self._invoice(payment.invoice_id)
-        reason: str | None = None
         if invoice is None:
-            reason = REFUND_NOT_AN_INVOICE
-        elif invoice.status == "PAID":
-            reason = REFUND_ALREADY_PAID
-        elif invoice.status == "VOID":
-            reason = REFUND_INVOICE_VOID
-        elif payment.currency != invoice.currency:
-            reason = REFUND_WRONG_CURRENCY
-        elif payment.amount != invoice.amount_due:
-            reason = REFUND_WRONG_AMOUNT
-        if invoice is not None and reason is None:
-            rent_payment = RentPaymentInput(
-                invoice.invoice_id,
-                payment.amount,
-                payment.currency,
-                payment.payment_reference,
-                payment.received_at,
-            )
-            try:
-                row = await self._pay_invoice(invoice, rent_payment, _arrival(payment))
-            except ActivityError:
-                # Refused for good: its reference paid something else of this booking.
-                reason = REFUND_REFERENCE_USED
-            else:
-                self._paid_invoice(invoice, row)
-                return
-        await self._refund(payment, reason or REFUND_NOT_AN_INVOICE)
+            await self._refund(payment, REFUND_NOT_AN_INVOICE)
+            return
+        problem = _invoice_problem(
+            invoice, payment.amount, payment.currency, payment.payment_reference
+        )
+        if problem is not None:
+            await self._refund(payment, problem[0])
+            return
+        rent_payment = RentPaymentInput(
+            invoice.invoice_id,
+            payment.amount,
+            payment.currency,
+            payment.payment_reference,
+            payment.received_at,
+        )
+        try:
+            row = await self._pay_invoice(invoice, rent_payment, _arrival(payment))
+        except ActivityError:
+            # Refused for good: its reference paid something else of this booking.
+            await self._refund(payment, REFUND_REFERENCE_USED)
+            return
+        self._paid_invoice(invoice, row)
 
     # -- notice and renewal ----------------------------------------------------------------
 
@@ -833,13 +840,12 @@ class ApartmentBookingWorkflow:
         # is being written, and no second move may start meanwhile.
         self._moving = True
         try:
-            moved: LeaseMove = await workflow.execute_activity(
+            moved: LeaseMove = await self._step(
                 MOVE_LEASE_END,
                 LeaseMoveRequest(self._input.booking_id, end_date, workflow.now()),
                 result_type=LeaseMove,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
                 summary=f"stay ends {end_date.isoformat()} (was {self._state.end_date})",
+                local=False,
             )
         except ActivityError as err:
             self._moving = False
@@ -870,11 +876,7 @@ class ApartmentBookingWorkflow:
                 if mine is None:
                     merged.append(row)
                     continue
-                mine.period_end = row.period_end
-                mine.rent = row.rent
-                mine.late_fee = row.late_fee
-                mine.status = row.status
-                mine.payment_reference = row.payment_reference
+                _take_row(mine, row)
                 merged.append(mine)
             self._schedule.invoices = merged
         self._publish_rent()
@@ -893,19 +895,11 @@ class ApartmentBookingWorkflow:
             raise ApplicationError(
                 "paymentReference must not be empty", type=ValidationError.error_type
             )
-        if invoice.status == "PAID":
-            if invoice.payment_reference == payment.payment_reference:
-                return
-            problem = "the invoice is already paid"
-        elif invoice.status == "VOID":
-            problem = "the invoice is VOID (the lease ended before its period)"
-        elif payment.currency != invoice.currency:
-            problem = f"currency must be {invoice.currency}, got {payment.currency}"
-        elif payment.amount != invoice.amount_due:
-            problem = f"amount must be {invoice.amount_due}, got {payment.amount}"
-        else:
-            return
-        raise ApplicationError(problem, type=PaymentRejected.error_type, non_retryable=True)
+        problem = _invoice_problem(
+            invoice, payment.amount, payment.currency, payment.payment_reference
+        )
+        if problem is not None:
+            raise ApplicationError(problem[1], type=PaymentRejected.error_type, non_retryable=True)
 
     async def _release(self, reason: str) -> None:
         summary = f"release apartment {self._input.apartment_id} ({reason})"

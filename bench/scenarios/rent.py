@@ -32,7 +32,6 @@ from booking.contract import (
     BookingState,
     InvoiceState,
     LeaseResume,
-    RentSchedule,
     start_search_attributes,
     workflow_id_for,
 )
@@ -66,7 +65,6 @@ def _resume(
         )
         for p in rent.rent_periods(start, end, RENT, RENT)
     ]
-    rules = rent.RentRules()
     state = BookingState(
         booking_id=booking_id,
         workflow_id=workflow_id_for(booking_id),
@@ -82,14 +80,7 @@ def _resume(
         start_date=start,
         end_date=end,
     )
-    schedule = RentSchedule(
-        invoices=invoices,
-        issue_days=rules.issue_days,
-        grace_days=rules.grace_days,
-        reminder_days=rules.reminder_days,
-        late_fee_flat=rules.late_fee_flat,
-        late_fee_percent=rules.late_fee_percent,
-    )
+    schedule = rent.schedule_of(invoices, rent.RentRules())
     return LeaseResume(state, schedule, [], {}, f"bench-{booking_id}")
 
 
