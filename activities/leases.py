@@ -150,11 +150,7 @@ class LeaseActivities(ActivityBase):
                             )
                     await store.move_end(conn, booking.id, new_end)
                     invoices = await rent_store.invoices_for(conn, booking.id)
-                    monthly = (
-                        booking.monthly_rent
-                        if booking.monthly_rent is not None
-                        else (terms.monthly_rent if terms else booking.amount_due)
-                    )
+                    monthly = await store.booked_rent(conn, booking)
                     change = rent.reshape(
                         [_written(i) for i in invoices],
                         booking.start_date,

@@ -68,10 +68,7 @@ class RentActivities(ActivityBase):
                             f"booking {booking_id} is {booking.booking_status}, not a paid stay",
                             ValidationError.error_type,
                         )
-                    monthly = booking.monthly_rent
-                    if monthly is None:
-                        terms = await store.rent_terms(conn, booking.apartment_id)
-                        monthly = terms.monthly_rent if terms else booking.amount_due
+                    monthly = await store.booked_rent(conn, booking)
                     periods = rent.rent_periods(
                         booking.start_date, booking.end_date, monthly, booking.amount_due
                     )

@@ -13,7 +13,7 @@ from strawberry.types import Info
 
 from api.directives import ADMINS, TENANTS, authorize, cognito, resolver, subscription
 from api.notify import rent_key
-from api.resolvers.common import ctx, may_act_as, may_see
+from api.resolvers.common import ctx, live_rows, may_act_as, may_see
 from api.types.bookings import Booking
 from api.types.rent import EndLeaseInput, PayRentInput, RenewLeaseInput, RentInvoice
 from booking.contract import PaymentInput, RentPaymentInput, payment_problem
@@ -122,26 +122,22 @@ class RentSubscriptions:
     ) -> AsyncGenerator[RentInvoice, None]:
         principal = authorize(info)
         context = ctx(info)
-        broadcaster = context.services.broadcaster
-        if broadcaster is None:
-            raise RuntimeError("live updates are not running (lifespan not started)")
         booking = await context.loaders.reader.run(reads.booking_by_id, str(booking_id))
         if booking is None:
             raise BookingNotFound(f"booking {booking_id} does not exist")
         may_see(principal, booking.user_id, "booking")
         seen: dict[str, datetime] | None = None
-        # Listening before the first read: no change can fall between them.
-        with broadcaster.subscribe(rent_key(booking.id)) as queue:
-            while True:
-                rows = await context.loaders.reader.run(rent_store.invoices_for, booking.id)
-                if seen is None:
-                    await context.subscribed()
-                else:
-                    for row in rows:
-                        if seen.get(row.id) != row.updated_on:
-                            yield RentInvoice.from_row(row)
-                seen = {row.id: row.updated_on for row in rows}
-                await queue.get()
-                # Several notices may have queued up; one read answers them all.
-                while not queue.empty():
-                    queue.get_nowait()
+        async for rows in live_rows(
+            context,
+            rent_key(booking.id),
+            rent_store.invoices_for,
+            booking.id,
+            version=lambda rows: tuple((row.id, row.updated_on) for row in rows),
+            check=lambda rows: None,  # the booking's owner was checked above
+        ):
+            # The invoices as they stood when the subscription began are not a change.
+            if seen is not None:
+                for row in rows:
+                    if seen.get(row.id) != row.updated_on:
+                        yield RentInvoice.from_row(row)
+            seen = {row.id: row.updated_on for row in rows}

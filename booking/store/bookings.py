@@ -102,6 +102,15 @@ async def rent_terms(conn: Conn, apartment_id: str) -> RentTerms | None:
     return _terms(record)
 
 
+async def booked_rent(conn: Conn, booking: BookingRow) -> int:
+    """The monthly rent a stay was booked at (part of its terms); a row written without it
+    (by hand) takes the apartment's rent now, or what paying the stay cost."""
+    if booking.monthly_rent is not None:
+        return booking.monthly_rent
+    terms = await rent_terms(conn, booking.apartment_id)
+    return terms.monthly_rent if terms else booking.amount_due
+
+
 async def share_apartment(conn: Conn, apartment_id: str) -> RentTerms | None:
     """The apartment's terms, its row locked against a release until the caller commits
     (a release takes it for update before it looks at the waiting list)."""
