@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import Any
 
 import aiosmtplib
 
 from booking.mail import Mail, MailFacts, render
+from booking.store import mail as store
 from booking.store.mail import Notification
 
 
@@ -83,3 +85,41 @@ async def send(config: SmtpConfig, notification: Notification) -> None:
         if err.code >= 500:
             raise PermanentRefusal(f"{err.code} {err.message}") from err
         raise
+
+
+class MailActivities:
+    """Sends a booking's pending notifications (WIP: the workflows do not call it yet)."""
+
+    def __init__(self, pool: Any, config: SmtpConfig | None) -> None:
+        self._pool = pool
+        self._config = config
+
+    async def send_pending(self, booking_id: str) -> int:
+        """Every PENDING notification of the booking, in order; how many were sent. A 5xx is
+        recorded FAILED; anything else leaves the rest PENDING and raises (retried)."""
+        if self._config is None:
+            return 0
+        sent = 0
+        async with self._pool.acquire() as conn:
+            for notification in await store.pending_for(conn, booking_id):
+                # One transaction per message: a message the server accepted is marked SENT
+                # at once, whatever happens to the next one.
+                failure: Exception | None = None
+                async with conn.transaction():
+                    if not await store.take(conn, notification.id):
+                        continue
+                    try:
+                        await send(self._config, notification)
+                    except PermanentRefusal as err:
+                        await store.mark_failed(conn, notification.id, str(err))
+                        continue
+                    except Exception as err:  # temporary: recorded, then retried
+                        failure = err
+                        reason = f"{type(err).__name__}: {err}"
+                        await store.mark_attempt(conn, notification.id, reason)
+                    else:
+                        await store.mark_sent(conn, notification.id)
+                        sent += 1
+                if failure is not None:
+                    raise failure
+        return sent

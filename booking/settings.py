@@ -98,6 +98,18 @@ class Settings(BaseSettings):
     # "2500" (a flat fee in minor units) or "5%" (a share of the period's rent, rounded up).
     late_fee: str = Field(default="0", validation_alias="BOOKING_LATE_FEE")
     webhook_secret: str | None = Field(default=None, validation_alias="BOOKING_WEBHOOK_SECRET")
+    # Mail to tenants (booking.mail), sent by the worker. Unset host: nothing is sent (the
+    # notifications stay PENDING); `booking dev` runs a local server and sets it.
+    smtp_host: str | None = Field(default=None, validation_alias="BOOKING_SMTP_HOST")
+    smtp_port: int = Field(default=25, ge=1, le=65535, validation_alias="BOOKING_SMTP_PORT")
+    smtp_username: str | None = Field(default=None, validation_alias="BOOKING_SMTP_USERNAME")
+    smtp_password: str | None = Field(default=None, validation_alias="BOOKING_SMTP_PASSWORD")
+    # STARTTLS after connecting, or TLS from the first byte (port 465); not both.
+    smtp_starttls: bool = Field(default=False, validation_alias="BOOKING_SMTP_STARTTLS")
+    smtp_tls: bool = Field(default=False, validation_alias="BOOKING_SMTP_TLS")
+    mail_from: str = Field(
+        default="Apartment booking <booking@localhost>", validation_alias="BOOKING_MAIL_FROM"
+    )
     # Set by `booking dev` for the processes it starts: the only place where the
     # documented dev secrets are accepted.
     dev_mode: bool = Field(default=False, validation_alias="BOOKING_DEV_MODE")

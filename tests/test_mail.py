@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from aiosmtpd.controller import Controller
 
-from activities.mail import PermanentRefusal, SmtpConfig, send
+from activities.mail import MailActivities, PermanentRefusal, SmtpConfig, send
 from booking.devstack.net import free_port
 from booking.mail import MailFacts, money, render
 from booking.store import bookings as booking_store
@@ -188,3 +188,36 @@ async def test_delivery_accepted_refused_for_good_and_refused_for_now(
     assert outcomes["gone"].startswith("permanent:") and "550" in outcomes["gone"]
     assert outcomes["busy"].startswith("retry:")
     assert len(inbox.received) == 1
+
+
+async def test_send_pending_records_each_outcome(
+    pool: asyncpg.Pool, smtp: tuple[_Inbox, SmtpConfig]
+) -> None:
+    """Sent: SENT at once; refused for good: FAILED with the reason, never again; refused for
+    now: still PENDING with the attempt and reason recorded, and the call raises (retried)."""
+    inbox, config = smtp
+    mail = MailActivities(pool, config)
+    outcomes: dict[str, tuple[str, int, str | None]] = {}
+    for local in ("tenant", "gone", "busy"):
+        address = f"{local}-{uuid.uuid4().hex}@example.com"
+        booking_id, _ = await _booking(pool, email_address=address)
+        async with pool.acquire() as conn:
+            await booking_store.append_event(conn, booking_id, None, "PENDING", "RESERVED")
+            await booking_store.append_event(conn, booking_id, "PENDING", "APPROVED", "PAID")
+        try:
+            sent = await mail.send_pending(booking_id)
+        except Exception:
+            sent = -1
+        row = await pool.fetchrow(
+            "SELECT string_agg(status, ',' ORDER BY id) AS statuses, sum(attempts) AS attempts, "
+            "max(last_error) AS error FROM notifications WHERE booking_id = $1",
+            booking_id,
+        )
+        assert row is not None
+        outcomes[local] = (f"{sent}:{row['statuses']}", int(row["attempts"]), row["error"])
+        again = await mail.send_pending(booking_id) if local != "busy" else None
+        assert again in (0, None)  # nothing sent twice
+    assert outcomes["tenant"] == ("2:SENT,SENT", 2, None)
+    assert outcomes["gone"][:2] == ("0:FAILED,FAILED", 2) and "550" in str(outcomes["gone"][2])
+    assert outcomes["busy"][:2] == ("-1:PENDING,PENDING", 1) and "451" in str(outcomes["busy"][2])
+    assert len(inbox.received) == 2

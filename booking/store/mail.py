@@ -30,7 +30,8 @@ class Notification:
 
 
 async def pending_for(conn: Conn, booking_id: str) -> list[Notification]:
-    """The booking's notifications still to send, oldest first, locked (one sender each)."""
+    """The booking's notifications still to send, oldest first (read, not locked: the sender
+    takes each with :func:`take`)."""
     rows = await conn.fetch(
         """SELECT n.id, n.kind, n.to_address, n.message_id, n.status, n.attempts,
                   b.apartment_id, b.start_date, b.end_date, b.currency, b.amount_due,
@@ -39,8 +40,7 @@ async def pending_for(conn: Conn, booking_id: str) -> list[Notification]:
              JOIN bookings b ON b.id = n.booking_id
              JOIN booking_events e ON e.id = n.event_id
             WHERE n.booking_id = $1 AND n.status = 'PENDING'
-            ORDER BY n.id
-              FOR UPDATE OF n SKIP LOCKED""",
+            ORDER BY n.id""",
         booking_id,
     )
     found = []
@@ -79,3 +79,14 @@ async def mark_attempt(conn: Conn, notification_id: int, reason: str) -> None:
         notification_id,
         reason,
     )
+
+
+async def take(conn: Conn, notification_id: int) -> bool:
+    """Lock one notification for its send (in the caller's transaction); False when another
+    sender holds it or it is no longer PENDING."""
+    found = await conn.fetchval(
+        """SELECT 1 FROM notifications WHERE id = $1 AND status = 'PENDING'
+              FOR UPDATE SKIP LOCKED""",
+        notification_id,
+    )
+    return found is not None
