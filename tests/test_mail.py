@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -16,6 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from activities.mail import MailActivities, PermanentRefusal, SmtpConfig, send
+from booking.devstack.mailbox import LocalMailbox, messages
 from booking.devstack.net import free_port
 from booking.mail import MailFacts, money, render
 from booking.store import bookings as booking_store
@@ -221,3 +223,25 @@ async def test_send_pending_records_each_outcome(
     assert outcomes["gone"][:2] == ("0:FAILED,FAILED", 2) and "550" in str(outcomes["gone"][2])
     assert outcomes["busy"][:2] == ("-1:PENDING,PENDING", 1) and "451" in str(outcomes["busy"][2])
     assert len(inbox.received) == 2
+
+
+async def test_the_dev_mailbox_keeps_each_message_once(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """`booking dev`'s mailbox: what the worker sends lands under the data directory, plain
+    text and HTML; the same message sent again (a retry after a crash) is kept once."""
+    mailbox = LocalMailbox(tmp_path / "mailbox", port=free_port())
+    mailbox.start()
+    try:
+        config = SmtpConfig(host=mailbox.host, port=mailbox.port)
+        booking_id, _ = await _booking(pool)
+        async with pool.acquire() as conn:
+            await booking_store.append_event(conn, booking_id, None, "PENDING", "RESERVED")
+            (notification,) = await store.pending_for(conn, booking_id)
+        await send(config, notification)
+        await send(config, notification)
+    finally:
+        mailbox.stop()
+    (kept,) = messages(tmp_path / "mailbox")
+    assert kept.message_id == notification.message_id
+    assert kept.to == notification.to_address
+    assert "apartment" in kept.subject.lower() and kept.html is not None
+    assert notification.apartment_id in kept.text and notification.apartment_id in kept.html
