@@ -37,6 +37,7 @@ from booking.contract import MAX_HOLD_SECONDS, MIN_HOLD_SECONDS
 from booking.db import migrate, redact
 from booking.demo import DEMO_ADMIN_ID, DEMO_APARTMENT_ID, DEMO_TENANT_ID
 from booking.devstack.binaries import find_binary
+from booking.devstack.mailbox import LocalMailbox
 from booking.devstack.net import connect_host, port_free
 from booking.devstack.postgres import bin_dir
 from booking.devstack.stack import Stack, StackError, tail
@@ -75,6 +76,8 @@ class DevStack:
     out: IO[str] = field(default_factory=lambda: sys.stdout)
     stack: Stack = field(init=False)
     local_tls: LocalTls | None = field(default=None, init=False)
+    # The local SMTP server, when BOOKING_SMTP_HOST is unset (WIP, issue 25).
+    mailbox: LocalMailbox | None = field(default=None, init=False)
     _started: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
@@ -136,6 +139,8 @@ class DevStack:
             return 1
         finally:
             self.stack.stop(report=lambda line: self.say(f"  {line}"))
+            if self.mailbox is not None:
+                self.mailbox.stop()
             self.say("booking dev: stopped")
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
@@ -175,6 +180,7 @@ class DevStack:
         stack = self.stack
         stack.task_queue = self.settings.task_queue
         env = stack.child_env(self._dev_values(hold_seconds), inherit_booking=True)
+        self._mail(env, data_dir)
         scheme = self._tls(env)
         worker = stack.spawn_worker(env, restart=KEEP_UP)
         api = stack.spawn_api(env, port=opts.port, restart=KEEP_UP, scheme=scheme)
@@ -286,6 +292,18 @@ class DevStack:
         self.step("search attributes", "BookingStatus, ApartmentId, TenantId, HoldExpiresAt")
         return client
 
+    def _mail(self, env: dict[str, str], data_dir: Path) -> None:
+        """Mail goes to BOOKING_SMTP_HOST when set; otherwise to a local mailbox kept under the
+        data directory (every message the worker sends, to read in the dev API)."""
+        if self.settings.smtp_host:
+            self.step("mail", f"to {self.settings.smtp_host}:{self.settings.smtp_port}")
+            return
+        self.mailbox = LocalMailbox(data_dir / "mailbox", host=self.options.host)
+        self.mailbox.start()
+        env["BOOKING_SMTP_HOST"] = self.mailbox.host
+        env["BOOKING_SMTP_PORT"] = str(self.mailbox.port)
+        self.step("mail", f"local mailbox on port {self.mailbox.port}, kept in {data_dir}/mailbox")
+
     def _tls(self, env: dict[str, str]) -> str:
         """The API's scheme; with --tls, the local CA's certificate goes into ``env``."""
         if self.options.tls:
@@ -352,6 +370,12 @@ class DevStack:
             f"  Temporal         {client.service_client.config.target_host}, namespace "
             f"{namespace}, task queue {self.settings.task_queue}",
             f"  Data             {self.stack.root}",
+            "  Mail             "
+            + (
+                f"{self.stack.root}/mailbox (local SMTP server, port {self.mailbox.port})"
+                if self.mailbox is not None
+                else f"sent to {self.settings.smtp_host}"
+            ),
             f"  Hold length      {env['BOOKING_HOLD_SECONDS']} s by default "
             "(holdSeconds overrides it per booking)",
             "",

@@ -18,6 +18,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from booking.devstack.net import free_port
+
 
 @dataclass(frozen=True)
 class StoredMail:
@@ -52,7 +54,11 @@ class LocalMailbox:
     def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self._controller = Controller(_Keeper(directory), hostname=host, port=port)
+        # aiosmtpd's start() connects to the port it was given to check the server is up: it
+        # needs a real one, not 0.
+        self._controller = Controller(
+            _Keeper(directory), hostname=host, port=port or free_port(host)
+        )
 
     @property
     def host(self) -> str:
