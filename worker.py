@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import BookingActivities, BookingPolicy
+from activities.mail import MailActivities, smtp_config
 from booking import tracing
 from booking.converter import DATA_CONVERTER
 from booking.db import check_reachable, create_pool
@@ -87,7 +88,10 @@ def create_worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[ApartmentBookingWorkflow, WaitlistEntryWorkflow],
-        activities=BookingActivities(pool, policy=policy_from(settings)).all(),
+        activities=[
+            *BookingActivities(pool, policy=policy_from(settings)).all(),
+            *MailActivities(pool, smtp_config(settings)).all(),
+        ],
         **{"graceful_shutdown_timeout": GRACEFUL_SHUTDOWN, **tuning(), **options},
     )
 
@@ -98,6 +102,8 @@ def policy_from(settings: Settings) -> BookingPolicy:
         max_holds_per_tenant=settings.max_holds_per_tenant or None,
         waitlist_offer_seconds=settings.waitlist_offer_seconds,
         rent_rules=settings.rent_rules(),
+        hold_reminder_seconds=settings.hold_reminder_seconds,
+        mail=bool(settings.smtp_host),
     )
 
 
@@ -143,6 +149,8 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
                 if settings.worker_metrics_address
                 else "",
             )
+            if not settings.smtp_host:
+                log.warning("BOOKING_SMTP_HOST is unset: mail to tenants waits, unsent")
             await stop.wait()
             log.info("stopping: finishing running activities (up to %s)", GRACEFUL_SHUTDOWN)
         log.info("worker stopped")

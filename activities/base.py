@@ -101,6 +101,12 @@ class BookingPolicy:
     waitlist_offer_seconds: int = 86_400
     # A lease's rent rules (BOOKING_RENT_*, BOOKING_LATE_FEE), handed to each lease as it begins.
     rent_rules: RentRules = field(default_factory=RentRules)
+    # How long before a hold ends its tenant is reminded (BOOKING_HOLD_REMINDER_SECONDS, 0:
+    # never); answered with each reservation.
+    hold_reminder_seconds: int = 300
+    # Whether this worker delivers mail (BOOKING_SMTP_HOST set): a booking or entry whose
+    # worker answered no is never mailed (its notifications stay PENDING, unsent).
+    mail: bool = False
 
 
 class ActivityBase:

@@ -6,6 +6,7 @@ A release hands the apartment to the first tenant waiting for it in the same tra
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
@@ -30,10 +31,12 @@ from booking.contract import (
     PENDING,
     RELEASE_AND_OFFER,
     RELEASE_BOOKING,
+    REMIND_HOLD,
     RESERVE_APARTMENT,
     TENANT_CANCELLED,
     BookingInput,
     ExtendHoldRequest,
+    HoldReminder,
     ReleaseOutcome,
     ReleaseRequest,
     Reservation,
@@ -71,7 +74,7 @@ class HoldActivities(ActivityBase):
     @activity.defn(name=RESERVE_APARTMENT)
     async def reserve_apartment(self, request: ReserveRequest) -> Reservation:
         try:
-            return await self._reserve(request)
+            reservation = await self._reserve(request)
         except ApplicationError as err:
             if not err.non_retryable:
                 raise
@@ -83,6 +86,8 @@ class HoldActivities(ActivityBase):
                 type=err.type,
                 non_retryable=True,
             ) from err
+        policy = self._policy
+        return replace(reservation, reminder_seconds=policy.hold_reminder_seconds, mail=policy.mail)
 
     async def _reserve(self, request: ReserveRequest) -> Reservation:
         booking = request.booking
@@ -196,6 +201,28 @@ class HoldActivities(ActivityBase):
                             "to": request.hold_expires_at.isoformat(),
                             "extension": request.extension,
                         },
+                    )
+        return True
+
+    @activity.defn(name=REMIND_HOLD)
+    async def remind_hold(self, request: HoldReminder) -> bool:
+        """Record, once, that the hold ending at ``hold_expires_at`` ends soon (its tenant's
+        mail is written with it). False: the hold is no longer that one (paid, ended, moved)."""
+        at = request.hold_expires_at.isoformat()
+        async with self._connection() as conn:
+            with permanent_db_errors("hold reminder not recorded"):
+                async with self._transaction(conn):
+                    booking = await locked_booking(conn, request.booking_id)
+                    if (
+                        booking.booking_status != PENDING
+                        or booking.hold_expires_at != request.hold_expires_at
+                    ):
+                        return False
+                    earlier = await store.event_details(conn, booking.id, "HOLD_ENDING")
+                    if earlier is not None and earlier.get("holdExpiresAt") == at:
+                        return True  # an earlier attempt committed
+                    await store.append_event(
+                        conn, booking.id, PENDING, PENDING, "HOLD_ENDING", {"holdExpiresAt": at}
                     )
         return True
 

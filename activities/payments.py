@@ -114,6 +114,23 @@ class PaymentActivities(ActivityBase):
                         currency=payment.currency,
                         reason=request.reason,
                     )
+                    if created:
+                        # The tenant's receipt of the refund is written with it.
+                        booking = await store.get_booking(conn, request.booking_id)
+                        assert booking is not None
+                        await store.append_event(
+                            conn,
+                            booking.id,
+                            booking.booking_status,
+                            booking.booking_status,
+                            "REFUNDED",
+                            {
+                                "paymentReference": payment.payment_reference,
+                                "amount": payment.amount,
+                                "currency": payment.currency,
+                                "refundReason": request.reason,
+                            },
+                        )
         return RefundResult(payment_id, refund_id, created)
 
     @activity.defn(name=REFUND_UNPLACED_PAYMENT)

@@ -47,6 +47,11 @@ class WaitlistActivities(ActivityBase):
     @activity.defn(name=JOIN_WAITLIST)
     async def join_waitlist(self, join: WaitlistJoin) -> JoinResult:
         """A WAITING entry at the end of the apartment's list, or the tenant's live one."""
+        joined = await self._join(join)
+        joined.mail = self._policy.mail
+        return joined
+
+    async def _join(self, join: WaitlistJoin) -> JoinResult:
         async with self._connection() as conn:
             with permanent_db_errors(
                 "not added to the waiting list",

@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from temporalio.client import Client
 
-from api import ide, web, webhooks
+from api import ide, mailbox, web, webhooks
 from api.auth import Authenticator
 from api.cors import add_cors
 from api.graphql_view import BookingGraphQL
@@ -136,6 +136,7 @@ def create_app(
             "/graphql/realtime", AppSyncRealtime(services, graphql.schema, graphql.shared_streams)
         ),
         *(ide.routes() if settings.dev_mode else []),
+        *mailbox.routes(settings),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -100,6 +100,10 @@ PAY_RENT: Final = "pay_rent"
 MOVE_LEASE_END: Final = "move_lease_end"
 # The booking workflow's query of its lease's invoices as it knows them (booking doctor).
 RENT_INVOICES_QUERY: Final = "rent_invoices"
+# Mail to tenants (MAIL_PATCH): the hold-ending reminder recorded, and the notifications a
+# booking's (or a waiting-list entry's) transitions wrote, sent.
+REMIND_HOLD: Final = "remind_hold"
+SEND_MAIL: Final = "send_mail"
 ENTRY_SETTLED_SIGNAL: Final = "settled"
 
 # One attempt of any activity; ``activities.base.AttemptBounds`` keeps every attempt's
@@ -208,6 +212,12 @@ class Reservation:
     currency: str
     hold_expires_at: datetime
     created: bool  # False: an earlier attempt had already committed it
+    # How long before the hold's end the tenant is reminded (the worker's
+    # BOOKING_HOLD_REMINDER_SECONDS; 0 or None: never), and whether the worker delivers mail
+    # (BOOKING_SMTP_HOST set). Answered by the worker so that the workflow keeps them in its
+    # history.
+    reminder_seconds: int | None = None
+    mail: bool = False
 
 
 @dataclass
@@ -337,6 +347,7 @@ class WaitlistState:
 class JoinResult:
     entry_id: str  # the new entry, or the tenant's live one already on this list
     created: bool
+    mail: bool = False  # the worker delivers mail (see Reservation.mail)
 
 
 @dataclass
@@ -617,3 +628,34 @@ class LeaseResume:
     references: list[list[Any]]
     not_applied: dict[str, str]
     paid_reference: str | None
+    mail: bool = False  # the lease's tenant is mailed (Reservation.mail, when it was placed)
+
+
+@dataclass
+class HoldReminder:
+    """Record that the hold ending at ``hold_expires_at`` is about to end (once)."""
+
+    booking_id: str
+    hold_expires_at: datetime
+
+
+@dataclass
+class MailRequest:
+    """Send what is pending for a booking, or (``booking_id`` None) for a waiting-list entry."""
+
+    booking_id: str | None = None
+    waitlist_entry_id: str | None = None
+
+
+def hold_reminder_at(
+    hold_started: datetime, hold_expires_at: datetime, reminder_seconds: int | None
+) -> datetime | None:
+    """When to remind the tenant of a hold ending at ``hold_expires_at``: ``reminder_seconds``
+    before it, and only for a hold that lasts more than twice that (a five-minute hold gets
+    no "five minutes left"); None: no reminder."""
+    if not reminder_seconds:
+        return None
+    lead = timedelta(seconds=reminder_seconds)
+    if hold_expires_at - hold_started <= 2 * lead:
+        return None
+    return hold_expires_at - lead

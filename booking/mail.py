@@ -1,8 +1,9 @@
-"""What a tenant is told, by email: one message per kind of transition, plain text and HTML.
+"""What a tenant is told, by email: one message per kind of notification, plain text and HTML.
 
-Pure (no I/O): the worker's mail activity reads the facts (the booking, the event's details)
-and hands them here. Every message names the apartment and the stay's dates; money is shown
-in the booking's currency from its minor units.
+Pure (no I/O): the worker's mail activity reads the facts (the stay, the event's details) and
+hands them here. Every message names the apartment and the stay's dates; money is shown in
+the stay's currency from its minor units. The kinds are the outbox's (``notification_kind``
+in ``0007_mail.sql`` decides which transition is which).
 """
 
 from __future__ import annotations
@@ -12,8 +13,47 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from booking.contract import (
+    REFUND_ALREADY_PAID,
+    REFUND_INVOICE_VOID,
+    REFUND_LATE,
+    REFUND_NOT_AN_INVOICE,
+    REFUND_NOT_PENDING,
+    REFUND_WRONG_AMOUNT,
+    REFUND_WRONG_CURRENCY,
+)
+
 # ISO 4217 currencies whose minor unit is not a hundredth (the ones a rent may plausibly use).
 _MINOR_DIGITS = {"JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "BHD": 3, "KWD": 3, "JOD": 3, "TND": 3}
+
+# Why a payment was refunded, as the tenant reads it (the refunds' reasons, booking.contract).
+_REFUND_REASONS = {
+    REFUND_LATE: "it arrived after the hold had ended",
+    REFUND_WRONG_AMOUNT: "it was not the amount due",
+    REFUND_WRONG_CURRENCY: "it was not in the currency due",
+    REFUND_ALREADY_PAID: "it had already been paid",
+    REFUND_NOT_PENDING: "the booking was no longer waiting for a payment",
+    REFUND_INVOICE_VOID: "the invoice it paid was void (the lease ended before it)",
+    REFUND_NOT_AN_INVOICE: "it named no invoice of this lease",
+}
+
+KINDS = (
+    "HOLD_PLACED",
+    "HOLD_ENDING",
+    "HOLD_EXPIRED",
+    "PAYMENT_RECEIVED",
+    "PAYMENT_REFUNDED",
+    "OFFERED",
+    "OFFER_LAPSED",
+    "WAITLIST_LAPSED",
+    "RENT_ISSUED",
+    "RENT_DUE",
+    "RENT_OVERDUE",
+    "RENT_REMINDER",
+    "RENT_PAID",
+    "LEASE_ENDS_EARLIER",
+    "LEASE_RENEWED",
+)
 
 
 def money(minor: int, currency: str) -> str:
@@ -39,6 +79,16 @@ class MailFacts:
     hold_expires_at: datetime | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
+    def amount(self, key: str = "amountDue") -> str:
+        """A sum of the event's (``key``), else the booking's amount due."""
+        value = self.details.get(key, self.amount_due)
+        if value is None:
+            return "the amount due"
+        return money(int(value), str(self.details.get("currency", self.currency)))
+
+    def hold_end(self) -> str:
+        return _when(self.details.get("holdExpiresAt") or self.hold_expires_at)
+
 
 @dataclass(frozen=True)
 class Mail:
@@ -55,71 +105,100 @@ def _when(at: datetime | str | None) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _rent(kind: str, f: MailFacts) -> tuple[str, list[str]]:
+    due = f.details.get("dueDate", "")
+    period = f"{f.details.get('periodStart', due)} to {f.details.get('periodEnd', '')}".strip()
+    head, line = {
+        "RENT_ISSUED": ("Rent due", f"Your rent of {f.amount()} for {period} is due on {due}."),
+        "RENT_DUE": ("Rent due today", f"Your rent of {f.amount()} for {period} is due today."),
+        "RENT_OVERDUE": (
+            "Rent overdue",
+            f"Your rent for {period}, due {due}, has not arrived. A late fee of "
+            f"{f.amount('lateFee')} is added: {f.amount()} is now due.",
+        ),
+        "RENT_REMINDER": (
+            "Rent still overdue",
+            f"Your rent for {period}, due {due}, is still unpaid: {f.amount()} is due.",
+        ),
+        "RENT_PAID": (
+            "Rent received",
+            f"Thank you: we received {f.amount('amount')} "
+            f"(reference {f.details.get('paymentReference', '')}).",
+        ),
+    }[kind]
+    return f"{head}: apartment {f.apartment_id}", [line]
+
+
 def _lines(kind: str, f: MailFacts) -> tuple[str, list[str]]:
-    stay = f"apartment {f.apartment_id}, {f.start_date} to {f.end_date} (move-out day)"
-    due = f.details.get("amountDue", f.amount_due)
-    amount = money(int(due), f.currency) if due is not None else None
-    if kind == "RESERVED":
-        return f"Your hold on apartment {f.apartment_id}", [
-            f"We are holding {stay} for you.",
-            f"Pay {amount} before {_when(f.details.get('holdExpiresAt') or f.hold_expires_at)}"
-            " to keep it; after that the nights are free again.",
+    apartment = f"apartment {f.apartment_id}"
+    if kind == "HOLD_PLACED":
+        return f"Your hold on {apartment}", [
+            "We are holding it for you.",
+            f"Pay {f.amount()} before {f.hold_end()} to book it; after that the nights are "
+            "free again.",
         ]
     if kind == "HOLD_ENDING":
-        return f"Your hold on apartment {f.apartment_id} ends soon", [
-            f"Your hold on {stay} ends at {_when(f.hold_expires_at)}.",
-            f"Pay {amount} before then to keep it.",
+        return f"Your hold on {apartment} ends soon", [
+            f"Your hold ends at {f.hold_end()}.",
+            f"Pay {f.amount()} before then to book it.",
         ]
-    if kind == "EXPIRED":
-        return f"Your hold on apartment {f.apartment_id} has ended", [
-            f"No payment arrived in time, so the hold on {stay} has ended.",
-            "Any payment that still reaches us for it will be refunded.",
+    if kind == "HOLD_EXPIRED":
+        return f"Your hold on {apartment} has ended", [
+            "No payment arrived in time, so the hold has ended and the nights are free again.",
+            "A payment that still reaches us for it will be refunded.",
         ]
-    if kind == "PAID":
-        reference = f.details.get("paymentReference", "")
-        return f"Payment received: apartment {f.apartment_id}", [
-            f"Thank you: we received {amount} (reference {reference}).",
-            f"It confirms {stay}.",
+    if kind == "PAYMENT_RECEIVED":
+        return f"Payment received: {apartment} is booked", [
+            f"Thank you: we received {f.amount()} "
+            f"(reference {f.details.get('paymentReference', '')}).",
+            "It pays for your stay, which is now booked.",
+        ]
+    if kind == "PAYMENT_REFUNDED":
+        why = _REFUND_REASONS.get(str(f.details.get("refundReason")), "it could not be applied")
+        return f"Payment refunded: {apartment}", [
+            f"We received {f.amount('amount')} (reference "
+            f"{f.details.get('paymentReference', '')}) and are refunding it in full: {why}.",
         ]
     if kind == "OFFERED":
-        return f"Apartment {f.apartment_id} is offered to you", [
-            f"The nights you were waiting for are free: {stay}.",
-            f"Pay {amount} before {_when(f.hold_expires_at)} to take them.",
+        return f"{apartment.capitalize()} is offered to you", [
+            "The nights you were waiting for are free, and held for you.",
+            f"Pay {f.amount()} before {f.hold_end()} to book them; after that they go to the "
+            "next tenant in line.",
         ]
-    if kind == "LAPSED":
-        return f"Your offer for apartment {f.apartment_id} has lapsed", [
-            f"The offer of {stay} ended without a payment; the nights went to the next in line.",
+    if kind == "OFFER_LAPSED":
+        return f"Your offer for {apartment} has lapsed", [
+            "The offer ended without a payment; the nights went to the next tenant in line.",
+        ]
+    if kind == "WAITLIST_LAPSED":
+        return f"Your place on the waiting list for {apartment} has ended", [
+            "Your stay's first night has passed without the nights coming free.",
         ]
     if kind.startswith("RENT_"):
-        due_date = f.details.get("dueDate", "")
-        what = {
-            "RENT_ISSUED": (f"Rent due {due_date}", f"Your rent of {amount} is due on {due_date}."),
-            "RENT_DUE": ("Rent due today", f"Your rent of {amount} is due today ({due_date})."),
-            "RENT_OVERDUE": (
-                "Rent overdue",
-                f"Your rent due {due_date} is overdue; with the late fee it is now {amount}.",
-            ),
-            "RENT_REMINDER": (
-                "Rent still overdue",
-                f"Your rent due {due_date} is still unpaid: {amount}.",
-            ),
-            "RENT_PAID": (
-                "Rent received",
-                f"Thank you: we received {money(int(f.details.get('amount', 0)), f.currency)}"
-                f" (reference {f.details.get('paymentReference', '')}).",
-            ),
-        }.get(kind, (kind, kind))
-        return f"{what[0]}: apartment {f.apartment_id}", [what[1], f"Your stay: {stay}."]
+        return _rent(kind, f)
+    if kind in ("LEASE_ENDS_EARLIER", "LEASE_RENEWED"):
+        refunded = int(f.details.get("refunded", 0))
+        lines = [f"Your stay now ends on {f.details.get('to', f.end_date)} (move-out day)."]
+        if refunded:
+            lines.append(f"{money(refunded, f.currency)} you paid for nights dropped is refunded.")
+        verb = "ends earlier" if kind == "LEASE_ENDS_EARLIER" else "is renewed"
+        return f"Your lease of {apartment} {verb}", lines
     raise ValueError(f"no message for {kind}")
 
 
 def render(kind: str, facts: MailFacts) -> Mail:
-    """The message for a transition of ``kind`` (a ``booking_events`` reason)."""
+    """The message for a notification of ``kind`` (one of :data:`KINDS`)."""
     subject, lines = _lines(kind, facts)
+    stay = (
+        f"Apartment {facts.apartment_id}, from {facts.start_date} to {facts.end_date} "
+        "(move-out day)."
+    )
+    lines = [*lines, stay]
     text = "\n\n".join(lines) + "\n"
     body = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
     page = (
-        '<!doctype html><html><body style="font-family: sans-serif">'
+        '<!doctype html><html><head><meta charset="utf-8"><title>'
+        f"{html.escape(subject)}</title></head>"
+        '<body style="font-family: sans-serif; max-width: 40em">'
         f'<h1 style="font-size: 1.2em">{html.escape(subject)}</h1>{body}</body></html>'
     )
     return Mail(subject, text, page)

@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     # "2500" (a flat fee in minor units) or "5%" (a share of the period's rent, rounded up).
     late_fee: str = Field(default="0", validation_alias="BOOKING_LATE_FEE")
     webhook_secret: str | None = Field(default=None, validation_alias="BOOKING_WEBHOOK_SECRET")
+    # A hold's tenant is emailed this long before it ends (for holds longer than twice it);
+    # 0: never. Read by the worker's reserve step.
+    hold_reminder_seconds: int = Field(
+        default=300, ge=0, le=MAX_HOLD_SECONDS, validation_alias="BOOKING_HOLD_REMINDER_SECONDS"
+    )
     # Mail to tenants (booking.mail), sent by the worker. Unset host: nothing is sent (the
     # notifications stay PENDING); `booking dev` runs a local server and sets it.
     smtp_host: str | None = Field(default=None, validation_alias="BOOKING_SMTP_HOST")
@@ -110,6 +115,9 @@ class Settings(BaseSettings):
     mail_from: str = Field(
         default="Apartment booking <booking@localhost>", validation_alias="BOOKING_MAIL_FROM"
     )
+    # Set by `booking dev` when it runs the local mailbox: the dev API shows what it holds at
+    # /dev/mailbox (ignored outside dev mode).
+    dev_mailbox_dir: Path | None = Field(default=None, validation_alias="BOOKING_DEV_MAILBOX_DIR")
     # Set by `booking dev` for the processes it starts: the only place where the
     # documented dev secrets are accepted.
     dev_mode: bool = Field(default=False, validation_alias="BOOKING_DEV_MODE")
@@ -230,6 +238,13 @@ class Settings(BaseSettings):
     def _tls_pair(self) -> Settings:
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ValueError("set both BOOKING_TLS_CERTFILE and BOOKING_TLS_KEYFILE, or neither")
+        if self.smtp_starttls and self.smtp_tls:
+            raise ValueError(
+                "set BOOKING_SMTP_STARTTLS (upgrade after connecting, port 587) or "
+                "BOOKING_SMTP_TLS (TLS from the first byte, port 465), not both"
+            )
+        if (self.smtp_username is None) != (self.smtp_password is None):
+            raise ValueError("set both BOOKING_SMTP_USERNAME and BOOKING_SMTP_PASSWORD, or neither")
         return self
 
     @property

@@ -76,7 +76,7 @@ class DevStack:
     out: IO[str] = field(default_factory=lambda: sys.stdout)
     stack: Stack = field(init=False)
     local_tls: LocalTls | None = field(default=None, init=False)
-    # The local SMTP server, when BOOKING_SMTP_HOST is unset (WIP, issue 25).
+    # The local SMTP server, when BOOKING_SMTP_HOST is unset.
     mailbox: LocalMailbox | None = field(default=None, init=False)
     _started: float = field(default=0.0, init=False)
 
@@ -302,6 +302,7 @@ class DevStack:
         self.mailbox.start()
         env["BOOKING_SMTP_HOST"] = self.mailbox.host
         env["BOOKING_SMTP_PORT"] = str(self.mailbox.port)
+        env["BOOKING_DEV_MAILBOX_DIR"] = str(self.mailbox.directory)
         self.step("mail", f"local mailbox on port {self.mailbox.port}, kept in {data_dir}/mailbox")
 
     def _tls(self, env: dict[str, str]) -> str:
@@ -370,11 +371,12 @@ class DevStack:
             f"  Temporal         {client.service_client.config.target_host}, namespace "
             f"{namespace}, task queue {self.settings.task_queue}",
             f"  Data             {self.stack.root}",
-            "  Mail             "
+            "  Mailbox          "
             + (
-                f"{self.stack.root}/mailbox (local SMTP server, port {self.mailbox.port})"
+                f"{api}/dev/mailbox  (the local SMTP server on port {self.mailbox.port} "
+                "keeps every mail the worker sends)"
                 if self.mailbox is not None
-                else f"sent to {self.settings.smtp_host}"
+                else f"mail goes to {self.settings.smtp_host}:{self.settings.smtp_port}"
             ),
             f"  Hold length      {env['BOOKING_HOLD_SECONDS']} s by default "
             "(holdSeconds overrides it per booking)",

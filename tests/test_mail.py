@@ -4,39 +4,23 @@ accepted, refused for good (5xx: recorded, not retried), refused for now (4xx: r
 
 from __future__ import annotations
 
-import email
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from email.message import Message
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
-from aiosmtpd.controller import Controller
 
 from activities.mail import MailActivities, PermanentRefusal, SmtpConfig, send
-from booking.devstack.mailbox import LocalMailbox, messages
+from booking.devstack.mailbox import LocalMailbox
 from booking.devstack.net import free_port
-from booking.mail import MailFacts, money, render
+from booking.mail import KINDS, MailFacts, money, render
+from booking.maildir import messages
 from booking.store import bookings as booking_store
 from booking.store import mail as store
 from tests.helpers import make_rental
-
-KINDS = [
-    "RESERVED",
-    "HOLD_ENDING",
-    "EXPIRED",
-    "PAID",
-    "OFFERED",
-    "LAPSED",
-    "RENT_ISSUED",
-    "RENT_DUE",
-    "RENT_OVERDUE",
-    "RENT_REMINDER",
-    "RENT_PAID",
-]
+from tests.smtp import SmtpInbox
 
 
 def test_money_is_shown_in_the_currency_from_minor_units() -> None:
@@ -55,48 +39,30 @@ def test_every_message_names_the_apartment_and_the_stay(kind: str) -> None:
         currency="EUR",
         amount_due=125_000,
         hold_expires_at=datetime(2026, 12, 6, 12, 0, tzinfo=UTC),
-        details={"dueDate": "2027-02-01", "amount": 125_000, "paymentReference": "ref-1"},
+        details={
+            "dueDate": "2027-02-01",
+            "amount": 125_000,
+            "paymentReference": "ref-1",
+            "lateFee": 2_500,
+            "refunded": 125_000,
+        },
     )
     mail = render(kind, facts)
     for body in (mail.text, mail.html):
         assert "2027-01-01" in body and "2027-04-01" in body
     assert "apt-<9>" in mail.text and "apt-&lt;9&gt;" in mail.html  # escaped in HTML
     assert "<9>" not in mail.html
-    if kind not in ("EXPIRED", "LAPSED"):
+    if kind not in ("HOLD_EXPIRED", "OFFER_LAPSED", "WAITLIST_LAPSED", "LEASE_RENEWED"):
         assert "1,250.00 EUR" in mail.text
 
 
-class _Inbox:
-    """An SMTP server's handler: keeps what it accepts; refuses by address."""
-
-    def __init__(self) -> None:
-        self.received: list[Message] = []
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: Any
-    ) -> str:
-        if address.startswith("gone"):
-            return "550 5.1.1 no such mailbox"
-        if address.startswith("busy"):
-            return "451 4.3.0 try again later"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(email.message_from_bytes(envelope.content))
-        return "250 accepted"
-
-
 @pytest.fixture
-def smtp() -> Iterator[tuple[_Inbox, SmtpConfig]]:
-    inbox = _Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
+def smtp() -> Iterator[tuple[SmtpInbox, SmtpConfig]]:
+    inbox = SmtpInbox().start()
     try:
-        yield inbox, SmtpConfig(host="127.0.0.1", port=port)
+        yield inbox, SmtpConfig(host=inbox.host, port=inbox.port)
     finally:
-        controller.stop()
+        inbox.stop()
 
 
 async def _booking(pool: asyncpg.Pool, email_address: str | None = None) -> tuple[str, str]:
@@ -135,7 +101,7 @@ async def test_a_notification_is_written_with_its_event_or_not_at_all(
         # A transition nobody is told of writes none.
         await booking_store.append_event(conn, booking_id, "PENDING", "PENDING", "HOLD_EXTENDED")
         pending = await store.pending_for(conn, booking_id)
-    assert [(n.kind, n.status, n.attempts) for n in pending] == [("RESERVED", "PENDING", 0)]
+    assert [(n.kind, n.status, n.attempts) for n in pending] == [("HOLD_PLACED", "PENDING", 0)]
     assert pending[0].to_address is not None and pending[0].to_address.endswith("@example.com")
 
 
@@ -154,7 +120,7 @@ async def test_an_account_without_a_valid_address_gets_no_attempt(pool: asyncpg.
 
 
 async def test_delivery_accepted_refused_for_good_and_refused_for_now(
-    pool: asyncpg.Pool, smtp: tuple[_Inbox, SmtpConfig]
+    pool: asyncpg.Pool, smtp: tuple[SmtpInbox, SmtpConfig]
 ) -> None:
     inbox, config = smtp
     outcomes = {}
@@ -180,20 +146,19 @@ async def test_delivery_accepted_refused_for_good_and_refused_for_now(
         except Exception as err:  # a temporary refusal: the activity retries it
             outcomes[local] = f"retry: {type(err).__name__}"
         if local == "tenant":
-            (message,) = inbox.received
-            assert message["Message-ID"] == notification.message_id
-            assert message["To"] == notification.to_address
-            assert "apartment" in message["Subject"].lower()
-            parts = {part.get_content_type() for part in message.walk()}
-            assert {"text/plain", "text/html"} <= parts
+            (message,) = inbox.deliveries
+            assert message.message_id == notification.message_id
+            assert message.to == notification.to_address
+            assert "apartment" in message.subject.lower()
+            assert message.text and message.html
     assert outcomes["tenant"] == "sent"
     assert outcomes["gone"].startswith("permanent:") and "550" in outcomes["gone"]
     assert outcomes["busy"].startswith("retry:")
-    assert len(inbox.received) == 1
+    assert len(inbox.deliveries) == 1
 
 
 async def test_send_pending_records_each_outcome(
-    pool: asyncpg.Pool, smtp: tuple[_Inbox, SmtpConfig]
+    pool: asyncpg.Pool, smtp: tuple[SmtpInbox, SmtpConfig]
 ) -> None:
     """Sent: SENT at once; refused for good: FAILED with the reason, never again; refused for
     now: still PENDING with the attempt and reason recorded, and the call raises (retried)."""
@@ -222,7 +187,7 @@ async def test_send_pending_records_each_outcome(
     assert outcomes["tenant"] == ("2:SENT,SENT", 2, None)
     assert outcomes["gone"][:2] == ("0:FAILED,FAILED", 2) and "550" in str(outcomes["gone"][2])
     assert outcomes["busy"][:2] == ("-1:PENDING,PENDING", 1) and "451" in str(outcomes["busy"][2])
-    assert len(inbox.received) == 2
+    assert len(inbox.deliveries) == 2
 
 
 async def test_the_dev_mailbox_keeps_each_message_once(pool: asyncpg.Pool, tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from workflows.booking import (
     WAITLIST_PATCH,
     ApartmentBookingWorkflow,
 )
+from workflows.mail import MAIL_PATCH
 from workflows.waitlist import WaitlistEntryWorkflow
 
 # What the old executions ran as ordinary activities and the patched ones run as local ones.
@@ -135,6 +136,14 @@ EXPECTED = {
     # Recorded behind LEASE_INVOICES_AT_PAYMENT_PATCH and RENT_LOCAL_STEPS_PATCH: a lease paid
     # ahead writes its invoices at the payment; its rent steps run as local activities.
     "lease_invoices_at_payment_issued_overdue_paid",
+    # Recorded behind MAIL_PATCH (a worker that delivers mail): a hold mailed when placed,
+    # reminded before its end (remind_hold, local), expired, a late payment refunded.
+    "mail_hold_reminded_expired_refunded",
+    # A lease's receipt, its rent issued, due, overdue with the fee, paid late, then notice.
+    "mail_lease_receipt_rent_overdue_paid_ended_early",
+    # A waiting-list offer mailed, reminded and lapsed; an entry lapsed because its stay began.
+    "mail_offer_reminded_lapsed",
+    "entry_lapsed_mailed",
 }
 
 # Histories of the waiting-list entry's own workflow.
@@ -182,8 +191,11 @@ def test_steps_run_the_way_the_patch_says(path: Path) -> None:
     history = _load(path)
     patches = _patches(history)
     patched = LOCAL_STEPS_PATCH in patches
-    since_calendar = path.stem.startswith(("calendar_", "lease_"))
-    since_waitlist = path.stem.startswith("waitlist_") or since_calendar
+    mailed = path.stem.startswith("mail_")
+    # Only leases collect rent; a stay paid ahead also wakes at its first night.
+    lease = path.stem.startswith(("lease_", "mail_lease"))
+    since_calendar = path.stem.startswith(("calendar_", "lease_", "mail_lease"))
+    since_waitlist = path.stem.startswith(("waitlist_", "calendar_")) or lease or mailed
     assert patched == (path.stem.startswith("local_") or since_waitlist)
     if "truthful" in path.stem:
         assert TRUTHFUL_PAYMENTS_PATCH in patches
@@ -196,10 +208,15 @@ def test_steps_run_the_way_the_patch_says(path: Path) -> None:
     # A lease writes its invoices at its first night (LEASE_RENT_PATCH) or, paid ahead, at
     # its payment (LEASE_INVOICES_AT_PAYMENT_PATCH).
     rent_patches = {LEASE_RENT_PATCH, LEASE_INVOICES_AT_PAYMENT_PATCH} & patches
-    assert bool(rent_patches) == path.stem.startswith("lease_"), patches
-    assert ("schedule_rent" in names) == path.stem.startswith("lease_"), names
+    assert bool(rent_patches) == lease, patches
+    assert ("schedule_rent" in names) == lease, names
     # Only leases move their end (endLease, renewLease).
-    assert ("move_lease_end" in names) == ("renewed" in path.stem), names
+    moved = "renewed" in path.stem or "ended_early" in path.stem
+    assert ("move_lease_end" in names) == moved, names
+    # Only executions whose worker delivers mail send it, and remind of a hold's end.
+    assert (MAIL_PATCH in patches) == mailed, patches
+    assert ("send_mail" in names) == mailed, names
+    assert ("remind_hold" in names) == ("reminded" in path.stem), names
     if since_waitlist:
         assert WAITLIST_PATCH in patches
         assert not names & ENDINGS, names
@@ -214,6 +231,10 @@ def test_steps_run_the_way_the_patch_says(path: Path) -> None:
         if step.name == "rent_step":
             # A lease's rent steps decide their own way (RENT_LOCAL_STEPS_PATCH).
             assert step.local == (RENT_LOCAL_STEPS_PATCH in patches), step
+            continue
+        if step.name in ("send_mail", "remind_hold"):
+            # Mail in the background as an ordinary activity; the reminder's record, local.
+            assert step.local == (step.name == "remind_hold"), step
             continue
         if step.name == "schedule_rent":
             # Written with the payment (a local activity) when the lease was paid ahead.

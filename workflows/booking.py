@@ -98,6 +98,7 @@ from booking.contract import (
     REJECTED,
     RELEASE_AND_OFFER,
     RELEASE_BOOKING,
+    REMIND_HOLD,
     RENT_INVOICES_QUERY,
     RENT_STEP,
     RESERVATION_FAILED,
@@ -115,11 +116,13 @@ from booking.contract import (
     ExtendHoldInput,
     ExtendHoldRequest,
     HandOn,
+    HoldReminder,
     InvoiceState,
     LeaseEndInput,
     LeaseMove,
     LeaseMoveRequest,
     LeaseResume,
+    MailRequest,
     PaymentInput,
     RefundRequest,
     RefundResult,
@@ -134,6 +137,7 @@ from booking.contract import (
     SettledEntry,
     StayStartRequest,
     booking_problem,
+    hold_reminder_at,
     refusing_attempt,
 )
 from booking.errors import (
@@ -154,6 +158,7 @@ from booking.search_attributes import (
     RENT_STATUS,
     TENANT_ID,
 )
+from workflows.mail import Mailer
 from workflows.retry import ACTIVITY_RETRY
 
 # A provider may deliver a payment days after the hold ended; while the workflow is open the
@@ -314,6 +319,12 @@ class ApartmentBookingWorkflow:
         self._lease_ending = False
         # Whether this run's rent steps are local activities (RENT_LOCAL_STEPS_PATCH).
         self._rent_local: bool | None = None
+        # Mail to the tenant (workflows.mail): sent after each transition that writes some.
+        self._mailer = Mailer(MailRequest(booking_id=input.booking_id))
+        # The hold-ending reminder: how long before the end (the worker's answer with the
+        # reservation), and the deadline it was last sent for (an extension earns another).
+        self._reminder_seconds: int | None = None
+        self._reminded: datetime | None = None
 
     # -- main flow -------------------------------------------------------------------------
 
@@ -372,7 +383,11 @@ class ApartmentBookingWorkflow:
         self._state.currency = reservation.currency
         self._state.hold_expires_at = reservation.hold_expires_at
         self._hold_started = reservation.hold_expires_at - timedelta(seconds=input.hold_seconds)
+        self._reminder_seconds = reservation.reminder_seconds
+        self._mailer.delivers = reservation.mail
         self._upsert_search_attributes(initial=True)
+        # The hold placed (or, for an offer, the offer made): its tenant's mail.
+        self._mailer.send()
 
         outcome = await self._hold()
         if outcome == APPROVED:
@@ -391,7 +406,9 @@ class ApartmentBookingWorkflow:
             # timer), which ends this wait early and starts a new one for the new deadline.
             deadline = self._state.hold_expires_at
             assert deadline is not None
-            remaining = (deadline - workflow.now()).total_seconds()
+            # Woken first for the tenant's reminder, when one is due before this deadline.
+            wake = self._reminder_due(deadline) or deadline
+            remaining = (wake - workflow.now()).total_seconds()
             if remaining > 0:
                 # The timer running out is not an outcome by itself; see below.
                 with contextlib.suppress(TimeoutError):
@@ -400,7 +417,11 @@ class ApartmentBookingWorkflow:
                     await workflow.wait_condition(
                         functools.partial(self._hold_interrupted, deadline),
                         timeout=remaining,
-                        timeout_summary=f"hold until {deadline.isoformat()}",
+                        timeout_summary=(
+                            f"hold until {deadline.isoformat()}"
+                            if wake == deadline
+                            else f"remind the tenant at {wake.isoformat()}"
+                        ),
                     )
             # Decide by what was accepted, not by which woke us: an accepted payment was on
             # time by construction (accepted only while now < hold_expires_at).
@@ -430,6 +451,7 @@ class ApartmentBookingWorkflow:
                 self._state.status = APPROVED
                 self._state.paid_at = paid_at
                 self._upsert_search_attributes()
+                self._mailer.send()  # the receipt
                 return APPROVED
             if self._cancel_requested:
                 await self._release(TENANT_CANCELLED)
@@ -442,10 +464,40 @@ class ApartmentBookingWorkflow:
             expires = self._state.hold_expires_at
             assert expires is not None
             if workflow.now() < expires:
-                continue  # woken with time left (a refused confirm, a moved deadline)
+                # Woken with time left: the reminder's time, a refused confirm, a moved
+                # deadline.
+                await self._remind(expires)
+                continue
             self._expiring = True
             await self._release(EXPIRED)
+            self._mailer.send()  # the hold (or the offer) ran out
             return CANCELLED
+
+    def _reminder_due(self, deadline: datetime) -> datetime | None:
+        """When to remind the tenant of the hold ending at ``deadline``; None: not (again)."""
+        if self._reminded == deadline or self._hold_started is None:
+            return None
+        at = hold_reminder_at(self._hold_started, deadline, self._reminder_seconds)
+        if at is None or not self._mailer.enabled():
+            return None
+        return at
+
+    async def _remind(self, deadline: datetime) -> None:
+        """The hold ends soon: record it (the tenant's mail is written with it), once per
+        deadline."""
+        at = self._reminder_due(deadline)
+        if at is None or workflow.now() < at:
+            return
+        self._reminded = deadline
+        reminded: bool = await self._step(
+            REMIND_HOLD,
+            HoldReminder(self._input.booking_id, deadline),
+            result_type=bool,
+            summary=f"hold ends at {deadline.isoformat()}: remind the tenant",
+            local=True,
+        )
+        if reminded:
+            self._mailer.send()
 
     def _hold_interrupted(self, deadline: datetime) -> bool:
         return (
@@ -614,8 +666,12 @@ class ApartmentBookingWorkflow:
         while True:
             lease_end = _midnight(self._state.end_date)
             if workflow.info().get_current_history_length() >= LEASE_HISTORY_EVENTS:
-                # Why wait: a pay_rent update still running must finish in this run.
+                # Why wait: a pay_rent update still running must finish in this run, and
+                # mail on its way with it (a run's activities end with the run).
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                if not self._mailer.idle():
+                    await self._mailer.drained()
+                    await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
                     replace(self._input, lease=self._resume()),
                 )
@@ -662,6 +718,7 @@ class ApartmentBookingWorkflow:
             local=self._rent_local,
         )
         _take_row(invoice, row)
+        self._mailer.send()
         if step == rent.DUE:
             invoice.reminded_due = True
         elif step in (rent.OVERDUE, rent.REMIND):
@@ -706,6 +763,7 @@ class ApartmentBookingWorkflow:
             ],
             not_applied=dict(self._not_applied),
             paid_reference=self._paid_reference,
+            mail=self._mailer.delivers,
         )
 
     def _restore(self, resume: LeaseResume) -> None:
@@ -714,6 +772,7 @@ class ApartmentBookingWorkflow:
         self._references = {str(r[0]): (int(r[1]), str(r[2])) for r in resume.references}
         self._not_applied = dict(resume.not_applied)
         self._paid_reference = resume.paid_reference
+        self._mailer.delivers = resume.mail
 
     @workflow.query(name=RENT_INVOICES_QUERY)
     def rent_invoices(self) -> list[InvoiceState]:
@@ -750,6 +809,7 @@ class ApartmentBookingWorkflow:
 
     def _paid_invoice(self, invoice: InvoiceState, row: InvoiceState) -> None:
         _take_row(invoice, row)
+        self._mailer.send()  # the receipt
         if row.payment_reference is not None:
             # A repeat of this payment by the webhook is the same money: nothing to do.
             self._references.setdefault(row.payment_reference, (row.amount_due, row.currency))
@@ -853,6 +913,7 @@ class ApartmentBookingWorkflow:
         self._state.end_date = end_date
         self._merge_invoices(moved)
         self._moving = False
+        self._mailer.send()  # the stay's new end, and any refund
         self._rent_version += 1
         if moved.outcome is not None:
             # Why: the freed nights' next tenant gets its offer's execution now.
@@ -980,8 +1041,11 @@ class ApartmentBookingWorkflow:
 
     async def _finish(self) -> BookingState:
         # Why: an update or signal still running (a refund, a pay() waiting for its answer)
-        # must complete before the execution closes.
+        # must complete before the execution closes, and mail on its way with it.
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if not self._mailer.idle():
+            await self._mailer.drained()
+            await workflow.wait_condition(workflow.all_handlers_finished)
         return self._snapshot()
 
     def _upsert_search_attributes(self, *, initial: bool = False) -> None:
@@ -1059,6 +1123,7 @@ class ApartmentBookingWorkflow:
                 retry_policy=ACTIVITY_RETRY,
                 summary=f"refund payment {payment.payment_reference} ({reason})",
             )
+            self._mailer.send()
         except ActivityError as err:
             # A refund refused for good (its reference is another booking's) must not fail the
             # booking; it is logged for an operator.

@@ -30,6 +30,7 @@ from booking.contract import (
     ACTIVITY_TIMEOUT,
     ENTRY_SETTLED_SIGNAL,
     JOIN_WAITLIST,
+    LAPSED,
     LEAVE_WAITLIST,
     LEFT,
     OFFERED,
@@ -38,6 +39,7 @@ from booking.contract import (
     EntrySettled,
     JoinResult,
     LeaveResult,
+    MailRequest,
     WaitlistJoin,
     WaitlistState,
 )
@@ -47,6 +49,7 @@ from booking.errors import (
     ValidationError,
     WaitlistEntryNotFound,
 )
+from workflows.mail import Mailer
 from workflows.retry import ACTIVITY_RETRY
 
 JOINING = "JOINING"
@@ -66,6 +69,9 @@ class WaitlistEntryWorkflow:
         self._join = join
         self._state = WaitlistState(entry_id=join.entry_id, status=JOINING)
         self._over = False
+        # Mail about the entry alone (a lapse because its stay began; an offer's mail is its
+        # booking's).
+        self._mailer = Mailer(MailRequest(waitlist_entry_id=join.entry_id))
 
     @workflow.run
     async def run(self, join: WaitlistJoin) -> WaitlistState:
@@ -91,8 +97,12 @@ class WaitlistEntryWorkflow:
             self._state.existing_entry_id = joined.entry_id
             return await self._finish()
         self._state.status = WAITING
+        self._mailer.delivers = joined.mail
         # Why wait: leave and settled run meanwhile; either ends the entry.
         await workflow.wait_condition(lambda: self._over)
+        if self._state.status == LAPSED:
+            self._mailer.send()
+            await self._mailer.drained()
         return await self._finish()
 
     async def _finish(self) -> WaitlistState:

@@ -29,20 +29,33 @@ class Notification:
     details: dict[str, Any]
 
 
-async def pending_for(conn: Conn, booking_id: str) -> list[Notification]:
-    """The booking's notifications still to send, oldest first (read, not locked: the sender
-    takes each with :func:`take`)."""
-    rows = await conn.fetch(
-        """SELECT n.id, n.kind, n.to_address, n.message_id, n.status, n.attempts,
-                  b.apartment_id, b.start_date, b.end_date, b.currency, b.amount_due,
+_PENDING = """SELECT n.id, n.kind, n.to_address, n.message_id, n.status, n.attempts,
+                  coalesce(b.apartment_id, w.apartment_id) AS apartment_id,
+                  coalesce(b.start_date, w.start_date) AS start_date,
+                  coalesce(b.end_date, w.end_date) AS end_date,
+                  coalesce(b.currency, a.currency) AS currency, b.amount_due,
                   b.hold_expires_at, e.details::text AS details
              FROM notifications n
-             JOIN bookings b ON b.id = n.booking_id
              JOIN booking_events e ON e.id = n.event_id
-            WHERE n.booking_id = $1 AND n.status = 'PENDING'
-            ORDER BY n.id""",
-        booking_id,
-    )
+             LEFT JOIN bookings b ON b.id = n.booking_id
+             LEFT JOIN waitlist_entries w ON w.id = n.waitlist_entry_id
+             JOIN apartments a ON a.id = coalesce(b.apartment_id, w.apartment_id)
+            WHERE n.status = 'PENDING' AND"""
+
+
+async def pending_for(
+    conn: Conn, booking_id: str | None = None, *, entry_id: str | None = None
+) -> list[Notification]:
+    """A booking's notifications still to send (an offer's included), or with ``entry_id`` a
+    waiting-list entry's that concern no booking; oldest first. Read, not locked: the sender
+    takes each with :func:`take`."""
+    if booking_id is not None:
+        rows = await conn.fetch(f"{_PENDING} n.booking_id = $1 ORDER BY n.id", booking_id)
+    else:
+        rows = await conn.fetch(
+            f"{_PENDING} n.waitlist_entry_id = $1 AND n.booking_id IS NULL ORDER BY n.id",
+            entry_id,
+        )
     found = []
     for row in rows:
         values = dict(row)
