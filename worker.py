@@ -26,11 +26,12 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import BookingActivities, BookingPolicy
-from activities.mail import MailActivities, smtp_config
+from activities.mail import MailActivities
 from booking import tracing
 from booking.converter import DATA_CONVERTER
 from booking.db import check_reachable, create_pool
 from booking.errors import ConfigurationError
+from booking.mailer import smtp_config
 from booking.settings import Settings
 from booking.temporal import connect
 from workflows.booking import ApartmentBookingWorkflow

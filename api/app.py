@@ -44,6 +44,7 @@ from api.realtime import AppSyncRealtime
 from api.services import Services, open_services
 from booking import tracing
 from booking.settings import Settings
+from booking.store import mail as mail_store
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,13 @@ def create_app(
         )
 
     async def metrics_endpoint(_request: Request) -> Response:
+        if services.pool is not None:
+            try:
+                async with services.pool.acquire(timeout=2) as conn:
+                    services.metrics.set_notifications(await mail_store.counts(conn))
+            except (OSError, asyncpg.PostgresError, TimeoutError) as err:
+                # The request metrics are still worth serving with the database away.
+                log.warning("notification counts not read for /metrics: %s", err)
         return PlainTextResponse(
             generate_latest(services.metrics.registry).decode(), media_type=CONTENT_TYPE_LATEST
         )

@@ -17,6 +17,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
+from booking.store.mail import MailCounts
+
 access_log = logging.getLogger("api.access")
 
 _KNOWN_ROUTES = ("/graphql", "/healthz", "/readyz", "/metrics", "/webhooks/payments")
@@ -65,6 +67,27 @@ class ApiMetrics:
             "Subscriptions executing for them: subscribers asking the same share one (api.fanout)",
             registry=self.registry,
         )
+        # Read from the outbox at each scrape (every API process reports the same numbers).
+        self.notifications = Gauge(
+            "booking_notifications",
+            "Tenants' notifications (mail), by status: PENDING, SENT, FAILED",
+            ["status"],
+            registry=self.registry,
+        )
+        self.oldest_pending_notification = Gauge(
+            "booking_notifications_oldest_pending_seconds",
+            "How long the oldest PENDING notification has waited (0: none waits)",
+            registry=self.registry,
+        )
+
+    def set_notifications(self, counts: MailCounts) -> None:
+        for status, value in (
+            ("PENDING", counts.pending),
+            ("SENT", counts.sent),
+            ("FAILED", counts.failed),
+        ):
+            self.notifications.labels(status=status).set(value)
+        self.oldest_pending_notification.set(counts.oldest_pending_seconds)
 
 
 def route_label(path: str) -> str:

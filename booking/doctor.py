@@ -31,6 +31,12 @@ INVOICE_WITHOUT_LEASE    rent invoice still open (SCHEDULED, ISSUED, OVERDUE)   
 INVOICE_DRIFT            a running lease's invoice, unchanged for 5 minutes,    report only
                          reads differently in Postgres and in its workflow
                          (status or amount), or its workflow lacks it
+MAIL_STUCK               a tenant's notification PENDING for over 15 minutes    sent now
+                         (the mail server down, the worker without one, or the  (with the
+                         workflow that would send it gone)                      doctor's
+                                                                                BOOKING_SMTP_*)
+MAIL_FAILED              a notification FAILED in the last 7 days: no valid     report only
+                         address, or refused for good (5xx); the reason given
 ======================== ====================================================== ==========
 
 An apartment's status is read from its stays (``booking.calendar``), so it cannot drift from
@@ -88,12 +94,15 @@ from booking.contract import (
 )
 from booking.converter import DATA_CONVERTER
 from booking.db import check_reachable, create_pool
+from booking.mailer import Delivery, deliver, smtp_config
 from booking.offers import hand_on, offer_next, settle_entry
 from booking.settings import Settings
 from booking.store import bookings as booking_store
 from booking.store import doctor as store
+from booking.store import mail as mail_store
 from booking.store import waitlist as waitlist_store
 from booking.store.doctor import LeaseInvoice
+from booking.store.mail import MailProblem
 from booking.temporal import connect
 
 OVERLAPPING_STAYS = "OVERLAPPING_STAYS"
@@ -105,6 +114,11 @@ OFFER_NOT_PENDING = "OFFER_NOT_PENDING"
 ENTRY_WITHOUT_WORKFLOW = "ENTRY_WITHOUT_WORKFLOW"
 INVOICE_WITHOUT_LEASE = "INVOICE_WITHOUT_LEASE"
 INVOICE_DRIFT = "INVOICE_DRIFT"
+MAIL_STUCK = "MAIL_STUCK"
+MAIL_FAILED = "MAIL_FAILED"
+# A notification's workflow sends it within seconds; retries back off to one every 10 minutes.
+MAIL_STUCK_SECONDS = 900
+MAIL_FAILED_DAYS = 7
 # An invoice row changed more recently than this may have a step's answer still on its way to
 # its workflow (ACTIVITY_TIMEOUT per attempt, retried): not compared yet.
 INVOICE_SETTLE_SECONDS = 300
@@ -184,6 +198,7 @@ async def examine(pool: asyncpg.Pool, client: Client) -> list[Finding]:
         stale_offers = await store.offers_not_pending(conn)
         entries = await store.live_entries(conn)
         stray_invoices = await store.invoices_without_lease(conn)
+        mail = await mail_store.mail_problems(conn, MAIL_STUCK_SECONDS, MAIL_FAILED_DAYS)
     statuses = await _workflow_statuses(client, (b.workflow_id for b in open_bookings))
     entry_statuses = await _workflow_statuses(
         client, (e.workflow_id for e in entries), WAITLIST_WORKFLOW_TYPE
@@ -288,7 +303,30 @@ async def examine(pool: asyncpg.Pool, client: Client) -> list[Finding]:
         for i in stray_invoices
     ]
     findings += await _invoice_drift(pool, client, statuses)
+    findings += [_mail_finding(problem) for problem in mail]
     return findings
+
+
+def _mail_finding(problem: MailProblem) -> Finding:
+    to = problem.to_address or "(no address)"
+    if problem.status == "FAILED":
+        message = f"{problem.kind} to {to} FAILED: {problem.last_error}"
+    else:
+        message = (
+            f"{problem.kind} to {to} PENDING since {problem.created_on:%Y-%m-%d %H:%M} UTC "
+            f"({problem.attempts} attempt(s)"
+            + (f"; last: {problem.last_error}" if problem.last_error else "")
+            + ")"
+        )
+    return Finding(
+        MAIL_STUCK if problem.status == "PENDING" else MAIL_FAILED,
+        f"notification {problem.id}",
+        problem.apartment_id,
+        problem.booking_id,
+        message,
+        repairable=problem.status == "PENDING",
+        entry_id=problem.waitlist_entry_id,
+    )
 
 
 async def _invoice_drift(
@@ -349,6 +387,8 @@ class RepairOutcome:
     detail: str
     # What to do once the repair has committed: start an offer, tell entries how they ended.
     hand_on: HandOn | None = None
+    # The repair could not be made (a stuck mail the server still refuses): the finding stays.
+    failed: bool = False
 
 
 def _offered(offer: Offer | None, lapsed: list[str]) -> tuple[str, HandOn | None]:
@@ -448,6 +488,28 @@ async def void_stray_invoice(pool: asyncpg.Pool, invoice_id: str) -> RepairOutco
     return RepairOutcome(True, "invoice VOID")
 
 
+async def send_stuck_mail(
+    pool: asyncpg.Pool, notification_id: int, settings: Settings
+) -> RepairOutcome:
+    """Send a stuck notification now, with this process's mail settings (the same rule and
+    Message-ID as the worker's: a copy the worker sends meanwhile is the same message)."""
+    config = smtp_config(settings)
+    if config is None:
+        return RepairOutcome(False, "BOOKING_SMTP_HOST is unset here: not sent", failed=True)
+    async with pool.acquire() as conn:
+        pending = await mail_store.pending_by_id(conn, [notification_id])
+    if not pending:
+        return RepairOutcome(False, "no longer PENDING")
+    delivery = Delivery()
+    try:
+        await deliver(pool, config, pending, delivery)
+    except Exception as err:  # recorded on the row; the worker's retries go on
+        return RepairOutcome(False, f"not sent: {type(err).__name__}: {err}", failed=True)
+    if delivery.sent:
+        return RepairOutcome(True, f"sent to {pending[0].to_address}")
+    return RepairOutcome(delivery.failed > 0, "refused for good: FAILED")
+
+
 async def repair(
     pool: asyncpg.Pool, findings: list[Finding], client: Client, settings: Settings
 ) -> None:
@@ -466,15 +528,16 @@ async def repair(
             lambda f: offer_to_waiting(pool, _entry_id(f), offer_seconds=seconds),
         ),
         (INVOICE_WITHOUT_LEASE, lambda f: void_stray_invoice(pool, f.subject.split(" ", 1)[1])),
+        (MAIL_STUCK, lambda f: send_stuck_mail(pool, int(f.subject.split(" ", 1)[1]), settings)),
     ]
     for kind, step in steps:
         for finding in (f for f in findings if f.kind == kind):
             outcome = await step(finding)
             if outcome.hand_on is not None:
                 await hand_on(client, settings.task_queue, outcome.hand_on)
-            finding.repaired = True
+            finding.repaired = not outcome.failed
             finding.repair_detail = (
-                outcome.detail if outcome.changed else f"no-op: {outcome.detail}"
+                outcome.detail if outcome.changed or outcome.failed else f"no-op: {outcome.detail}"
             )
 
 
@@ -497,6 +560,8 @@ def render_text(findings: list[Finding], *, repaired: bool, out: TextIO) -> None
         line = f"  {f.kind:<25} {f.subject}: {f.message}"
         if f.repaired:
             line += f"\n  {'':<25} repaired: {f.repair_detail}"
+        elif f.repair_detail is not None:
+            line += f"\n  {'':<25} not repaired: {f.repair_detail}"
         elif f.repairable and not repaired:
             line += " (run with --repair to fix)"
         elif not f.repairable:

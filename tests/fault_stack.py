@@ -36,6 +36,7 @@ from booking.devstack.stack import ApiProcess, Stack, tail
 from booking.store.catalog import ApartmentData, BuildingData, UserData
 from booking.webhook_signing import SIGNATURE_HEADER, webhook_signature
 from tests.helpers import eventually
+from tests.smtp import SmtpInbox
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "fault-api-key-0123456789"
@@ -61,6 +62,8 @@ class FaultStack:
         self.parts.task_queue = f"faults-{uuid.uuid4().hex[:8]}"
         self.pool: asyncpg.Pool | None = None
         self.api: ApiProcess | None = None
+        # The worker's mail server: real SMTP in this process, recording every delivery.
+        self.smtp = SmtpInbox()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -82,8 +85,10 @@ class FaultStack:
         await migrate(self.dsn)
         self.pool = await create_pool(self.dsn, min_size=1, max_size=20)
         await self.parts.start_temporal(db_file=self.root / "temporal.db", within=60)
+        self.smtp.start()
         env = self.parts.child_env(
             {
+                **self.smtp.settings,
                 "BOOKING_API_KEYS": API_KEY,
                 "BOOKING_JWT_SECRET": JWT_SECRET,
                 "BOOKING_WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -160,6 +165,7 @@ class FaultStack:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.close(), 10)
         await asyncio.to_thread(self.parts.stop)
+        self.smtp.stop()
         # The logs stay (small, and what one reads after a failure); the data goes.
         shutil.rmtree(self.root / "pg", ignore_errors=True)
         for leftover in self.root.glob("temporal.db*"):

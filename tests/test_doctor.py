@@ -59,6 +59,7 @@ from tests.helpers import (
     payment_for,
     start_and_hold,
 )
+from tests.smtp import SmtpInbox
 from workflows.booking import ApartmentBookingWorkflow
 from workflows.waitlist import WaitlistEntryWorkflow
 
@@ -486,3 +487,52 @@ async def test_invoices_are_compared_with_their_leases(
     ]
     assert again == [INVOICE_DRIFT]
     await handle.terminate("test done")
+
+
+async def test_stuck_mail_is_sent_by_the_repair_and_failed_mail_reported(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    """MAIL_STUCK: a notification PENDING for over 15 minutes (here: its booking's workflow is
+    gone) is reported, and sent by --repair with the doctor's own mail settings; without them
+    it stays. MAIL_FAILED: an account without a valid address is reported, never repaired."""
+    rental = await make_rental(pool)
+    stuck = await _hand_made_booking(pool, rental, status="CANCELLED")
+    nobody = await make_rental(pool)
+    await pool.execute("UPDATE users SET email = 'nobody' WHERE id = $1", nobody.user_id)
+    failed = await _hand_made_booking(pool, nobody, status="CANCELLED")
+    for booking_id in (stuck, failed):
+        await pool.execute(
+            """INSERT INTO booking_events (booking_id, from_status, to_status, reason, details)
+               VALUES ($1, 'PENDING', 'CANCELLED', 'EXPIRED', '{}')""",
+            booking_id,
+        )
+    await pool.execute(
+        """UPDATE notifications SET created_on = now() - interval '20 minutes'
+            WHERE booking_id = ANY($1::text[])""",
+        [stuck, failed],
+    )
+
+    def mine(findings: list[Finding]) -> list[Finding]:
+        return [f for f in findings if f.booking_id in (stuck, failed) and "MAIL" in f.kind]
+
+    found = mine(await examine(pool, client))
+    assert [(f.kind, f.booking_id, f.repairable) for f in found] == [
+        ("MAIL_STUCK", stuck, True),
+        ("MAIL_FAILED", failed, False),
+    ]
+    assert "HOLD_EXPIRED" in found[0].message and "0 attempt(s)" in found[0].message
+    assert "no valid email address" in found[1].message
+
+    await repair(pool, found, client, Settings())
+    assert not found[0].repaired and "BOOKING_SMTP_HOST is unset" in str(found[0].repair_detail)
+
+    inbox = SmtpInbox().start()
+    try:
+        found = mine(await examine(pool, client))
+        await repair(pool, found, client, Settings.model_validate(inbox.settings))
+    finally:
+        inbox.stop()
+    assert found[0].repaired and not found[1].repaired
+    (mail,) = inbox.to(f"{rental.user_id}@example.com")
+    assert "has ended" in mail.subject
+    assert [f.kind for f in mine(await examine(pool, client))] == ["MAIL_FAILED"]

@@ -233,6 +233,66 @@ async def test_worker_killed_while_holds_are_open_and_payments_arrive(stack: Fau
     )
 
 
+async def test_worker_killed_mid_send_neither_loses_nor_doubles_mail(stack: FaultStack) -> None:
+    """The mail server has a message's data but has not answered when the worker dies: the
+    row stays PENDING (its transaction died with the worker), the next worker sends it again
+    under the same Message-ID, and the tenant's mailbox shows it once. The booking itself goes
+    on: paid while the worker is down, confirmed once one is back, its receipt mailed once."""
+    ((apartment, tenant),) = await stack.make_apartments(1)
+    address = f"{tenant}@example.com"
+    smtp = stack.smtp
+    smtp.hold_replies()
+    try:
+        async with httpx.AsyncClient(timeout=60) as http:
+            booking = await stack.reserve(http, apartment, tenant, 120)
+            await eventually(lambda: _value(smtp.waiting), lambda n: n == 1, what="mid-send")
+            stack.kill_worker()
+            killed_at = time.monotonic()
+    finally:
+        smtp.release_replies()
+    assert stack.pool is not None
+    rows = await stack.pool.fetch(
+        "SELECT status, message_id FROM notifications WHERE booking_id = $1", booking["id"]
+    )
+    assert [r["status"] for r in rows] == ["PENDING"]
+    placed = rows[0]["message_id"]
+
+    async with httpx.AsyncClient(timeout=60) as http:
+        reference = f"pay-{uuid.uuid4().hex}"
+        answer = await stack.pay_webhook(http, booking, reference, f"evt-{reference}")
+        assert answer.status_code == 202
+        await stack.start_worker()
+
+    async def statuses() -> list[str]:
+        assert stack.pool is not None
+        found = await stack.pool.fetch(
+            "SELECT status FROM notifications WHERE booking_id = $1 ORDER BY id", booking["id"]
+        )
+        return [r["status"] for r in found]
+
+    await eventually(statuses, lambda s: s == ["SENT", "SENT"], what="both mails", within=90)
+    resent_after = time.monotonic() - killed_at
+    mailbox = smtp.to(address)
+    # As the tenant's mailbox shows it: each message once.
+    assert len(mailbox) == 2 and mailbox[0].message_id == placed
+    assert mailbox[0].subject.startswith("Your hold on")
+    assert mailbox[1].subject.startswith("Payment received")
+    # The server got the first message twice (once unanswered), the same message both times.
+    assert smtp.copies(placed) == 2
+    assert smtp.copies(mailbox[1].message_id) == 1
+    await _assert_no_drift(stack, {booking["id"], apartment})
+    _report(
+        "worker kill -9 mid-send",
+        copies_delivered=smtp.copies(placed),
+        messages_in_mailbox=len(mailbox),
+        mail_sent_after_kill_seconds=round(resent_after, 1),
+    )
+
+
+async def _value(value: int) -> int:
+    return value
+
+
 async def test_worker_down_across_the_deadline_keeps_on_time_payments(stack: FaultStack) -> None:
     """A payment our webhook took before the deadline wins even if no worker ran then.
 

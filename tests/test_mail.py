@@ -12,11 +12,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from activities.mail import MailActivities, PermanentRefusal, SmtpConfig, send
+from activities.mail import MailActivities
 from booking.devstack.mailbox import LocalMailbox
 from booking.devstack.net import free_port
 from booking.mail import KINDS, MailFacts, money, render
 from booking.maildir import messages
+from booking.mailer import PermanentRefusal, SmtpConfig, send
 from booking.store import bookings as booking_store
 from booking.store import mail as store
 from tests.helpers import make_rental

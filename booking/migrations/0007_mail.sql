@@ -20,6 +20,7 @@ CREATE TABLE notifications (
     attempts          integer NOT NULL DEFAULT 0,
     last_error        text,
     -- The Message-ID every attempt sends: a copy the server already accepted is recognisable.
+    -- Random (not the row's id), so that two installations never share one.
     message_id        text NOT NULL UNIQUE,
     created_on        timestamptz NOT NULL DEFAULT now(),
     sent_on           timestamptz,
@@ -98,7 +99,7 @@ BEGIN
             CASE WHEN valid THEN 'PENDING' ELSE 'FAILED' END,
             CASE WHEN valid THEN NULL
                  ELSE 'the account has no valid email address: not attempted' END,
-            '<notification-' || NEW.id || '@booking.invalid>');
+            '<' || gen_random_uuid() || '@booking.invalid>');
     RETURN NEW;
 END $$;
 CREATE TRIGGER booking_events_notify_tenant AFTER INSERT ON booking_events

@@ -56,13 +56,14 @@ async def pending_for(
             f"{_PENDING} n.waitlist_entry_id = $1 AND n.booking_id IS NULL ORDER BY n.id",
             entry_id,
         )
-    found = []
-    for row in rows:
-        values = dict(row)
-        values["currency"] = values["currency"].strip()
-        values["details"] = json.loads(values["details"])
-        found.append(Notification(**values))
-    return found
+    return [_notification(row) for row in rows]
+
+
+def _notification(row: Any) -> Notification:
+    values = dict(row)
+    values["currency"] = values["currency"].strip()
+    values["details"] = json.loads(values["details"])
+    return Notification(**values)
 
 
 async def mark_sent(conn: Conn, notification_id: int) -> None:
@@ -103,3 +104,68 @@ async def take(conn: Conn, notification_id: int) -> bool:
         notification_id,
     )
     return found is not None
+
+
+async def pending_by_id(conn: Conn, ids: list[int]) -> list[Notification]:
+    """These notifications, those still PENDING, oldest first (booking doctor's repair)."""
+    rows = await conn.fetch(f"{_PENDING} n.id = ANY($1::bigint[]) ORDER BY n.id", ids)
+    return [_notification(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class MailProblem:
+    """A notification stuck PENDING, or FAILED (booking doctor)."""
+
+    id: int
+    kind: str
+    status: str
+    to_address: str | None
+    attempts: int
+    last_error: str | None
+    created_on: datetime
+    booking_id: str | None
+    waitlist_entry_id: str | None
+    apartment_id: str
+
+
+async def mail_problems(conn: Conn, stuck_seconds: int, failed_days: int) -> list[MailProblem]:
+    """PENDING for longer than ``stuck_seconds``, and FAILED in the last ``failed_days``."""
+    rows = await conn.fetch(
+        """SELECT n.id, n.kind, n.status, n.to_address, n.attempts, n.last_error, n.created_on,
+                  n.booking_id, n.waitlist_entry_id,
+                  coalesce(b.apartment_id, w.apartment_id) AS apartment_id
+             FROM notifications n
+             LEFT JOIN bookings b ON b.id = n.booking_id
+             LEFT JOIN waitlist_entries w ON w.id = n.waitlist_entry_id
+            WHERE (n.status = 'PENDING'
+                   AND n.created_on < now() - make_interval(secs => $1::int))
+               OR (n.status = 'FAILED'
+                   AND n.created_on >= now() - make_interval(days => $2::int))
+            ORDER BY n.id""",
+        stuck_seconds,
+        failed_days,
+    )
+    return [MailProblem(**dict(row)) for row in rows]
+
+
+@dataclass(frozen=True)
+class MailCounts:
+    pending: int
+    sent: int
+    failed: int
+    oldest_pending_seconds: float
+
+
+async def counts(conn: Conn) -> MailCounts:
+    """How many notifications are in each state, and how long the oldest PENDING has waited
+    (the API's metrics)."""
+    row = await conn.fetchrow(
+        """SELECT count(*) FILTER (WHERE status = 'PENDING') AS pending,
+                  count(*) FILTER (WHERE status = 'SENT') AS sent,
+                  count(*) FILTER (WHERE status = 'FAILED') AS failed,
+                  coalesce(extract(epoch FROM now() - min(created_on)
+                                   FILTER (WHERE status = 'PENDING')), 0)::float8 AS oldest
+             FROM notifications"""
+    )
+    assert row is not None
+    return MailCounts(row["pending"], row["sent"], row["failed"], row["oldest"])

@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from booking.devstack.mailbox import LocalMailbox
 from booking.devstack.stack import ApiProcess, Stack
 from booking.seed import seed
 from booking.settings import Settings
@@ -74,6 +75,10 @@ async def stack(
     await seed(pool)  # the demo apartment 1234567 and tenant, for addStepFunction
     root = Path(tempfile.mkdtemp(prefix="booking-e2e-"))
     parts = Stack(root)
+    # The worker's mail goes to a real SMTP server keeping one file per message (the one
+    # `booking dev` runs), read back by the mail tests.
+    mailbox = LocalMailbox(root / "mailbox")
+    mailbox.start()
     try:
         await parts.use_database(migrated_database_url)
         client = await parts.start_temporal(db_file=None)
@@ -92,6 +97,10 @@ async def stack(
             "BOOKING_HTTP_HEADER_TIMEOUT_SECONDS": "2",
             # Keep-alives every 2 s, so that tests see several without waiting long.
             "BOOKING_WS_KEEPALIVE_SECONDS": "2",
+            "BOOKING_SMTP_HOST": mailbox.host,
+            "BOOKING_SMTP_PORT": str(mailbox.port),
+            # A hold of a few seconds gets its "ends soon" mail (holds longer than twice it).
+            "BOOKING_HOLD_REMINDER_SECONDS": "2",
         }
         env = parts.child_env(values)
         settings = Settings.model_validate(env)
@@ -113,9 +122,11 @@ async def stack(
             rsa_private_key=rsa_key,
             parts=parts,
             env=env,
+            mailbox_dir=mailbox.directory,
         )
     finally:
         parts.stop()
+        mailbox.stop()
 
 
 @pytest.fixture(scope="session")

@@ -79,6 +79,7 @@ class E2EStack:
     rsa_private_key: rsa.RSAPrivateKey
     parts: Stack
     env: dict[str, str]  # the API processes' environment
+    mailbox_dir: Path  # what the worker mailed: one .eml per message (booking.maildir)
 
     async def extra_api(self, name: str, **values: str) -> Api:
         """One more ``booking api`` process, with ``values`` over the stack's environment
