@@ -230,6 +230,15 @@ class DevProcess:
         body: dict[str, Any] = response.json()
         return body
 
+    def mail(self, to: str) -> list[str]:
+        """The subjects the dev mailbox holds for ``to``."""
+        listed = httpx.get(
+            f"{self.scheme}://127.0.0.1:{self.ports.api}/dev/mailbox/messages.json",
+            timeout=10,
+            verify=self.verify,
+        ).json()
+        return [m["subject"] for m in listed if m["to"] == to]
+
     def wait_up(self, timeout: float) -> float:
         """Seconds until GraphQL and the Temporal UI answer."""
         graphql_ok = ui_ok = False
@@ -334,6 +343,16 @@ def test_dev_starts_everything_stops_everything_and_resumes_holds(
     booking = reserved["data"]["reserveApartment"]
     assert booking["bookingStatus"] == "PENDING"
     assert booking["amountDue"] == 125_000
+    # The worker mailed the tenant; the local mail server kept it for the mailbox page.
+    mailbox = f"http://127.0.0.1:{ports.api}/dev/mailbox"
+    assert mailbox in out
+    held = eventually_sync(
+        lambda: first.mail("tenant@example.com"),
+        lambda subjects: len(subjects) == 1,
+        what="the hold's mail",
+    )
+    assert held == ["Your hold on apartment 1234567"]
+    assert "Your hold on apartment 1234567" in httpx.get(mailbox, timeout=10).text
 
     pids = first.stop()
     assert len(pids) >= 4, pids  # Postgres, Temporal, worker, API (and Postgres' backends)
@@ -357,6 +376,16 @@ def test_dev_starts_everything_stops_everything_and_resumes_holds(
         what="the resumed hold expiring",
     )
     assert state == {"bookingStatus": "CANCELLED", "cancellationReason": "EXPIRED"}, state
+    # The mailbox outlived the restart, and the resumed hold's end was mailed too.
+    ended = eventually_sync(
+        lambda: second.mail("tenant@example.com"),
+        lambda subjects: len(subjects) == 2,
+        what="the expiry's mail",
+    )
+    assert sorted(ended) == [
+        "Your hold on apartment 1234567",
+        "Your hold on apartment 1234567 has ended",
+    ]
     apartment = second.query('{ getApartment(id: "1234567") { apartmentStatus } }')
     assert apartment["data"]["getApartment"]["apartmentStatus"] == "VACANT"
 
