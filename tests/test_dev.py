@@ -33,6 +33,7 @@ from websockets.typing import Subprotocol
 
 from booking.devstack.net import free_port
 from tests.helpers import eventually_sync
+from tests.smtp import SmtpInbox
 
 ROOT = Path(__file__).resolve().parent.parent
 UP_WITHIN_SECONDS = 15.0
@@ -186,7 +187,7 @@ def alive(pid: int) -> bool:
 
 
 class DevProcess:
-    def __init__(self, data_dir: Path, ports: Ports, log: Path, *extra: str) -> None:
+    def __init__(self, data_dir: Path, ports: Ports, log: Path, *extra: str, **env: str) -> None:
         self.ports = ports
         self.log = log
         self.scheme = "https" if "--tls" in extra else "http"
@@ -195,7 +196,7 @@ class DevProcess:
         self.started = time.monotonic()
         self.process = subprocess.Popen(
             dev_command(data_dir, ports, *extra),
-            env=clean_env(),
+            env=clean_env(**env),
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -426,13 +427,27 @@ def test_dev_tls_serves_https_and_wss_with_a_local_ca_made_once(
     ca_bytes, cert_bytes = ca.read_bytes(), (ca.parent / "server.pem").read_bytes()
     assert_all_gone(first.stop(), first.output())
 
-    second = DevProcess(data_dir, ports, tmp_path / "second.log", "--tls")
-    dev_processes.append(second)
-    second.wait_up(timeout=60)
-    # Trusted once, trusted on every run: the same CA and certificate.
-    assert ca.read_bytes() == ca_bytes
-    assert (ca.parent / "server.pem").read_bytes() == cert_bytes
-    assert_all_gone(second.stop(), second.output())
+    # This time with a mail server of one's own: booking dev sends there, runs no mailbox.
+    inbox = SmtpInbox().start()
+    try:
+        second = DevProcess(data_dir, ports, tmp_path / "second.log", "--tls", **inbox.settings)
+        dev_processes.append(second)
+        second.wait_up(timeout=60)
+        # Trusted once, trusted on every run: the same CA and certificate.
+        assert ca.read_bytes() == ca_bytes
+        assert (ca.parent / "server.pem").read_bytes() == cert_bytes
+        assert f"mail goes to 127.0.0.1:{inbox.port}" in second.output()
+        assert "errors" not in second.query(RESERVE)
+        eventually_sync(
+            lambda: [m.subject for m in inbox.to("tenant@example.com")],
+            lambda subjects: subjects == ["Your hold on apartment 1234567"],
+            what="the hold's mail at the configured server",
+        )
+        mailbox = f"https://127.0.0.1:{ports.api}/dev/mailbox"
+        assert httpx.get(mailbox, verify=second.verify, timeout=5).status_code == 404
+        assert_all_gone(second.stop(), second.output())
+    finally:
+        inbox.stop()
 
 
 async def _realtime_ack(port: int, verify: ssl.SSLContext | bool) -> str:

@@ -174,6 +174,11 @@ async def test_a_lease_mails_its_receipt_its_rent_and_its_new_end(
     assert str(second["due_date"]) in mails["RENT_DUE"].text
     overdue = mails["RENT_OVERDUE"].text
     assert money(2_500, "EUR") in overdue and money(102_500, "EUR") in overdue
+    # Still unpaid BOOKING_RENT_REMINDER_DAYS (3) later: a reminder, with the fee.
+    await env.sleep(timedelta(days=3))
+    kinds.append("RENT_REMINDER")
+    mails = await _delivered(pool, inbox, rental.user_id, kinds)
+    assert money(102_500, "EUR") in mails["RENT_REMINDER"].text
     await handle.execute_update(
         ApartmentBookingWorkflow.pay_rent,
         RentPaymentInput(second["id"], 102_500, "EUR", "rent-late"),

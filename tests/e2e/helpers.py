@@ -245,6 +245,33 @@ APARTMENT_STATUS = (
 )
 
 
+async def paid_lease(
+    admin: Gql, tenant: str, apartment: str, nights: int, reference: str | None = None
+) -> dict[str, Any]:
+    """A stay of ``nights`` from tonight, reserved and paid (``reference``) through the API."""
+    body = await admin(
+        RESERVE,
+        {
+            "input": {
+                "apartmentId": apartment,
+                "userId": tenant,
+                "startDate": days_ahead(0),
+                "endDate": days_ahead(nights),
+            }
+        },
+    )
+    booking: dict[str, Any] = body["data"]["reserveApartment"]
+    payment = {
+        "bookingId": booking["id"],
+        "amount": booking["amountDue"],
+        "currency": "EUR",
+        "paymentReference": reference or f"ref-{uuid.uuid4()}",
+    }
+    paid = await admin(PAY, {"input": payment})
+    assert paid["data"]["payBooking"]["bookingStatus"] == "APPROVED", paid
+    return booking
+
+
 def reserve_input(apartment_id: str, user_id: str, **extra: Any) -> dict[str, Any]:
     return {
         "input": {

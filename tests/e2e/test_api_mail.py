@@ -9,6 +9,7 @@ mailed by the same path and checked on the time-skipping server (tests/test_work
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -21,7 +22,6 @@ from booking.mail import money
 from booking.maildir import StoredMail, messages
 from booking.webhook_signing import SIGNATURE_HEADER, webhook_signature
 from tests.e2e.helpers import (
-    PAY,
     RESERVE,
     WEBHOOK_SECRET,
     E2EStack,
@@ -29,6 +29,8 @@ from tests.e2e.helpers import (
     create_apartment,
     create_user,
     days_ahead,
+    paid_lease,
+    reserve_input,
     shot,
 )
 from tests.helpers import eventually
@@ -122,31 +124,8 @@ async def test_a_lease_mails_its_receipt_rent_paid_ahead_renewal_and_notice(
 ) -> None:
     _, apartment = await create_apartment(admin, rent=90_000)
     tenant = await create_user(admin)
-    body = await admin(
-        RESERVE,
-        {
-            "input": {
-                "apartmentId": apartment,
-                "userId": tenant,
-                "startDate": days_ahead(0),
-                "endDate": days_ahead(45),
-            }
-        },
-    )
-    booking = body["data"]["reserveApartment"]
     reference = f"ref-{uuid.uuid4().hex[:8]}"
-    paid = await admin(
-        PAY,
-        {
-            "input": {
-                "bookingId": booking["id"],
-                "amount": booking["amountDue"],
-                "currency": "EUR",
-                "paymentReference": reference,
-            }
-        },
-    )
-    assert paid["data"]["payBooking"]["bookingStatus"] == "APPROVED", paid
+    booking = await paid_lease(admin, tenant, apartment, 45, reference)
     _, receipt = await _mail(stack, tenant, ["Your hold on", "Payment received"])
     assert reference in receipt.text and money(booking["amountDue"], "EUR") in receipt.text
 
@@ -179,6 +158,11 @@ async def test_a_lease_mails_its_receipt_rent_paid_ahead_renewal_and_notice(
     assert f"now ends on {days_ahead(20)}" in shortened.text
     # The rent paid ahead for nights the notice dropped is refunded, and the tenant told.
     assert "refunded" in shortened.text
+    # Operators see the outbox in the API's metrics.
+    metrics = (await admin.http.get("/metrics")).text
+    sent = re.search(r'^booking_notifications\{status="SENT"\} (\S+)$', metrics, re.M)
+    assert sent is not None and float(sent.group(1)) >= len(kinds), metrics[-2000:]
+    assert "booking_notifications_oldest_pending_seconds" in metrics
 
 
 async def test_the_dev_mailbox_page_lists_and_shows_a_message(
@@ -188,17 +172,8 @@ async def test_the_dev_mailbox_page_lists_and_shows_a_message(
     the list, one message's headers and its HTML as the tenant sees it (in a sandboxed frame)."""
     _, apartment = await create_apartment(admin, rent=70_000)
     tenant = await create_user(admin)
-    body = await admin(
-        RESERVE,
-        {
-            "input": {
-                "apartmentId": apartment,
-                "userId": tenant,
-                "startDate": days_ahead(5),
-                "endDate": days_ahead(12),
-            }
-        },
-    )
+    stay = reserve_input(apartment, tenant, startDate=days_ahead(5), endDate=days_ahead(12))
+    body = await admin(RESERVE, stay)
     booking = body["data"]["reserveApartment"]
     (placed,) = await _mail(stack, tenant, ["Your hold on"])
     dev = await stack.extra_api(

@@ -27,6 +27,7 @@ from tests.e2e.helpers import (
     create_user,
     days_ahead,
     error_types,
+    paid_lease,
 )
 from tests.helpers import eventually
 
@@ -167,30 +168,6 @@ ON_INVOICE = """subscription S($b: ID!) { onRentInvoiceChanged(bookingId: $b) {
   id bookingId periodStart periodEnd rent status paymentReference } }"""
 
 
-async def _paid_lease(admin: Gql, tenant: str, apartment: str, nights: int) -> dict[str, Any]:
-    body = await admin(
-        RESERVE,
-        {
-            "input": {
-                "apartmentId": apartment,
-                "userId": tenant,
-                "startDate": days_ahead(0),
-                "endDate": days_ahead(nights),
-            }
-        },
-    )
-    booking: dict[str, Any] = body["data"]["reserveApartment"]
-    payment = {
-        "bookingId": booking["id"],
-        "amount": booking["amountDue"],
-        "currency": "EUR",
-        "paymentReference": f"ref-{uuid.uuid4()}",
-    }
-    paid = await admin(PAY, {"input": payment})
-    assert paid["data"]["payBooking"]["bookingStatus"] == "APPROVED", paid
-    return booking
-
-
 async def _webhook(
     stack: E2EStack, booking_id: str, invoice: dict[str, Any], amount: int, reference: str
 ) -> int:
@@ -220,7 +197,7 @@ async def test_renewal_notice_webhook_rent_and_live_invoices_on_every_protocol(
         admin = Gql(http)
         _, apartment = await create_apartment(admin, rent=60_000)
         tenant = await create_user(admin)
-        booking = await _paid_lease(admin, tenant, apartment, 45)
+        booking = await paid_lease(admin, tenant, apartment, 45)
     token = stack.token(tenant, ["Tenants"])
     headers = stack.bearer(tenant, "Tenants")
     invoices = await eventually(
