@@ -10,6 +10,7 @@ development package: only ``booking dev`` and the tests import this module.
 from __future__ import annotations
 
 import email
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ class LocalMailbox:
     """The server; ``port`` once started."""
 
     def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        # aiosmtpd logs every connection at INFO (its own start-up check included): noise in
+        # booking dev's output; problems still show.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         # aiosmtpd's start() connects to the port it was given to check the server is up: it
