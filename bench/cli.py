@@ -121,6 +121,16 @@ def _size_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--holds", type=int, help="open holds in the scale scenario (10000)")
     s.add_argument("--hold-seconds", type=int, help="minimum hold in the scale scenario (60)")
     s.add_argument("--subscribers", type=int, help="subscribers of one booking in live (10000)")
+    s.add_argument(
+        "--live-protocol",
+        choices=("graphql-transport-ws", "graphql-ws", "appsync"),
+        help="the live subscribers' protocol (graphql-transport-ws)",
+    )
+    s.add_argument(
+        "--live-no-deflate",
+        action="store_true",
+        help="live subscribers that do not offer permessage-deflate (browsers do)",
+    )
     s.add_argument("--suite", action="append", help="test paths for the suite scenario")
     s.add_argument("--suite-arg", action="append", default=[], help="extra pytest argument")
 
@@ -157,7 +167,12 @@ def _sizes(args: argparse.Namespace) -> scenarios.Sizes:
     for key, value in updates.items():
         if value <= 0:
             raise ConfigurationError(f"--{key.replace('_', '-')} must be positive, got {value}")
-    return replace(sizes, **updates)
+    sizes = replace(sizes, **updates)
+    if args.live_protocol:
+        sizes = replace(sizes, live_protocol=args.live_protocol)
+    if args.live_no_deflate:
+        sizes = replace(sizes, live_deflate=False)
+    return sizes
 
 
 def _selected(text: str) -> list[str]:

@@ -548,7 +548,14 @@ def _live_details(s: dict[str, Any]) -> list[str]:
         "### Live updates",
         "",
         f"{c['subscribers']} {c['protocol']} subscribers of one booking on one API process "
-        f"(their own process, `bench.subscribers`): {c['subscribed']} subscribed in "
+        f"(their own process, `bench.subscribers`), "
+        + (
+            "offering permessage-deflate as browsers do (the API compressed "
+            f"{c.get('deflate_accepted', 0)} of the connections)"
+            if c.get("deflate_offered")
+            else "offering no compression"
+        )
+        + f": {c['subscribed']} subscribed in "
         f"{c['subscribe_seconds']} s; API RSS {_fmt(c.get('api_rss_mb_before'))} MB before, "
         f"{_fmt(c.get('api_rss_mb_subscribed'))} MB subscribed: "
         f"**{_fmt(c.get('api_kb_per_subscriber'))} KB per subscriber**. The booking paid: "

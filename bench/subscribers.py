@@ -1,4 +1,7 @@
-"""The live-updates load generator: N graphql-transport-ws subscribers in one process.
+"""The live-updates load generator: N subscribers of one booking in one process, over any of
+the three WebSocket protocols the API speaks (``--protocol``: graphql-transport-ws, the legacy
+graphql-ws, AppSync's real-time protocol), offering ``permessage-deflate`` as browsers do
+(``--deflate``) or not.
 
 Run by the ``live`` scenario as ``python -m bench.subscribers`` so that its CPU and memory
 are its own, not the bench's or the API's. It speaks the least WebSocket a subscriber needs
@@ -6,10 +9,15 @@ are its own, not the bench's or the API's. It speaks the least WebSocket a subsc
 protocols: a general client (``websockets``) keeps tasks and buffers per connection, and its
 per-message work would sit on the same two cores as the API it measures.
 
+With ``--deflate`` each handshake offers ``permessage-deflate; client_max_window_bits`` (what
+Chromium and Firefox send); when the server accepts, every compressed message is inflated with
+the connection's own context, as a browser does.
+
 Protocol with the parent, one JSON object per line on stdout:
 
-- ``{"subscribed": n, "failed": {...}, "seconds": s}`` once every subscriber got its first
-  ``next`` (the booking as it is) or failed;
+- ``{"subscribed": n, "failed": {...}, "seconds": s, "deflate": k}`` once every subscriber is
+  subscribed (its first ``next`` / ``data``, the booking as it is; AppSync: its ``start_ack``)
+  or failed; ``k``: how many connections the server agreed to compress;
 - ``{"received": [t, ...], "failed": {...}}`` once every subscriber saw ``--until`` in
   ``bookingStatus`` (or ``--wait`` seconds passed after the parent wrote a line on stdin);
   ``t`` is ``time.monotonic()`` at receipt: CLOCK_MONOTONIC, one clock for every process on
@@ -25,12 +33,13 @@ import json
 import os
 import sys
 import time
+import zlib
 from collections import Counter
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from booking.rlimits import raise_open_file_limit
 
-SUBPROTOCOL = "graphql-transport-ws"
+PROTOCOLS = ("graphql-transport-ws", "graphql-ws", "appsync")
 QUERY = (
     "subscription Status($id: ID!) { onBookingStatusChanged(id: $id) "
     "{ id apartmentId userId bookingStatus amountDue currency holdExpiresAt paidAt } }"
@@ -60,17 +69,23 @@ class Subscriber(asyncio.Protocol):
         self.upgraded = False
         self.nexts = 0
         self.done = False
+        self.inflate: zlib._Decompress | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         key = base64.b64encode(os.urandom(16)).decode()
+        offer = (
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+            if self.run.deflate
+            else ""
+        )
         transport.write(
             (
                 f"GET {self.run.path} HTTP/1.1\r\nHost: {self.run.host}\r\n"
                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n"
+                f"Sec-WebSocket-Protocol: {self.run.subprotocol}\r\n{offer}\r\n"
             ).encode()
         )
 
@@ -95,9 +110,17 @@ class Subscriber(asyncio.Protocol):
             if not status.startswith(b"HTTP/1.1 101"):
                 self.fail(f"upgrade refused: {status.decode(errors='replace')}")
                 return
+            headers = bytes(self.buffer[:end]).decode(errors="replace").lower()
             del self.buffer[: end + 4]
             self.upgraded = True
-            self.send({"type": "connection_init", "payload": {"x-api-key": self.run.api_key}})
+            if "sec-websocket-extensions: permessage-deflate" in headers:
+                # Raw DEFLATE with the server's context carried across messages.
+                self.inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+                self.run.deflated += 1
+            if self.run.protocol == "appsync":
+                self.send({"type": "connection_init"})
+            else:
+                self.send({"type": "connection_init", "payload": {"x-api-key": self.run.api_key}})
         while len(self.buffer) >= 2:
             first, second = self.buffer[0], self.buffer[1]
             length, start = second & 0x7F, 2
@@ -114,6 +137,8 @@ class Subscriber(asyncio.Protocol):
             payload = bytes(self.buffer[start : start + length])
             del self.buffer[: start + length]
             opcode = first & 0x0F
+            if first & 0x40 and self.inflate is not None:  # RSV1: a compressed message
+                payload = self.inflate.decompress(payload + b"\x00\x00\xff\xff")
             if opcode == 0x1:
                 self.on_message(json.loads(payload))
             elif opcode == 0x9 and self.transport is not None:
@@ -127,19 +152,36 @@ class Subscriber(asyncio.Protocol):
         if self.transport is not None:
             self.transport.write(frame(0x1, json.dumps(message).encode()))
 
-    def on_message(self, message: dict[str, object]) -> None:
-        kind = message.get("type")
-        if kind == "connection_ack":
+    def subscribe(self) -> None:
+        request = {"query": QUERY, "variables": {"id": self.run.booking_id}}
+        if self.run.protocol == "graphql-transport-ws":
+            self.send({"id": "1", "type": "subscribe", "payload": request})
+        elif self.run.protocol == "graphql-ws":
+            self.send({"id": "1", "type": "start", "payload": request})
+        else:
             self.send(
                 {
                     "id": "1",
-                    "type": "subscribe",
-                    "payload": {"query": QUERY, "variables": {"id": self.run.booking_id}},
+                    "type": "start",
+                    "payload": {
+                        "data": json.dumps(request),
+                        "extensions": {"authorization": self.run.authorization},
+                    },
                 }
             )
+
+    def on_message(self, message: dict[str, object]) -> None:
+        kind = message.get("type")
+        if kind == "connection_ack":
+            self.subscribe()
         elif kind == "ping":
             self.send({"type": "pong"})
-        elif kind == "next":
+        elif kind == "ka":
+            pass
+        elif kind == "start_ack":
+            self.nexts += 1  # AppSync sends no first message: subscribed once acknowledged
+            self.run.subscribed()
+        elif kind in ("next", "data"):
             payload = message.get("payload")
             data = payload.get("data") if isinstance(payload, dict) else None
             booking = data.get("onBookingStatusChanged") if isinstance(data, dict) else None
@@ -147,7 +189,7 @@ class Subscriber(asyncio.Protocol):
                 self.fail(f"next without the booking: {str(payload)[:120]}")
                 return
             self.nexts += 1
-            if self.nexts == 1:
+            if self.nexts == 1 and self.run.protocol != "appsync":
                 self.run.subscribed()
             if booking.get("bookingStatus") == self.run.until and not self.done:
                 self.done = True
@@ -163,6 +205,17 @@ class Run:
         self.address = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.path = parts.path or "/graphql"
         self.api_key: str = args.api_key
+        self.protocol: str = args.protocol
+        self.deflate: bool = args.deflate
+        self.deflated = 0
+        self.subprotocol = "graphql-transport-ws"
+        self.authorization = {"host": self.host, "x-api-key": self.api_key}
+        if self.protocol != "graphql-transport-ws":
+            self.subprotocol = "graphql-ws"
+        if self.protocol == "appsync":
+            header = base64.b64encode(json.dumps(self.authorization).encode()).decode()
+            query = urlencode({"header": header, "payload": "e30="})
+            self.path = f"{self.path}/realtime?{query}"
         self.booking_id: str = args.booking_id
         self.until: str = args.until
         self.count: int = args.count
@@ -226,6 +279,7 @@ async def main(args: argparse.Namespace) -> None:
             "subscribed": sum(1 for s in subscribers if s.nexts >= 1),
             "failed": dict(run.failures),
             "seconds": round(time.monotonic() - started, 2),
+            "deflate": run.deflated,
         }
     )
     # The parent makes the change now and writes a line when it has.
@@ -248,6 +302,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--booking-id", required=True)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--until", default="APPROVED", help="the bookingStatus that ends the wait")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=PROTOCOLS[0])
+    p.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
     p.add_argument("--connecting", type=int, default=256, help="connections opening at once")
     p.add_argument("--subscribe-timeout", type=float, default=300.0)
     p.add_argument("--wait", type=float, default=60.0)

@@ -210,6 +210,8 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     # Every subscriber got the booking, then the change; each had its own connection.
     assert live["subscribed"] == live["delivered"] == live["subscribers"] > 1
     assert live["subscribe_failures"] == live["delivery_failures"] == {}
+    # Subscribers that offer permessage-deflate as browsers do; the API declines it.
+    assert live["deflate_offered"] is True and live["deflate_accepted"] == 0
     # Measured from the moment the bench's own LISTEN connection hears the commit: the API's
     # may hear it first, so a few subscribers can be a millisecond or two "early".
     _latency_ok(live["delivery_ms"], live["subscribers"], at_least_ms=-50)

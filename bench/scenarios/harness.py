@@ -51,6 +51,9 @@ class Sizes:
     # Seconds of slack on top of the calibrated time it takes to place every hold.
     scale_margin: int = 10
     live_subscribers: int = 10_000
+    # The live subscribers' protocol, and whether they offer permessage-deflate as browsers do.
+    live_protocol: str = "graphql-transport-ws"
+    live_deflate: bool = True
     calendar_apartments: int = 10_000
     calendar_stays: int = 100
     calendar_queries: int = 300

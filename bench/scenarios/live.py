@@ -1,4 +1,8 @@
-"""6. Live updates at scale: N graphql-transport-ws subscribers on one booking, then it is paid.
+"""6. Live updates at scale: N subscribers on one booking, then it is paid.
+
+The subscribers speak ``Sizes.live_protocol`` (graphql-transport-ws, graphql-ws or AppSync's
+real-time protocol) and, as every browser does, offer ``permessage-deflate``
+(``Sizes.live_deflate``; ``--live-no-deflate`` for the lean client that offers nothing).
 
 Every subscriber watches the same booking on the one API process (the worst case for a
 fan-out: one change, N messages). Measured: the API's memory per subscriber (its RSS once all
@@ -45,7 +49,7 @@ async def _settled_rss(pid: int) -> int:
 
 
 async def _subscribers(
-    ws_url: str, api_key: str, booking_id: str, count: int
+    ws_url: str, api_key: str, booking_id: str, count: int, protocol: str, deflate: bool
 ) -> asyncio.subprocess.Process:
     """The load generator, in a process of its own (it must not eat the API's cores)."""
     return await asyncio.create_subprocess_exec(
@@ -60,6 +64,9 @@ async def _subscribers(
         booking_id,
         "--count",
         str(count),
+        "--protocol",
+        protocol,
+        *(["--deflate"] if deflate else []),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         # The delivery line lists one timestamp per subscriber: ~200 KB for 10,000.
@@ -76,8 +83,12 @@ async def live_updates(b: Bench) -> dict[str, Any]:
     ws_url = b.stack.graphql_url.replace("http://", "ws://", 1)
     rss_before = await _settled_rss(api_pid) if api_pid else None
 
-    b.progress.say(f"  {count} subscribers connecting")
-    process = await _subscribers(ws_url, b.stack.api_key, booking_id, count)
+    protocol, deflate = b.sizes.live_protocol, b.sizes.live_deflate
+    b.progress.say(
+        f"  {count} {protocol} subscribers connecting"
+        + (", offering permessage-deflate" if deflate else "")
+    )
+    process = await _subscribers(ws_url, b.stack.api_key, booking_id, count, protocol, deflate)
     listener = StatusListener()
     try:
         subscribed = await _line(process, 330)
@@ -108,6 +119,7 @@ async def live_updates(b: Bench) -> dict[str, Any]:
 
     return _live_result(
         count,
+        (protocol, deflate),
         subscribed,
         delivered,
         changed_at,
@@ -118,6 +130,7 @@ async def live_updates(b: Bench) -> dict[str, Any]:
 
 def _live_result(
     count: int,
+    client: tuple[str, bool],
     subscribed: dict[str, Any],
     delivered: dict[str, Any],
     changed_at: float,
@@ -128,7 +141,10 @@ def _live_result(
     delays = sorted(ms(t - changed_at) for t in delivered["received"])
     result: dict[str, Any] = {
         "subscribers": count,
-        "protocol": "graphql-transport-ws",
+        "protocol": client[0],
+        "deflate_offered": client[1],
+        # Connections whose messages the API compressed (it accepted the offer).
+        "deflate_accepted": subscribed.get("deflate", 0),
         "subscribed": subscribed["subscribed"],
         "subscribe_seconds": subscribed["seconds"],
         "subscribe_failures": subscribed["failed"],
