@@ -276,3 +276,44 @@ async def test_a_spent_idempotency_key_is_refused_after_its_execution_closed(adm
     assert await _status(admin, apartment) == "VACANT"
     for booking in held[1:]:
         await admin(CANCEL, {"id": booking["id"]})
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        # What the workflow's answer gives: answered without reading the row again.
+        "__typename id userId apartmentId startDate endDate bookingStatus createdOn amountDue "
+        "currency holdExpiresAt paidAt cancellationReason workflowId leaseEndedAt holdExtensions",
+        # updateOn moved with the payment; a related object; a fragment: read as before.
+        "id bookingStatus updateOn",
+        "id bookingStatus apartment { id apartmentStatus }",
+        "...F",
+    ],
+)
+async def test_pay_booking_answers_the_booking_as_it_now_is(
+    stack: E2EStack, admin: Gql, fields: str
+) -> None:
+    """Whatever payBooking's selection, its answer is what getBooking reads right after."""
+    tenant = await create_user(admin)
+    _, apartment = await create_apartment(admin)
+    held = (await admin(RESERVE, reserve_input(apartment, tenant)))["data"]["reserveApartment"]
+    fragment = (
+        f"fragment F on Booking {{ {BOOKING_FIELDS} holdExtensions }}" if "..." in fields else ""
+    )
+    pay = f"""mutation ($input: PayBookingInput!) {{ payBooking(input: $input) {{ {fields} }} }}
+              {fragment}"""
+    payment = {
+        "bookingId": held["id"],
+        "amount": held["amountDue"],
+        "currency": held["currency"],
+        "paymentReference": f"ref-{uuid.uuid4().hex[:8]}",
+    }
+    answer = await admin(pay, {"input": payment})
+    assert "errors" not in answer, answer
+    paid = answer["data"]["payBooking"]
+    get = f"""query ($id: ID!) {{ getBooking(id: $id) {{ {fields} }} }} {fragment}"""
+    now = (await admin(get, {"id": held["id"]}))["data"]["getBooking"]
+    assert paid == now
+    assert paid.get("bookingStatus", "APPROVED") == "APPROVED"
+    if "updateOn" in paid:
+        assert paid["updateOn"] != held.get("updateOn")
