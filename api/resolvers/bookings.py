@@ -13,12 +13,10 @@ the database, which the workflow's activities have written by the time it answer
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import replace
 from datetime import datetime
 
 import strawberry
 from strawberry.types import Info
-from strawberry.types.nodes import SelectedField
 
 from api.auth import Principal
 from api.cost import MAX_LIST_ITEMS, bounded
@@ -39,7 +37,6 @@ from booking.contract import (
     MAX_HOLD_SECONDS,
     MIN_HOLD_SECONDS,
     BookingInput,
-    BookingState,
     PaymentInput,
     payment_problem,
 )
@@ -57,54 +54,6 @@ async def _row(info: Info, booking_id: str) -> BookingRow:
     if row is None:
         raise BookingNotFound(f"booking {booking_id} does not exist")
     return row
-
-
-# What a paid booking's answer can say without reading its row again: the row read before the
-# payment plus the workflow's answer to it. Its updateOn moved with the payment: that is read.
-_FROM_THE_ANSWER = frozenset(
-    {
-        "__typename",
-        "id",
-        "userId",
-        "apartmentId",
-        "startDate",
-        "endDate",
-        "bookingStatus",
-        "createdOn",
-        "amountDue",
-        "currency",
-        "holdExpiresAt",
-        "paidAt",
-        "cancellationReason",
-        "workflowId",
-        "leaseEndedAt",
-        "holdExtensions",
-    }
-)
-
-
-def _asks_only_for(info: Info, fields: frozenset[str]) -> bool:
-    """Whether the operation selects only plain fields among ``fields`` of this result (a
-    fragment, or a field of a related object, is read the usual way)."""
-    for selected in info.selected_fields:
-        for child in selected.selections:
-            if not isinstance(child, SelectedField) or child.name not in fields:
-                return False
-            if child.selections:
-                return False
-    return True
-
-
-def _paid_row(row: BookingRow, state: BookingState) -> BookingRow:
-    return replace(
-        row,
-        booking_status=state.status,
-        paid_at=state.paid_at,
-        hold_expires_at=state.hold_expires_at,
-        cancellation_reason=state.cancellation_reason,
-        lease_ended_at=state.lease_ended_at,
-        hold_extensions=state.hold_extensions,
-    )
 
 
 async def _reserve(info: Info, booking: BookingInput) -> Booking:
@@ -199,10 +148,7 @@ class BookingMutations:
         problem = payment_problem(payment)
         if problem is not None:
             raise ValidationError(problem)
-        state = await ctx(info).services.require_commands().pay(row, payment)
-        if _asks_only_for(info, _FROM_THE_ANSWER):
-            # The update's answer is the booking as the payment left it: no second read.
-            return Booking.from_row(_paid_row(row, state))
+        await ctx(info).services.require_commands().pay(row, payment)
         return Booking.from_row(await _row(info, row.id))
 
     @resolver(
