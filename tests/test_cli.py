@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -447,3 +448,15 @@ async def test_any_password_character_reaches_postgres(
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         await admin.execute(f'DROP ROLE IF EXISTS "{name}"')
         await admin.close()
+
+
+def test_free_ports_stay_out_of_the_range_outgoing_connections_take() -> None:
+    """A port handed to a server that starts later must not be one the kernel may give any
+    client meanwhile as its source port (its ephemeral range); and never the same twice."""
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(not low <= port <= high for port in ports), (low, high, ports)
+    for port in ports[:5]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", port))  # free indeed
