@@ -22,7 +22,7 @@ import asyncpg
 import pydantic
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import BookingActivities, BookingPolicy
@@ -47,7 +47,28 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 STICKY_TIMEOUT = timedelta(seconds=2)
 
 
-def tuning() -> dict[str, Any]:
+def workflow_runner(*, sandbox: bool) -> WorkflowRunner:
+    """How workflow code runs: in Temporal's sandbox, or as plain Python.
+
+    The sandbox checks every call a workflow makes at run time (``datetime.now``, I/O,
+    threads, ...) and refuses the non-deterministic ones. The tests run with it (every
+    in-process worker, and the replayer of the committed histories), so code that breaks the
+    rules fails there; the production worker (``booking worker``) runs the same code without
+    it unless ``BOOKING_WORKFLOW_SANDBOX`` is set. Measured (BENCHMARKS.md, issue 27): worker
+    CPU per booking 19.5-24.7 ms sandboxed, 15.1-16.1 ms without, alternated runs.
+
+    In the sandbox every module is passed through (imported once, not per workflow
+    instance): ours keep no mutable module state, and the checks on calls stay on. Measured:
+    with 1,056 open holds worker RSS 372 -> 205 MB and expiry lag p99 1.95 -> 0.66 s.
+    """
+    if sandbox:
+        return SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+        )
+    return UnsandboxedWorkflowRunner()
+
+
+def tuning(*, sandbox: bool = False) -> dict[str, Any]:
     """Worker options measured to matter on this service (BENCHMARKS.md has the runs).
 
     Also given to the benchmark's floor worker, so that the floor is not slower for want of
@@ -55,16 +76,7 @@ def tuning() -> dict[str, Any]:
     """
     return {
         "sticky_queue_schedule_to_start_timeout": STICKY_TIMEOUT,
-        # The sandbox re-imports a workflow's modules for every workflow instance unless they
-        # are passed through. Ours keep no mutable module state, the sandbox's checks on calls
-        # (datetime.now, I/O, ...) stay on for passed-through modules, and tests/test_replay.py
-        # guards determinism, so importing every module once is safe. Measured: with 1,056
-        # open holds worker RSS 372 -> 205 MB and expiry lag p99 1.95 -> 0.66 s (passing
-        # `workflows` through); passing all through cut a new booking's workflow task from
-        # ~24 to ~15 ms as the server sees it.
-        "workflow_runner": SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
-        ),
+        "workflow_runner": workflow_runner(sandbox=sandbox),
         # More pollers than the SDK's default keep both cores busy under bursts of bookings
         # (throughput vs the engine floor 0.55x -> 0.68x at 32 clients, same run).
         "max_concurrent_workflow_task_polls": 20,
@@ -78,12 +90,15 @@ def create_worker(
     settings: Settings,
     *,
     task_queue: str | None = None,
+    sandbox: bool = True,
     **options: Any,
 ) -> Worker:
     """A worker for every booking-service workflow and activity, on the configured queue.
 
-    ``options`` go to :class:`temporalio.worker.Worker` as they are, over :func:`tuning`
-    (tests use them, for example ``max_cached_workflows=0``).
+    ``sandbox``: workflow code in Temporal's sandbox (:func:`workflow_runner`); on by default
+    here, for the tests and any worker embedded elsewhere; ``booking worker`` decides by
+    ``BOOKING_WORKFLOW_SANDBOX``. ``options`` go to :class:`temporalio.worker.Worker` as they
+    are, over :func:`tuning` (tests use them, for example ``max_cached_workflows=0``).
     """
     return Worker(
         client,
@@ -93,7 +108,7 @@ def create_worker(
             *BookingActivities(pool, policy=policy_from(settings)).all(),
             *MailActivities(pool, smtp_config(settings)).all(),
         ],
-        **{"graceful_shutdown_timeout": GRACEFUL_SHUTDOWN, **tuning(), **options},
+        **{"graceful_shutdown_timeout": GRACEFUL_SHUTDOWN, **tuning(sandbox=sandbox), **options},
     )
 
 
@@ -139,7 +154,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     )
     pool = await create_pool(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
     try:
-        worker = create_worker(client, pool, settings)
+        worker = create_worker(client, pool, settings, sandbox=settings.workflow_sandbox)
         async with worker:
             log.info(
                 "worker polling task queue %r on %s (namespace %s)%s",

@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # "2500" (a flat fee in minor units) or "5%" (a share of the period's rent, rounded up).
     late_fee: str = Field(default="0", validation_alias="BOOKING_LATE_FEE")
     webhook_secret: str | None = Field(default=None, validation_alias="BOOKING_WEBHOOK_SECRET")
+    # Run workflow code in Temporal's sandbox in `booking worker` (worker.workflow_runner):
+    # the tests always do; production skips its run-time checks for a quarter less CPU.
+    workflow_sandbox: bool = Field(default=False, validation_alias="BOOKING_WORKFLOW_SANDBOX")
     # A hold's tenant is emailed this long before it ends (for holds longer than twice it);
     # 0: never. Read by the worker's reserve step.
     hold_reminder_seconds: int = Field(
