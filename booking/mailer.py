@@ -97,7 +97,7 @@ async def send(config: SmtpConfig, notification: Notification) -> None:
 
 @dataclass
 class Delivery:
-    """What one call of :meth:`MailActivities.send_pending` did."""
+    """What one call of :func:`deliver` did."""
 
     sent: int = 0
     failed: int = 0  # refused for good

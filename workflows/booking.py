@@ -668,10 +668,7 @@ class ApartmentBookingWorkflow:
             if workflow.info().get_current_history_length() >= LEASE_HISTORY_EVENTS:
                 # Why wait: a pay_rent update still running must finish in this run, and
                 # mail on its way with it (a run's activities end with the run).
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                if not self._mailer.idle():
-                    await self._mailer.drained()
-                    await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._mailer.settled()
                 workflow.continue_as_new(
                     replace(self._input, lease=self._resume()),
                 )
@@ -1042,10 +1039,7 @@ class ApartmentBookingWorkflow:
     async def _finish(self) -> BookingState:
         # Why: an update or signal still running (a refund, a pay() waiting for its answer)
         # must complete before the execution closes, and mail on its way with it.
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        if not self._mailer.idle():
-            await self._mailer.drained()
-            await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._mailer.settled()
         return self._snapshot()
 
     def _upsert_search_attributes(self, *, initial: bool = False) -> None:

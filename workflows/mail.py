@@ -73,10 +73,14 @@ class Mailer:
     def idle(self) -> bool:
         return self._done >= self._wanted
 
-    async def drained(self) -> None:
-        """Wait until every send asked for has run (before the workflow ends or continues as
-        new: a run's activities end with it)."""
-        await workflow.wait_condition(self.idle)
+    async def settled(self) -> None:
+        """Wait until no handler runs and no mail is on its way: before the run ends or
+        continues as new (a handler still running may send mail, and a run's activities end
+        with it)."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if not self.idle():
+            await workflow.wait_condition(self.idle)
+            await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _deliver(self) -> None:
         while self._done < self._wanted:

@@ -102,12 +102,11 @@ class WaitlistEntryWorkflow:
         await workflow.wait_condition(lambda: self._over)
         if self._state.status == LAPSED:
             self._mailer.send()
-            await self._mailer.drained()
         return await self._finish()
 
     async def _finish(self) -> WaitlistState:
-        # Why: a joined() or leave() still answering must complete first.
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        # Why: a joined() or leave() still answering must complete first, and mail on its way.
+        await self._mailer.settled()
         return replace(self._state)
 
     @workflow.update
