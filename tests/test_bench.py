@@ -256,8 +256,10 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     targets = {t["id"]: t for t in results["targets"]}
     assert set(targets) == {
         "reserve_p50",
+        "reserve_p50_vs_floor",
         "reserve_p99",
         "payment_p50",
+        "payment_p50_vs_floor",
         "throughput_ratio",
         "cpu_per_booking_ratio",
         "api_cpu_per_request",
@@ -285,6 +287,15 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
     assert targets["scale_expired"]["met"] is True
     assert targets["scale_open"]["measured"] == s["scale"]["open_after_placing"]
     assert targets["reserve_p50"]["measured"] == s["reserve"]["latency_ms"]["p50"]
+    # Against the engine's own update-with-start and update, one client each.
+    floor_hold = s["reserve"]["floor_hold_latency_ms"]["p50"]
+    assert targets["reserve_p50_vs_floor"]["measured"] == round(
+        s["reserve"]["latency_ms"]["p50"] / floor_hold, 2
+    )
+    floor_pay = s["reserve"]["floor_pay_latency_ms"]["p50"]
+    assert targets["payment_p50_vs_floor"]["measured"] == round(
+        s["payment"]["sync"]["latency_ms"]["p50"] / floor_pay, 2
+    )
     # CPU per booking: every process of the service, and the floor's, measured (not zero).
     cpu = s["throughput"]["cpu_ms_per_booking"]
     assert cpu["service"] > 0 and cpu["floor"] > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import subprocess
@@ -460,3 +461,19 @@ def test_free_ports_stay_out_of_the_range_outgoing_connections_take() -> None:
     for port in ports[:5]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", port))  # free indeed
+
+
+def test_the_api_collector_freezes_start_up_and_collects_young_objects_less_often() -> None:
+    from cli.main import GC_THRESHOLDS, _tune_gc
+
+    saved = gc.get_threshold()
+    try:
+        _tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] > saved[0]
+        # Everything alive at start-up is out of every later collection's walk.
+        assert gc.get_freeze_count() > 10_000
+        assert gc.get_count()[0] < 100
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)

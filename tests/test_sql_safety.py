@@ -13,6 +13,7 @@ into the SQL text, and this test names the file and line.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,3 +198,76 @@ def test_the_check_catches_interpolated_values(tmp_path: Path) -> None:
     assert len(problems) == 4, problems
     assert "cols" in problems[3]
     assert "user_id" in problems[0]
+
+
+# -- pooled connections keep no session state ---------------------------------------------
+#
+# booking.db.create_pool releases a connection without asyncpg's reset query (only an open
+# transaction is rolled back), so nothing may leave state on a pooled connection for the
+# next borrower: a session SET, a session advisory lock, LISTEN, a cursor WITH HOLD, a
+# prepared statement by SQL, a temporary table. Where a connection of its own does it, the
+# file is named here with what it may do.
+SESSION_STATE = {
+    "session SET": re.compile(
+        r"""["']\s*SET\s+(?!LOCAL\b)(?!TRANSACTION\b)\w+\s*(?:=|TO\b)""", re.I
+    ),
+    "set_config not local to the transaction": re.compile(
+        r"set_config\(\s*'[^']*'\s*,\s*[^,()]+,\s*(?!true\b)\w+\s*\)", re.I
+    ),
+    "session advisory lock": re.compile(r"pg_(?:try_)?advisory_lock(?:_shared)?\s*\(", re.I),
+    "LISTEN": re.compile(r"""(?:["']\s*LISTEN\s)|add_listener\s*\("""),
+    "cursor WITH HOLD": re.compile(r"WITH\s+HOLD", re.I),
+    "SQL PREPARE": re.compile(r"""["']\s*PREPARE\s""", re.I),
+    "temporary table": re.compile(r"CREATE\s+(?:TEMP|TEMPORARY)\s+TABLE", re.I),
+}
+# The migration runs on a connection it opens and closes; the API's LISTEN connection and
+# the bench's status listener are connections of their own.
+OWN_CONNECTION = {
+    "booking/db.py": {"session advisory lock"},
+    "api/notify.py": {"LISTEN"},
+    "bench/scenarios/payment.py": {"LISTEN"},
+}
+
+
+def _session_state(path: Path, text: str) -> list[str]:
+    allowed = OWN_CONNECTION.get(path.relative_to(ROOT).as_posix(), set())
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("#"):
+            continue
+        for what, pattern in SESSION_STATE.items():
+            if what not in allowed and pattern.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {what}: {line.strip()}")
+    return found
+
+
+def test_no_code_leaves_session_state_on_a_pooled_connection() -> None:
+    problems = [p for path in _files() for p in _session_state(path, path.read_text())]
+    assert problems == []
+
+
+def test_the_session_state_check_finds_each_kind(tmp_path: Path) -> None:
+    lines = [
+        "await conn.execute('SET statement_timeout = 5')",
+        "await conn.execute(\"SELECT set_config('lock_timeout', $1, false)\")",
+        "await conn.execute('SELECT pg_advisory_lock($1)', 1)",
+        "await conn.add_listener('bookings', cb)",
+        "await conn.execute('DECLARE c CURSOR WITH HOLD FOR SELECT 1')",
+        "await conn.execute('PREPARE q AS SELECT 1')",
+        "await conn.execute('CREATE TEMP TABLE t (x int)')",
+    ]
+    fine = [
+        "await conn.execute('SET LOCAL lock_timeout = 5')",
+        "await conn.execute(\"SELECT set_config('lock_timeout', $1, true)\")",
+        "await conn.execute('SELECT pg_advisory_xact_lock($1)', 1)",
+        "    SET booking_status = 'APPROVED', paid_at = $2",
+    ]
+    bad = tmp_path / "bad.py"
+    bad.write_text("\n".join(lines + fine) + "\n")
+    global ROOT
+    saved, ROOT = ROOT, tmp_path
+    try:
+        problems = _session_state(bad, bad.read_text())
+    finally:
+        ROOT = saved
+    assert [p.split(": ")[1] for p in problems] == list(SESSION_STATE)
