@@ -48,6 +48,12 @@ class SmtpInbox:
         self._held.set()
         self._controller.stop()
 
+    def __enter__(self) -> SmtpInbox:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
     def hold_replies(self) -> None:
         self._held.clear()
 

@@ -428,8 +428,7 @@ def test_dev_tls_serves_https_and_wss_with_a_local_ca_made_once(
     assert_all_gone(first.stop(), first.output())
 
     # This time with a mail server of one's own: booking dev sends there, runs no mailbox.
-    inbox = SmtpInbox().start()
-    try:
+    with SmtpInbox() as inbox:
         second = DevProcess(data_dir, ports, tmp_path / "second.log", "--tls", **inbox.settings)
         dev_processes.append(second)
         second.wait_up(timeout=60)
@@ -446,8 +445,6 @@ def test_dev_tls_serves_https_and_wss_with_a_local_ca_made_once(
         mailbox = f"https://127.0.0.1:{ports.api}/dev/mailbox"
         assert httpx.get(mailbox, verify=second.verify, timeout=5).status_code == 404
         assert_all_gone(second.stop(), second.output())
-    finally:
-        inbox.stop()
 
 
 async def _realtime_ack(port: int, verify: ssl.SSLContext | bool) -> str:

@@ -526,12 +526,9 @@ async def test_stuck_mail_is_sent_by_the_repair_and_failed_mail_reported(
     await repair(pool, found, client, Settings())
     assert not found[0].repaired and "BOOKING_SMTP_HOST is unset" in str(found[0].repair_detail)
 
-    inbox = SmtpInbox().start()
-    try:
+    with SmtpInbox() as inbox:
         found = mine(await examine(pool, client))
         await repair(pool, found, client, Settings.model_validate(inbox.settings))
-    finally:
-        inbox.stop()
     assert found[0].repaired and not found[1].repaired
     (mail,) = inbox.to(f"{rental.user_id}@example.com")
     assert "has ended" in mail.subject

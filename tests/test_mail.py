@@ -59,11 +59,8 @@ def test_every_message_names_the_apartment_and_the_stay(kind: str) -> None:
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[SmtpInbox, SmtpConfig]]:
-    inbox = SmtpInbox().start()
-    try:
+    with SmtpInbox() as inbox:
         yield inbox, SmtpConfig(host=inbox.host, port=inbox.port)
-    finally:
-        inbox.stop()
 
 
 async def _booking(pool: asyncpg.Pool, email_address: str | None = None) -> tuple[str, str]:

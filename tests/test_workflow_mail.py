@@ -47,11 +47,8 @@ from workflows.booking import ApartmentBookingWorkflow
 
 @pytest.fixture
 def inbox() -> Iterator[SmtpInbox]:
-    server = SmtpInbox().start()
-    try:
+    with SmtpInbox() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
