@@ -54,7 +54,6 @@ from booking.errors import (
 )
 from booking.offers import offer_next, settle_entry
 from booking.store import bookings as store
-from booking.store import calendar as calendar_store
 
 # Even if code above were wrong, the exclusion constraint refuses a second live stay on a night.
 _RESERVE_CONSTRAINTS = {
@@ -119,25 +118,25 @@ class HoldActivities(ActivityBase):
     ) -> Reservation:
         booking = request.booking
         async with self._transaction(conn):
-            existing = await store.get_booking(conn, booking.booking_id)
-            if existing is not None:
+            # The tenant's row lock orders one tenant's concurrent reserves: each counts
+            # the holds the ones before it committed, so N at most get through.
+            if not await store.lock_user(conn, booking.user_id):
+                raise permanent(f"user {booking.user_id} does not exist", UserNotFound.error_type)
+            # One round trip for every check; read after the lock, so it sees what the
+            # tenant's earlier reserves committed.
+            facts = await store.reservation_facts(conn, booking)
+            if facts.placed:
                 # A retry of our own commit, or an offer the waiting list placed.
-                return _existing_reservation(existing, request)
-            await self._check_hold_limit(conn, booking.user_id)
-            terms = await _rent_terms(conn, booking)
+                mine = await store.get_booking(conn, booking.booking_id)
+                assert mine is not None
+                return _existing_reservation(mine, request)
+            self._check_hold_limit(booking.user_id, facts.held)
+            terms = _rent_terms(booking, facts.terms)
             # A read, not a lock: two reserves of overlapping ranges that both read "free" meet
             # at the insert, where the exclusion constraint lets one through; disjoint ranges of
             # one apartment go through side by side.
-            clash = await calendar_store.live_overlap(
-                conn, booking.apartment_id, booking.start_date, booking.end_date
-            )
-            if clash is not None:
-                if clash.booking_id == booking.booking_id:
-                    # Another attempt of this booking committed since we looked.
-                    mine = await store.get_booking(conn, booking.booking_id)
-                    assert mine is not None
-                    return _existing_reservation(mine, request)
-                raise _unavailable(booking, clash)
+            if facts.clash is not None:
+                raise _unavailable(booking, facts.clash)
             due = amount_due(terms.monthly_rent, booking.start_date, booking.end_date)
             await store.insert_booking(
                 conn,
@@ -147,30 +146,15 @@ class HoldActivities(ActivityBase):
                 currency=terms.currency,
                 hold_expires_at=request.hold_expires_at,
                 monthly_rent=terms.monthly_rent,
-            )
-            await store.append_event(
-                conn,
-                booking.booking_id,
-                None,
-                PENDING,
-                "RESERVED",
-                {"holdExpiresAt": request.hold_expires_at.isoformat()},
+                reason="RESERVED",
+                details={"holdExpiresAt": request.hold_expires_at.isoformat()},
             )
         return Reservation(due, terms.currency, request.hold_expires_at, True)
 
-    async def _check_hold_limit(self, conn: PoolConnectionProxy[asyncpg.Record], user: str) -> None:
-        """Refuse a tenant's (N+1)-th open hold, counting under the user's row lock.
-
-        The lock orders one tenant's concurrent reserves: each counts what the ones before it
-        committed, so N at most get through, whoever reserves in the tenant's name.
-        """
-        if not await store.lock_user(conn, user):
-            raise permanent(f"user {user} does not exist", UserNotFound.error_type)
+    def _check_hold_limit(self, user: str, held: int) -> None:
+        """Refuse a tenant's (N+1)-th open hold (``held``: counted under the user's lock)."""
         limit = self._policy.max_holds_per_tenant
-        if limit is None:
-            return
-        held = await store.pending_holds(conn, user)
-        if held >= limit:
+        if limit is not None and held >= limit:
             raise permanent(
                 f"tenant {user} already holds {held} apartment(s), the most at once "
                 f"(BOOKING_MAX_HOLDS_PER_TENANT={limit}); pay for or cancel one first",
@@ -288,10 +272,7 @@ class HoldActivities(ActivityBase):
         return outcome
 
 
-async def _rent_terms(
-    conn: PoolConnectionProxy[asyncpg.Record], booking: BookingInput
-) -> store.RentTerms:
-    terms = await store.rent_terms(conn, booking.apartment_id)
+def _rent_terms(booking: BookingInput, terms: store.RentTerms | None) -> store.RentTerms:
     if terms is None:
         raise permanent(
             f"apartment {booking.apartment_id} does not exist", ApartmentNotFound.error_type

@@ -59,24 +59,17 @@ class PaymentActivities(ActivityBase):
                             f"booking is {booking.booking_status}, not PENDING",
                             PaymentRejected.error_type,
                         )
-                    await store.approve_booking(conn, booking.id, request.paid_at)
-                    await store.insert_payment(
+                    # The booking, its payment and its event in one round trip; under the
+                    # row lock taken above it is PENDING, so the statement writes all three.
+                    approved = await store.approve_paid(
                         conn,
-                        booking_id=booking.id,
+                        booking.id,
                         reference=payment.payment_reference,
                         amount=payment.amount,
                         currency=payment.currency,
-                        outcome="APPLIED",
-                        received_at=request.paid_at,
+                        paid_at=request.paid_at,
                     )
-                    await store.append_event(
-                        conn,
-                        booking.id,
-                        PENDING,
-                        APPROVED,
-                        "PAID",
-                        {"paymentReference": payment.payment_reference},
-                    )
+                    assert approved, "a PENDING booking under its row lock is approved"
                     # A booking the waiting list offered: its entry is BOOKED.
                     await settle_entry(conn, booking.id, BOOKED, "PAID")
 

@@ -27,7 +27,6 @@ from booking.contract import (
     ENTRY_SETTLED_SIGNAL,
     LAPSED,
     OFFERED,
-    PENDING,
     WAITING,
     WORKFLOW_TYPE,
     BookingInput,
@@ -128,17 +127,11 @@ async def _offer(
         currency=terms.currency,
         hold_expires_at=hold_expires_at,
         monthly_rent=terms.monthly_rent,
+        reason="WAITLIST_OFFER",
+        details={"holdExpiresAt": hold_expires_at.isoformat(), "waitlistEntryId": entry.id},
     )
     await waitlist_store.set_status(
         conn, entry.id, WAITING, OFFERED, offered_booking_id=booking.booking_id
-    )
-    await store.append_event(
-        conn,
-        booking.booking_id,
-        None,
-        PENDING,
-        "WAITLIST_OFFER",
-        {"holdExpiresAt": hold_expires_at.isoformat(), "waitlistEntryId": entry.id},
     )
     await store.append_event(
         conn,

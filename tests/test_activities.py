@@ -553,3 +553,55 @@ async def test_refusal_says_which_attempt_refused(pool: asyncpg.Pool) -> None:
         ({"attempt": 1},),
     )
     assert (third.type, third.details) == ("ApartmentUnavailable", ({"attempt": 3},))
+
+
+def _transaction_of(statements: list[str]) -> list[str]:
+    """The statements up to the first COMMIT (the pool's release adds its own after it)."""
+    return statements[: statements.index("COMMIT;") + 1]
+
+
+async def test_a_reserve_and_a_confirm_each_take_six_round_trips(
+    pool: asyncpg.Pool, migrated_database_url: str
+) -> None:
+    """A step's latency is mostly its round trips to Postgres (BENCHMARKS.md): the reserve
+    reads everything it checks in one statement and writes the booking with its event in
+    another; the confirm writes the booking, its payment and its event in one."""
+    statements: list[str] = []
+
+    async def log_statements(conn: asyncpg.Connection[Any]) -> None:
+        conn.add_query_logger(lambda logged: statements.append(logged.query))
+
+    counting = await asyncpg.create_pool(
+        migrated_database_url, min_size=1, max_size=1, init=log_statements
+    )
+    try:
+        rental = await make_rental(counting, monthly_rent=30_000)
+        acts = BookingActivities(counting)
+        run = ActivityEnvironment().run
+        request = _reserve_request(rental.apartment_id, rental.user_id)
+        statements.clear()
+        placed = await run(acts.reserve_apartment, request)
+        reserve_statements = _transaction_of(statements)
+        statements.clear()
+        payment = PaymentInput(placed.amount_due, placed.currency, f"pay-{uuid.uuid4()}")
+        paid_at = datetime(2030, 12, 1, 11, 0, tzinfo=UTC)
+        confirm = ConfirmRequest(request.booking.booking_id, payment, paid_at)
+        await run(acts.confirm_booking, confirm)
+        confirm_statements = _transaction_of(statements)
+    finally:
+        await counting.close()
+
+    # BEGIN, the transaction's bounds, the step's own three, COMMIT.
+    assert len(reserve_statements) == 6, reserve_statements
+    assert len(confirm_statements) == 6, confirm_statements
+    booking_id = request.booking.booking_id
+    assert await events(pool, booking_id) == [
+        (None, "PENDING", "RESERVED"),
+        ("PENDING", "APPROVED", "PAID"),
+    ]
+    paid = await pool.fetchrow(
+        "SELECT payment_reference, amount, outcome FROM payments WHERE booking_id = $1",
+        booking_id,
+    )
+    assert paid is not None
+    assert tuple(paid) == (payment.payment_reference, placed.amount_due, "APPLIED")

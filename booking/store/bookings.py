@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from booking.calendar import Stay
 from booking.contract import BookingInput
 from booking.store import Conn, columns
 
@@ -64,6 +65,20 @@ class RentTerms:
     currency: str
     # Let outside this service (an Admin's OCCUPIED): no stay can be booked.
     let_outside: bool = False
+
+
+@dataclass(frozen=True)
+class ReservationFacts:
+    """What a reserve decides by, read together (one round trip) under the tenant's lock."""
+
+    # A row with this booking's id exists: a retry of its own commit, or a waiting-list offer.
+    placed: bool
+    # The tenant's open holds that count against its limit (``pending_holds``).
+    held: int
+    # The apartment's terms (``rent_terms``); None: no such apartment.
+    terms: RentTerms | None
+    # A live stay sharing a night with the range (``calendar.live_overlap``).
+    clash: Stay | None
 
 
 BOOKING_COLUMNS = columns(BookingRow)
@@ -130,6 +145,58 @@ def _terms(record: asyncpg.Record | None) -> RentTerms | None:
     )
 
 
+async def reservation_facts(conn: Conn, booking: BookingInput) -> ReservationFacts:
+    """Everything a reserve checks before its insert, in one statement (one snapshot).
+
+    The same reads as ``pending_holds``, ``rent_terms`` and ``calendar.live_overlap``: a
+    reserve is a round trip per statement, and its latency is mostly those (BENCHMARKS.md).
+    """
+    record = await conn.fetchrow(
+        """SELECT EXISTS (SELECT 1 FROM bookings WHERE id = $1) AS placed,
+                  (SELECT count(*) FROM bookings b
+                    WHERE b.user_id = $2 AND b.booking_status = 'PENDING'
+                      AND NOT EXISTS (SELECT 1 FROM waitlist_entries w
+                                       WHERE w.offered_booking_id = b.id)) AS held,
+                  a.id IS NOT NULL AS found, a.monthly_rent, a.currency,
+                  a.apartment_status = 'OCCUPIED' AS let_outside,
+                  s.id AS clash_id, s.user_id AS clash_user_id,
+                  s.start_date AS clash_start_date, s.end_date AS clash_end_date,
+                  s.booking_status AS clash_status, s.lease_ended_at AS clash_lease_ended_at
+             FROM (VALUES (1)) AS one (x)
+             LEFT JOIN apartments a ON a.id = $3
+             LEFT JOIN LATERAL (
+                  SELECT id, user_id, start_date, end_date, booking_status, lease_ended_at
+                    FROM bookings
+                   WHERE apartment_id = $3 AND stay && daterange($4, $5)
+                     AND (booking_status = 'PENDING'
+                          OR (booking_status = 'APPROVED' AND lease_ended_at IS NULL))
+                   ORDER BY start_date
+                   LIMIT 1) s ON true""",
+        booking.booking_id,
+        booking.user_id,
+        booking.apartment_id,
+        booking.start_date,
+        booking.end_date,
+    )
+    assert record is not None  # one row always: the facts of a missing apartment are NULLs
+    clash = None
+    if record["clash_id"] is not None:
+        clash = Stay(
+            record["clash_id"],
+            record["clash_user_id"],
+            record["clash_start_date"],
+            record["clash_end_date"],
+            record["clash_status"],
+            record["clash_lease_ended_at"],
+        )
+    return ReservationFacts(
+        placed=bool(record["placed"]),
+        held=int(record["held"]),
+        terms=_terms(record) if record["found"] else None,
+        clash=clash,
+    )
+
+
 async def insert_booking(
     conn: Conn,
     booking: BookingInput,
@@ -139,12 +206,19 @@ async def insert_booking(
     currency: str,
     hold_expires_at: datetime,
     monthly_rent: int,
+    reason: str,
+    details: dict[str, Any],
 ) -> None:
+    """The PENDING row and its first event (``reason``: why it was placed), one statement."""
     await conn.execute(
-        """INSERT INTO bookings (id, workflow_id, user_id, apartment_id, start_date, end_date,
-                                 booking_status, amount_due, currency, hold_expires_at,
-                                 idempotency_key, monthly_rent)
-           VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $8, $9, $10, $11)""",
+        """WITH placed AS (
+               INSERT INTO bookings (id, workflow_id, user_id, apartment_id, start_date,
+                                     end_date, booking_status, amount_due, currency,
+                                     hold_expires_at, idempotency_key, monthly_rent)
+               VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $8, $9, $10, $11)
+               RETURNING id)
+           INSERT INTO booking_events (booking_id, from_status, to_status, reason, details)
+           SELECT id, NULL, 'PENDING', $12, $13::jsonb FROM placed""",
         booking.booking_id,
         workflow_id,
         booking.user_id,
@@ -156,18 +230,43 @@ async def insert_booking(
         hold_expires_at,
         booking.idempotency_key,
         monthly_rent,
+        reason,
+        json.dumps(details),
     )
 
 
-async def approve_booking(conn: Conn, booking_id: str, paid_at: datetime) -> bool:
-    result = await conn.execute(
-        """UPDATE bookings
-              SET booking_status = 'APPROVED', paid_at = $2, update_on = now()
-            WHERE id = $1 AND booking_status = 'PENDING'""",
+async def approve_paid(
+    conn: Conn,
+    booking_id: str,
+    *,
+    reference: str,
+    amount: int,
+    currency: str,
+    paid_at: datetime,
+) -> bool:
+    """PENDING -> APPROVED with its APPLIED payment and the PAID event, in one statement;
+    False (nothing written) when the booking is not PENDING."""
+    approved: str | None = await conn.fetchval(
+        """WITH approved AS (
+               UPDATE bookings
+                  SET booking_status = 'APPROVED', paid_at = $2, update_on = now()
+                WHERE id = $1 AND booking_status = 'PENDING'
+            RETURNING id),
+           paid AS (
+               INSERT INTO payments (booking_id, payment_reference, amount, currency, outcome,
+                                     received_at)
+               SELECT id, $3, $4, $5, 'APPLIED', $2 FROM approved)
+           INSERT INTO booking_events (booking_id, from_status, to_status, reason, details)
+           SELECT id, 'PENDING', 'APPROVED', 'PAID', $6::jsonb FROM approved
+        RETURNING booking_id""",
         booking_id,
         paid_at,
+        reference,
+        amount,
+        currency,
+        json.dumps({"paymentReference": reference}),
     )
-    return result == "UPDATE 1"
+    return approved is not None
 
 
 async def cancel_booking(conn: Conn, booking_id: str, reason: str) -> bool:
