@@ -123,7 +123,8 @@ def policy_from(settings: Settings) -> BookingPolicy:
     )
 
 
-def _runtime(settings: Settings) -> Runtime | None:
+def runtime_for(settings: Settings) -> Runtime | None:
+    """A runtime serving the SDK's metrics on ``BOOKING_WORKER_METRICS_ADDRESS``, if set."""
     if not settings.worker_metrics_address:
         return None
     return Runtime(
@@ -148,7 +149,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         settings.temporal_address,
         settings.temporal_namespace,
         data_converter=DATA_CONVERTER,
-        runtime=_runtime(settings),
+        runtime=runtime_for(settings),
         # The worker takes its client's interceptors for workflows and activities too.
         interceptors=traces.interceptors() if traces else [],
     )

@@ -290,6 +290,7 @@ async def _run_scenario(
     progress.say(f"scenario {name}")
     started = time.monotonic()
     before = await metrics.scrape(bench.stack.worker_metrics_urls)
+    floor_before = await metrics.scrape(bench.stack.floor_metrics_urls)
     try:
         if name == "reserve":
             results["scenarios"][name], holds = await scenarios.reserve_latency(bench)
@@ -306,6 +307,10 @@ async def _run_scenario(
     done["worker_metrics"] = metrics.summarize(
         before, await metrics.scrape(bench.stack.worker_metrics_urls)
     )
+    # The floor worker's, for the scenarios that drive the floor too (reserve, throughput).
+    floor = metrics.summarize(floor_before, await metrics.scrape(bench.stack.floor_metrics_urls))
+    if floor and floor.get("workflow_task_execution_latency_count"):
+        done["floor_worker_metrics"] = floor
     return holds, False
 
 

@@ -82,6 +82,7 @@ class Stack:
     pids: dict[str, int] = field(default_factory=dict)
     root: Path | None = None
     worker_metrics_urls: list[str] = field(default_factory=list)
+    floor_metrics_urls: list[str] = field(default_factory=list)
     parts: devstack.Stack | None = None
 
     @property
@@ -193,10 +194,16 @@ class Stack:
     def _spawn_floor_worker(self) -> None:
         parts = self.parts
         assert parts is not None and self.root is not None
+        metrics_address = f"{HOST}:{free_port(HOST)}"
+        self.floor_metrics_urls.append(f"http://{metrics_address}/metrics")
         parts.spawn(
             "floor",
             [sys.executable, "-m", "bench.floor_worker", self.floor_task_queue],
-            env={**parts.child_env(), "BOOKING_TASK_QUEUE": self.floor_task_queue},
+            env={
+                **parts.child_env(),
+                "BOOKING_TASK_QUEUE": self.floor_task_queue,
+                "BOOKING_WORKER_METRICS_ADDRESS": metrics_address,
+            },
             log_file=self.root / "floor-worker.log",
         )
 

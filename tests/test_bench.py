@@ -185,6 +185,14 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
 
     _latency_ok(s["reserve"]["latency_ms"], s["reserve"]["count"])
     assert s["reserve"]["errors"] == {}
+    # Where a step's time goes: the booking worker's and the floor worker's workflow tasks,
+    # each counted over the scenario that drove it (one reserve: one task each, and warm-up).
+    reserve = s["reserve"]
+    placed = reserve["count"] + reserve["warmup"]
+    for key in ("worker_metrics", "floor_worker_metrics"):
+        assert reserve[key]["workflow_task_execution_latency_count"] >= placed, reserve[key]
+        assert reserve[key]["workflow_task_execution_latency_mean_ms"] > 0
+    assert "floor_worker_metrics" not in s["payment"]  # it drives no floor
     payment = s["payment"]
     _latency_ok(payment["sync"]["latency_ms"], payment["count"])
     for path in ("webhook", "signal"):
