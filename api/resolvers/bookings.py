@@ -22,7 +22,7 @@ from api.auth import Principal
 from api.cost import MAX_LIST_ITEMS, bounded
 from api.directives import ADMINS, TENANTS, authorize, cognito, resolver, subscription
 from api.pagination import encode_token
-from api.resolvers.common import ctx, live_rows, may_act_as, may_see, page
+from api.resolvers.common import booking_row, ctx, live_rows, may_act_as, may_see, page
 from api.types.bookings import (
     Booking,
     BookingsResult,
@@ -40,7 +40,7 @@ from booking.contract import (
     PaymentInput,
     payment_problem,
 )
-from booking.errors import BookingNotFound, ValidationError
+from booking.errors import ValidationError
 from booking.store import reads
 from booking.store.bookings import BookingRow
 
@@ -49,17 +49,10 @@ def _may_see(principal: Principal, row: BookingRow) -> None:
     may_see(principal, row.user_id, "booking")
 
 
-async def _row(info: Info, booking_id: str) -> BookingRow:
-    row = await ctx(info).loaders.reader.run(reads.booking_by_id, booking_id)
-    if row is None:
-        raise BookingNotFound(f"booking {booking_id} does not exist")
-    return row
-
-
 async def _reserve(info: Info, booking: BookingInput) -> Booking:
     context = ctx(info)
     booking_id = await context.services.require_commands().reserve(booking, context.loaders.reader)
-    return Booking.from_row(await _row(info, booking_id))
+    return Booking.from_row(await booking_row(info, booking_id))
 
 
 @strawberry.type
@@ -142,14 +135,14 @@ class BookingMutations:
     )
     async def pay_booking(self, info: Info, input: PayBookingInput) -> Booking:
         principal = authorize(info, TENANTS, ADMINS)
-        row = await _row(info, str(input.booking_id))
+        row = await booking_row(info, str(input.booking_id))
         may_act_as(info, principal, row.user_id)
         payment = PaymentInput(input.amount, input.currency, input.payment_reference)
         problem = payment_problem(payment)
         if problem is not None:
             raise ValidationError(problem)
         await ctx(info).services.require_commands().pay(row, payment)
-        return Booking.from_row(await _row(info, row.id))
+        return Booking.from_row(await booking_row(info, row.id))
 
     @resolver(
         directives=[cognito(TENANTS, ADMINS)],
@@ -160,7 +153,7 @@ class BookingMutations:
     )
     async def extend_hold(self, info: Info, input: ExtendHoldInput) -> Booking:
         principal = authorize(info, TENANTS, ADMINS)
-        row = await _row(info, str(input.booking_id))
+        row = await booking_row(info, str(input.booking_id))
         may_act_as(info, principal, row.user_id)
         if not MIN_HOLD_SECONDS <= input.seconds <= MAX_HOLD_SECONDS:
             raise ValidationError(
@@ -168,7 +161,7 @@ class BookingMutations:
                 f"got {input.seconds}"
             )
         await ctx(info).services.require_commands().extend_hold(row, input.seconds)
-        return Booking.from_row(await _row(info, row.id))
+        return Booking.from_row(await booking_row(info, row.id))
 
     @resolver(
         directives=[cognito(TENANTS, ADMINS)],
@@ -176,10 +169,10 @@ class BookingMutations:
     )
     async def cancel_booking(self, info: Info, id: strawberry.ID) -> Booking:
         principal = authorize(info, TENANTS, ADMINS)
-        row = await _row(info, str(id))
+        row = await booking_row(info, str(id))
         may_act_as(info, principal, row.user_id)
         await ctx(info).services.require_commands().cancel(row)
-        return Booking.from_row(await _row(info, row.id))
+        return Booking.from_row(await booking_row(info, row.id))
 
 
 @strawberry.type

@@ -12,8 +12,9 @@ from api.auth import Principal
 from api.context import RequestContext
 from api.pagination import decode_token, page_limit
 from api.types.common import Pagination, given
-from booking.errors import Unauthorized
-from booking.store import Conn
+from booking.errors import BookingNotFound, Unauthorized
+from booking.store import Conn, reads
+from booking.store.bookings import BookingRow
 
 T = TypeVar("T")
 Row = TypeVar("Row")
@@ -22,6 +23,14 @@ Row = TypeVar("Row")
 def ctx(info: Info) -> RequestContext:
     context: RequestContext = info.context
     return context
+
+
+async def booking_row(info: Info, booking_id: str) -> BookingRow:
+    """The booking's row as it is now; BookingNotFound if there is none."""
+    row = await ctx(info).loaders.reader.run(reads.booking_by_id, booking_id)
+    if row is None:
+        raise BookingNotFound(f"booking {booking_id} does not exist")
+    return row
 
 
 def page(kind: str, pagination: Pagination | None) -> tuple[int, list[object] | None]:

@@ -13,12 +13,11 @@ from strawberry.types import Info
 
 from api.directives import ADMINS, TENANTS, authorize, cognito, resolver, subscription
 from api.notify import rent_key
-from api.resolvers.common import ctx, live_rows, may_act_as, may_see
+from api.resolvers.common import booking_row, ctx, live_rows, may_act_as, may_see
 from api.types.bookings import Booking
 from api.types.rent import EndLeaseInput, PayRentInput, RenewLeaseInput, RentInvoice
 from booking.contract import PaymentInput, RentPaymentInput, payment_problem
 from booking.errors import BookingNotFound, PaymentRejected, ValidationError
-from booking.store import reads
 from booking.store import rent as rent_store
 
 
@@ -50,9 +49,7 @@ class RentMutations:
         invoice = await reader.run(rent_store.get_invoice, str(input.invoice_id))
         if invoice is None:
             raise ValidationError(f"invoice {input.invoice_id} does not exist")
-        booking = await reader.run(reads.booking_by_id, invoice.booking_id)
-        if booking is None:
-            raise BookingNotFound(f"booking {invoice.booking_id} does not exist")
+        booking = await booking_row(info, invoice.booking_id)
         may_act_as(info, principal, booking.user_id)
         problem = payment_problem(
             PaymentInput(input.amount, input.currency, input.payment_reference)
@@ -93,19 +90,14 @@ class RentMutations:
 
 async def _move_end(info: Info, booking_id: str, end_date: date, *, later: bool) -> Booking:
     principal = authorize(info, TENANTS, ADMINS)
-    reader = ctx(info).loaders.reader
-    booking = await reader.run(reads.booking_by_id, booking_id)
-    if booking is None:
-        raise BookingNotFound(f"booking {booking_id} does not exist")
+    booking = await booking_row(info, booking_id)
     may_act_as(info, principal, booking.user_id)
     await (
         ctx(info)
         .services.require_commands()
         .move_lease_end(booking, end_date, staff=principal.is_admin, later=later)
     )
-    row = await reader.run(reads.booking_by_id, booking_id)
-    assert row is not None
-    return Booking.from_row(row)
+    return Booking.from_row(await booking_row(info, booking_id))
 
 
 @strawberry.type
@@ -122,9 +114,7 @@ class RentSubscriptions:
     ) -> AsyncGenerator[RentInvoice, None]:
         principal = authorize(info)
         context = ctx(info)
-        booking = await context.loaders.reader.run(reads.booking_by_id, str(booking_id))
-        if booking is None:
-            raise BookingNotFound(f"booking {booking_id} does not exist")
+        booking = await booking_row(info, str(booking_id))
         may_see(principal, booking.user_id, "booking")
         seen: dict[str, datetime] | None = None
         async for rows in live_rows(

@@ -680,7 +680,8 @@ function applyBooking(booking, source) {
   const pending = current.bookingStatus === "PENDING";
   $("pay-form").hidden = !pending;
   $("pay").disabled = !pending;
-  $("cancel").hidden = !(pending || current.bookingStatus === "APPROVED");
+  // Only a hold can be cancelled (cancelBooking answers BookingNotCancellable once paid).
+  $("cancel").hidden = !pending;
   $("booking-extensions").textContent = String(current.holdExtensions || 0);
   renderExtend();
   startCountdown();

@@ -52,12 +52,15 @@ async def test_reserve_pay_and_see_approved(stack: E2EStack, page: Page) -> None
     await page.wait_for_timeout(1300)
     second = int(await page.get_by_test_id("countdown").get_attribute("data-remaining") or "0")
     assert 0 < second < first <= 60
+    await expect(page.get_by_test_id("cancel")).to_be_visible()
     await shot(page, "2-reserved")
 
     await page.get_by_test_id("pay").click()
     await expect(status).to_have_text("APPROVED", timeout=TIMEOUT_MS)
     await expect(page.get_by_test_id("message")).to_contain_text("Payment received")
     await expect(apartment).to_have_attribute("data-status", "OCCUPIED", timeout=TIMEOUT_MS)
+    # A paid stay is not cancelled (the API refuses it): the page no longer offers it.
+    await expect(page.get_by_test_id("cancel")).to_be_hidden()
     booking_id = await page.get_by_test_id("booking-id").inner_text()
     row_ = await stack.pool.fetchrow(
         "SELECT booking_status, amount_due FROM bookings WHERE id = $1", booking_id
