@@ -51,6 +51,13 @@ class ApiMetrics:
             ["error_type"],
             registry=self.registry,
         )
+        self.temporal_calls = Histogram(
+            "booking_api_temporal_call_seconds",
+            "Time a request waited on one Temporal call (an update, an update-with-start), "
+            "by the workflow update it ran; the rest of a request's time is the API's own",
+            ["update"],
+            registry=self.registry,
+        )
         self.db_queries = Histogram(
             "booking_api_db_queries_per_request",
             "Database round trips per GraphQL request",
@@ -79,6 +86,9 @@ class ApiMetrics:
             "How long the oldest PENDING notification has waited (0: none waits)",
             registry=self.registry,
         )
+
+    def observe_temporal_call(self, update: str, seconds: float) -> None:
+        self.temporal_calls.labels(update).observe(seconds)
 
     def set_notifications(self, counts: MailCounts) -> None:
         for status, value in (

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -202,10 +203,29 @@ class RangeTurns:
 
 
 class BookingCommands:
-    def __init__(self, client: Client, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        *,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
         self._client = client
         self._settings = settings
+        # Told how long each Temporal call took, by the workflow update it ran (the API's
+        # metrics: what of a request's time was Temporal's and what was the API's own).
+        self._observe = observe
         self.apartment_turns = RangeTurns()
+
+    async def _call(
+        self, update: str, call: Awaitable[T], *, deadline: float, retry_hint: str
+    ) -> T:
+        started = time.perf_counter()
+        try:
+            return await _unwrap(call, deadline=deadline, retry_hint=retry_hint)
+        finally:
+            if self._observe is not None:
+                self._observe(update, time.perf_counter() - started)
 
     def stay_limits(self) -> StayLimits:
         return StayLimits(
@@ -305,7 +325,8 @@ class BookingCommands:
             ),
         )
         try:
-            return await _unwrap(
+            return await self._call(
+                "wait_for_hold",
                 self._client.execute_update_with_start_workflow(
                     ApartmentBookingWorkflow.wait_for_hold,
                     start_workflow_operation=operation,
@@ -352,6 +373,7 @@ class BookingCommands:
     async def _update_booking(
         self,
         booking: BookingRow,
+        name: str,
         update: Callable[[WorkflowHandle[Any, Any]], Awaitable[T]],
         retry_hint: str,
         closed: Callable[[], DomainError],
@@ -376,7 +398,9 @@ class BookingCommands:
 
         while True:
             try:
-                return await _unwrap(update(handle), deadline=remaining(), retry_hint=retry_hint)
+                return await self._call(
+                    name, update(handle), deadline=remaining(), retry_hint=retry_hint
+                )
             except RPCError as err:
                 if err.status != RPCStatusCode.NOT_FOUND:
                     raise
@@ -394,7 +418,8 @@ class BookingCommands:
                 # The refusal may be the execution's view before its hold step: ask once more
                 # when that step is done (it answers at once when it was done already).
                 try:
-                    await _unwrap(
+                    await self._call(
+                        "wait_for_hold",
                         handle.execute_update(ApartmentBookingWorkflow.wait_for_hold),
                         deadline=remaining(),
                         retry_hint=retry_hint,
@@ -410,6 +435,7 @@ class BookingCommands:
 
         state = await self._update_booking(
             booking,
+            "pay",
             lambda handle: handle.execute_update(ApartmentBookingWorkflow.pay, payment),
             "with the same paymentReference",
             closed,
@@ -427,6 +453,7 @@ class BookingCommands:
         """Pay one invoice of a running lease (its booking workflow's ``pay_rent`` update)."""
         return await self._update_booking(
             booking,
+            "pay_rent",
             lambda handle: handle.execute_update(ApartmentBookingWorkflow.pay_rent, payment),
             "with the same paymentReference",
             lambda: PaymentRejected(f"the lease of booking {booking.id} is not running"),
@@ -450,6 +477,7 @@ class BookingCommands:
         )
         return await self._update_booking(
             booking,
+            "renew_lease" if later else "end_lease",
             lambda handle: handle.execute_update(update, change),
             "later (getBooking shows the stay's endDate)",
             lambda: LeaseNotChangeable(f"booking {booking.id} is not a running stay"),
@@ -459,6 +487,7 @@ class BookingCommands:
         request = ExtendHoldInput(seconds, self._settings.max_hold_extensions)
         return await self._update_booking(
             booking,
+            "extend_hold",
             lambda handle: handle.execute_update(ApartmentBookingWorkflow.extend_hold, request),
             "later (getBooking shows whether the hold moved)",
             lambda: HoldNotExtendable(
@@ -476,7 +505,8 @@ class BookingCommands:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=f"waiting list of {join.apartment_id}: {join.user_id}",
         )
-        state = await _unwrap(
+        state = await self._call(
+            "joined",
             self._client.execute_update_with_start_workflow(
                 WaitlistEntryWorkflow.joined, start_workflow_operation=operation
             ),
@@ -496,7 +526,8 @@ class BookingCommands:
                 WaitlistEntryWorkflow.run, entry.workflow_id
             )
             try:
-                state = await _unwrap(
+                state = await self._call(
+                    "leave",
                     handle.execute_update(WaitlistEntryWorkflow.leave),
                     deadline=self._deadline,
                     retry_hint="later (getWaitlistEntry shows whether you left)",
@@ -528,6 +559,7 @@ class BookingCommands:
     async def cancel(self, booking: BookingRow) -> BookingState:
         return await self._update_booking(
             booking,
+            "cancel",
             lambda handle: handle.execute_update(ApartmentBookingWorkflow.cancel),
             "later (getBooking shows whether the cancellation went through)",
             lambda: BookingNotCancellable(

@@ -126,7 +126,9 @@ async def open_services(
         data_converter=DATA_CONVERTER,
         interceptors=services.tracing.interceptors() if services.tracing else [],
     )
-    services.commands = BookingCommands(services.client, settings)
+    services.commands = BookingCommands(
+        services.client, settings, observe=services.metrics.observe_temporal_call
+    )
     broadcaster = BookingBroadcaster(dsn, on_persisted_query=services.persisted_queries.learn)
     await broadcaster.start()
     services.broadcaster = broadcaster

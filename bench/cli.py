@@ -291,6 +291,8 @@ async def _run_scenario(
     started = time.monotonic()
     before = await metrics.scrape(bench.stack.worker_metrics_urls)
     floor_before = await metrics.scrape(bench.stack.floor_metrics_urls)
+    api_metrics_url = bench.stack.api_url.rstrip("/") + "/metrics"
+    api_before = await metrics.scrape_text(api_metrics_url)
     try:
         if name == "reserve":
             results["scenarios"][name], holds = await scenarios.reserve_latency(bench)
@@ -311,6 +313,9 @@ async def _run_scenario(
     floor = metrics.summarize(floor_before, await metrics.scrape(bench.stack.floor_metrics_urls))
     if floor and floor.get("workflow_task_execution_latency_count"):
         done["floor_worker_metrics"] = floor
+    api_time = metrics.api_split(api_before, await metrics.scrape_text(api_metrics_url))
+    if api_time is not None:
+        done["api_time"] = api_time
     return holds, False
 
 

@@ -57,6 +57,57 @@ def _add(totals: dict[str, float], text: str) -> None:
             continue
 
 
+# The API's: its GraphQL requests' time, and of it the time spent waiting on Temporal.
+_GRAPHQL = 'booking_api_request_seconds_{}{{method="POST",route="/graphql"}}'
+_TEMPORAL = re.compile(r'^booking_api_temporal_call_seconds_(sum|count)\{update="[^"]*"\} (\S+)$')
+
+
+async def scrape_text(url: str) -> str | None:
+    """One exposition as text (None when it does not answer)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        try:
+            response = await http.get(url)
+        except httpx.HTTPError:
+            return None
+    return response.text if response.status_code == 200 else None
+
+
+def _api_totals(text: str) -> dict[str, float]:
+    totals = {"requests": 0.0, "request_seconds": 0.0, "calls": 0.0, "call_seconds": 0.0}
+    for line in text.splitlines():
+        line = line.strip()
+        name, _, value = line.rpartition(" ")
+        if name == _GRAPHQL.format("count"):
+            totals["requests"] = float(value)
+        elif name == _GRAPHQL.format("sum"):
+            totals["request_seconds"] = float(value)
+        elif match := _TEMPORAL.match(line):
+            key = "calls" if match.group(1) == "count" else "call_seconds"
+            totals[key] += float(match.group(2))
+    return totals
+
+
+def api_split(before: str | None, after: str | None) -> dict[str, float] | None:
+    """Per GraphQL request between two scrapes of the API's metrics: its mean time, the mean
+    time of it spent in Temporal calls, and the rest, the API's own (HTTP, GraphQL, its reads).
+    None when either scrape is missing or no GraphQL request was served."""
+    if before is None or after is None:
+        return None
+    old, new = _api_totals(before), _api_totals(after)
+    requests = new["requests"] - old["requests"]
+    if requests <= 0:
+        return None
+    request_ms = (new["request_seconds"] - old["request_seconds"]) * 1000 / requests
+    temporal_ms = (new["call_seconds"] - old["call_seconds"]) * 1000 / requests
+    return {
+        "graphql_requests": requests,
+        "temporal_calls": new["calls"] - old["calls"],
+        "request_mean_ms": round(request_ms, 2),
+        "temporal_mean_ms_per_request": round(temporal_ms, 2),
+        "api_own_mean_ms_per_request": round(request_ms - temporal_ms, 2),
+    }
+
+
 def summarize(before: Snapshot | None, after: Snapshot | None) -> dict[str, float] | None:
     """Mean latency (ms) of each task kind and counter deltas between two scrapes."""
     if before is None or after is None:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from bench.machine import git_info
+from bench.metrics import api_split
 from bench.report import update_readme
 from bench.stats import percentile, summarize
 
@@ -93,6 +94,41 @@ placeholder
 
 Kept as it was.
 """
+
+
+def test_api_split_takes_temporal_calls_out_of_graphql_requests() -> None:
+    """Only POST /graphql requests count, every update's calls are added up, and samples
+    other than a histogram's sum and count (its buckets, its creation time) are left out."""
+    before = "\n".join(
+        [
+            'booking_api_request_seconds_count{method="POST",route="/graphql"} 10.0',
+            'booking_api_request_seconds_sum{method="POST",route="/graphql"} 0.2',
+            'booking_api_temporal_call_seconds_count{update="pay"} 3.0',
+            'booking_api_temporal_call_seconds_sum{update="pay"} 0.05',
+        ]
+    )
+    after = "\n".join(
+        [
+            'booking_api_request_seconds_count{method="POST",route="/graphql"} 14.0',
+            'booking_api_request_seconds_sum{method="POST",route="/graphql"} 0.3',
+            'booking_api_request_seconds_sum{method="GET",route="/metrics"} 9.0',
+            'booking_api_temporal_call_seconds_count{update="pay"} 5.0',
+            'booking_api_temporal_call_seconds_sum{update="pay"} 0.1',
+            'booking_api_temporal_call_seconds_created{update="pay"} 1.7e9',
+            'booking_api_temporal_call_seconds_bucket{le="0.1",update="pay"} 5.0',
+            'booking_api_temporal_call_seconds_count{update="wait_for_hold"} 2.0',
+            'booking_api_temporal_call_seconds_sum{update="wait_for_hold"} 0.03',
+        ]
+    )
+    assert api_split(before, after) == {
+        "graphql_requests": 4.0,
+        "temporal_calls": 4.0,
+        "request_mean_ms": 25.0,
+        "temporal_mean_ms_per_request": 20.0,
+        "api_own_mean_ms_per_request": 5.0,
+    }
+    assert api_split(before, before) is None  # no request between the two
+    assert api_split(None, after) is None
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -193,6 +229,13 @@ def test_bench_quick_run_writes_reports(tmp_path: Path) -> None:
         assert reserve[key]["workflow_task_execution_latency_count"] >= placed, reserve[key]
         assert reserve[key]["workflow_task_execution_latency_mean_ms"] > 0
     assert "floor_worker_metrics" not in s["payment"]  # it drives no floor
+    # The API's own part of each reserve: its request time less its one Temporal call's.
+    api_time = reserve["api_time"]
+    assert api_time["graphql_requests"] == placed == api_time["temporal_calls"], api_time
+    assert 0 < api_time["temporal_mean_ms_per_request"] < api_time["request_mean_ms"]
+    assert api_time["api_own_mean_ms_per_request"] == pytest.approx(
+        api_time["request_mean_ms"] - api_time["temporal_mean_ms_per_request"], abs=0.02
+    )
     payment = s["payment"]
     _latency_ok(payment["sync"]["latency_ms"], payment["count"])
     for path in ("webhook", "signal"):

@@ -25,6 +25,7 @@ from tests.e2e.helpers import (
     create_apartment,
     create_user,
     error_types,
+    paid_lease,
     reserve_input,
 )
 
@@ -60,6 +61,40 @@ async def test_health_readiness_and_metrics(stack: E2EStack, admin: Gql) -> None
         in metrics
     )
     assert "booking_api_db_queries_per_request_count" in metrics
+
+
+def _metric(text: str, name: str, labels: str) -> float:
+    """One sample of the exposition ``text`` (0 when absent)."""
+    match = re.search(rf"^{name}\{{{re.escape(labels)}\}} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+async def test_metrics_tell_the_temporal_calls_from_the_apis_own_time(
+    stack: E2EStack, admin: Gql
+) -> None:
+    """Each Temporal call is timed by the update it ran; a booking's reserve and payment are
+    one call each, and the time in them is part of the requests' time, never more."""
+    tenant = await create_user(admin)
+    _, apartment = await create_apartment(admin)
+    async with stack.api.client() as http:
+        before = (await http.get("/metrics")).text
+    await paid_lease(admin, tenant, apartment, nights=3)
+    async with stack.api.client() as http:
+        after = (await http.get("/metrics")).text
+
+    def delta(name: str, labels: str) -> float:
+        return _metric(after, name, labels) - _metric(before, name, labels)
+
+    calls = "booking_api_temporal_call_seconds"
+    assert delta(f"{calls}_count", 'update="wait_for_hold"') == 1
+    assert delta(f"{calls}_count", 'update="pay"') == 1
+    in_temporal = delta(f"{calls}_sum", 'update="wait_for_hold"') + delta(
+        f"{calls}_sum", 'update="pay"'
+    )
+    requests = "booking_api_request_seconds"
+    graphql = 'method="POST",route="/graphql"'
+    assert delta(f"{requests}_count", graphql) == 2
+    assert 0 < in_temporal < delta(f"{requests}_sum", graphql)
 
 
 async def test_readiness_reports_an_unreachable_temporal(stack: E2EStack) -> None:
