@@ -73,7 +73,8 @@ class ReservationFacts:
 
     # A row with this booking's id exists: a retry of its own commit, or a waiting-list offer.
     placed: bool
-    # The tenant's open holds that count against its limit (``pending_holds``).
+    # The tenant's open holds that count against its limit: waiting-list offers do not (the
+    # tenant queued for them; the limit is on holds a tenant grabs).
     held: int
     # The apartment's terms (``rent_terms``); None: no such apartment.
     terms: RentTerms | None
@@ -148,7 +149,7 @@ def _terms(record: asyncpg.Record | None) -> RentTerms | None:
 async def reservation_facts(conn: Conn, booking: BookingInput) -> ReservationFacts:
     """Everything a reserve checks before its insert, in one statement (one snapshot).
 
-    The same reads as ``pending_holds``, ``rent_terms`` and ``calendar.live_overlap``: a
+    The terms read as ``rent_terms`` does and the clash as ``calendar.live_overlap`` does: a
     reserve is a round trip per statement, and its latency is mostly those (BENCHMARKS.md).
     """
     record = await conn.fetchrow(
@@ -364,19 +365,6 @@ async def lock_user(conn: Conn, user_id: str) -> bool:
     """
     found = await conn.fetchval("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user_id)
     return found is not None
-
-
-async def pending_holds(conn: Conn, user_id: str) -> int:
-    """The tenant's open holds that count against its limit: waiting-list offers do not (the
-    tenant queued for them; the limit is on holds a tenant grabs)."""
-    count: int = await conn.fetchval(
-        """SELECT count(*) FROM bookings b
-            WHERE b.user_id = $1 AND b.booking_status = 'PENDING'
-              AND NOT EXISTS (SELECT 1 FROM waitlist_entries w
-                               WHERE w.offered_booking_id = b.id)""",
-        user_id,
-    )
-    return count
 
 
 async def extend_hold(conn: Conn, booking_id: str, hold_expires_at: datetime) -> bool:
