@@ -29,18 +29,26 @@ _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|
 Snapshot = dict[str, float]
 
 
+async def scrape_text(url: str) -> str | None:
+    """One exposition as text (None when it does not answer)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        try:
+            response = await http.get(url)
+        except httpx.HTTPError:
+            return None
+    return response.text if response.status_code == 200 else None
+
+
 async def scrape(urls: Sequence[str]) -> Snapshot | None:
     """The metrics of every worker, added up (None when any of them does not answer)."""
     if not urls:
         return None
     totals: dict[str, float] = defaultdict(float)
-    async with httpx.AsyncClient(timeout=5) as http:
-        for url in urls:
-            try:
-                text = (await http.get(url)).text
-            except httpx.HTTPError:
-                return None
-            _add(totals, text)
+    for url in urls:
+        text = await scrape_text(url)
+        if text is None:
+            return None
+        _add(totals, text)
     return dict(totals)
 
 
@@ -60,16 +68,6 @@ def _add(totals: dict[str, float], text: str) -> None:
 # The API's: its GraphQL requests' time, and of it the time spent waiting on Temporal.
 _GRAPHQL = 'booking_api_request_seconds_{}{{method="POST",route="/graphql"}}'
 _TEMPORAL = re.compile(r'^booking_api_temporal_call_seconds_(sum|count)\{update="[^"]*"\} (\S+)$')
-
-
-async def scrape_text(url: str) -> str | None:
-    """One exposition as text (None when it does not answer)."""
-    async with httpx.AsyncClient(timeout=5) as http:
-        try:
-            response = await http.get(url)
-        except httpx.HTTPError:
-            return None
-    return response.text if response.status_code == 200 else None
 
 
 def _api_totals(text: str) -> dict[str, float]:
