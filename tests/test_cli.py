@@ -463,6 +463,22 @@ def test_free_ports_stay_out_of_the_range_outgoing_connections_take() -> None:
             s.bind(("127.0.0.1", port))  # free indeed
 
 
+def test_free_port_never_hands_out_a_port_kept_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``booking dev --port N``: N is free until the API binds it, and the ports picked for the
+    rest meanwhile (Postgres first) must not be N."""
+    from booking.devstack import net
+
+    given = free_port()
+    net._handed_out.discard(given)
+    # The one port to pick from is the given one: without keep_out it is handed out.
+    monkeypatch.setattr(net, "_below_ephemeral", lambda: [given])
+    net.keep_out(given)
+    picked = free_port()
+    assert picked != given
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", given))  # still free for the server it was given to
+
+
 def test_the_api_collector_freezes_start_up_and_collects_young_objects_less_often() -> None:
     from cli.main import GC_THRESHOLDS, _tune_gc
 

@@ -44,6 +44,13 @@ def _bindable(host: str, port: int) -> bool:
     return True
 
 
+def keep_out(*ports: int) -> None:
+    """Ports the caller gave servers itself (``booking dev --port`` and the like): ``free_port``
+    never hands them out, though they stay free until those servers bind them (seen: the
+    embedded Postgres given the port just chosen for the API, "address already in use")."""
+    _handed_out.update(ports)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing uses now, never one handed out before by this process.
 
